@@ -1,0 +1,9 @@
+"""Errors for bad input: one line that names the input and the problem (exit code 2 from the CLI)."""
+
+
+class InputError(Exception):
+    """Bad input: a file, an argument or a session that cannot be used as given."""
+
+
+class SessionInUseError(InputError):
+    """Another writer holds the session."""

@@ -1,0 +1,1 @@
+"""Importers: bring keypoints, units, behaviour labels and other tools' outputs into a session."""

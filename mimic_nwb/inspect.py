@@ -1,0 +1,95 @@
+"""``mimic-nwb inspect``: what a session holds, pynwb validation, nwbinspector with the ndx-mimic checks."""
+
+import warnings
+
+import numpy as np
+from pynwb import validate
+from pynwb.base import TimeSeries
+
+from .session import check_session_file, read_session
+
+
+def _time_range(series):
+    if series.timestamps is not None:
+        times = series.get_timestamps()
+        return f"{times[0]:.3f}-{times[-1]:.3f} s" if len(times) else "empty"
+    n = series.data.shape[0]
+    return f"{series.starting_time:.3f}-{series.starting_time + (n - 1) / series.rate:.3f} s @ {series.rate:g} Hz"
+
+
+def describe(nwbfile):
+    """Readable lines about what a session holds: subject, units, keypoints, results."""
+    lines = [f"session {nwbfile.session_id} ({nwbfile.identifier}), start {nwbfile.session_start_time.isoformat()}"]
+    subject = nwbfile.subject
+    if subject is not None:
+        lines.append(f"subject {subject.subject_id}: {subject.species}, sex {subject.sex}, age {subject.age}")
+    if nwbfile.electrodes is not None:
+        lines.append(f"electrodes: {len(nwbfile.electrodes)} in {len(nwbfile.electrode_groups)} groups")
+    if nwbfile.units is not None:
+        units = nwbfile.units
+        regions = units["brain_region"][:] if "brain_region" in units.colnames else []
+        counts = {r: int(np.sum(np.asarray(regions) == r)) for r in sorted(set(regions))}
+        lines.append(f"units: {len(units)} {counts if counts else ''}".rstrip())
+    for name, intervals in (nwbfile.intervals or {}).items():
+        lines.append(f"intervals/{name}: {len(intervals)} rows")
+    for module_name, module in nwbfile.processing.items():
+        for name, obj in module.data_interfaces.items():
+            lines.append(f"processing/{module_name}/{name} [{type(obj).__name__}]")
+            lines.extend(f"    {line}" for line in _describe_object(obj))
+    return lines
+
+
+def _describe_object(obj):
+    kind = type(obj).__name__
+    if kind == "PoseEstimation":
+        series = list(obj.pose_estimation_series.values())
+        if not series:
+            return ["no series"]
+        data = np.stack([np.asarray(s.data[:]) for s in series], axis=1)
+        missing = np.isnan(data).any(axis=2).sum(axis=0)
+        lines = [f"{data.shape[0]} frames x {data.shape[1]} keypoints, {_time_range(series[0])}, unit {series[0].unit}"]
+        lines.append(
+            "missing detections: "
+            + (", ".join(f"{s.name} {m}" for s, m in zip(series, missing) if m) or "none")
+        )
+        return lines
+    series = [
+        (name, value)
+        for name, value in sorted(obj.fields.items())
+        if isinstance(value, TimeSeries) and value.parent is obj
+    ]
+    children = getattr(obj, "layer_activations", None) or {}
+    series += [(name, layer) for name, layer in children.items()]
+    lines = [f"{name}: {tuple(s.data.shape)} {s.data.dtype} {s.unit}, {_time_range(s)}" for name, s in series]
+    if hasattr(obj, "colnames") and hasattr(obj, "__len__"):
+        lines.append(f"{len(obj)} rows, columns {', '.join(obj.colnames)}")
+    if hasattr(obj, "mode"):
+        lines.append(f"mode {obj.mode}")
+    return lines
+
+
+def inspect_session(path, run_inspector=True):
+    """Return (report text, ok). ``ok`` is false when validation or a CRITICAL inspector check fails."""
+    check_session_file(path)
+    with warnings.catch_warnings(record=True) as read_warnings:
+        warnings.simplefilter("always")
+        with read_session(path) as nwbfile:
+            lines = describe(nwbfile)
+    problems = [str(w.message) for w in read_warnings if "ndx_mimic" in str(w.filename) or "'" in str(w.message)]
+    errors = validate(path=str(path))
+    lines.append(f"pynwb validation: {'no errors' if not errors else f'{len(errors)} error(s)'}")
+    lines.extend(f"    {error}" for error in errors)
+    ok = not errors
+    if run_inspector:
+        import nwbinspector
+
+        import ndx_mimic.inspector_checks  # noqa: F401  (registers the ndx-mimic checks)
+
+        messages = list(nwbinspector.inspect_nwbfile(nwbfile_path=str(path)))
+        lines.append(f"nwbinspector (with ndx-mimic checks): {len(messages)} finding(s)")
+        for message in sorted(messages, key=lambda m: -m.importance.value):
+            lines.append(f"    {message.importance.name} {message.check_function_name} {message.location}: {message.message}")
+        ok = ok and not any(m.importance.name in ("CRITICAL", "PYNWB_VALIDATION", "ERROR") for m in messages)
+    for problem in problems:
+        lines.append(f"warning while reading: {problem}")
+    return "\n".join(lines), ok
