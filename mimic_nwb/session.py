@@ -8,7 +8,9 @@ session makes a second writer fail at once with "session is in use".
 
 Replacing a result rewrites the file without it (pynwb export), so the file does not keep
 growing; results that link to a replaced one are replaced with it only when asked, otherwise
-the replace is refused naming them: never a dangling link.
+the replace is refused naming them: never a dangling link. Besides the results in processing
+modules, the core Units table (``units``) and tables in ``/intervals`` (``intervals/NAME``) can
+be replaced.
 """
 
 import contextlib
@@ -151,11 +153,15 @@ class SessionAppend:
         return self.nwbfile.processing[name]
 
     def check_new(self, name, module=RESULTS_MODULE):
-        """Raise unless ``module/name`` is free (or was replaced by this append)."""
-        if module in self.nwbfile.processing and name in self.nwbfile.processing[module].data_interfaces:
-            raise InputError(
-                f"{self.path}: processing/{module}/{name} already exists; pass replace (--replace) to replace it"
-            )
+        """Raise unless ``module/name`` is free (or was replaced by this append).
+
+        ``module`` is a processing module, or ``"intervals"`` for a table in ``/intervals``;
+        ``check_new("units", module=None)`` checks the core Units table.
+        """
+        where = name if module is None else f"{module}/{name}"
+        if _resolve(self.nwbfile, where) is not None:
+            shown = where if module in (None, "intervals") else f"processing/{where}"
+            raise InputError(f"{self.path}: {shown} already exists; pass replace (--replace) to replace it")
 
     def add(self, obj, module=RESULTS_MODULE, parameters=None):
         """Add a result to ``processing/<module>`` with provenance (software, parameters, time)."""
@@ -196,13 +202,14 @@ def _json_default(value):
 def append(path, replace=(), replace_dependents=False):
     """Open a session to add results; commit them atomically when the block ends without error.
 
-    ``replace`` names results in ``processing/mimic`` (or ``module/name`` paths) to remove first;
-    results linking to them are removed too when ``replace_dependents`` is true, otherwise the
+    ``replace`` names results in ``processing/mimic`` (or ``module/name`` paths, ``units`` for the
+    Units table, ``intervals/NAME`` for a time-intervals table) to remove first; results linking to them are removed too when ``replace_dependents`` is true, otherwise the
     replace is refused naming them. Yields a :class:`SessionAppend`.
     """
     path = Path(path)
     check_session_file(path)
-    if not os.access(path, os.W_OK):
+    # The mode bits state the owner's intent even for root, whom os.access always lets write.
+    if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
         raise InputError(f"{path}: session file is read-only")
     with session_lock(path):
         _remove_stale_copies(path)
@@ -226,11 +233,39 @@ def append(path, replace=(), replace_dependents=False):
 
 
 def _resolve(nwbfile, name):
+    """``(module, name)`` of a result present in the file, else None.
+
+    ``module`` is a processing module's name, ``""`` for the Units table (``name == "units"``),
+    or ``"intervals"`` for a table in ``/intervals``.
+    """
+    if name == "units":
+        return ("", "units") if nwbfile.units is not None else None
     module, _, obj_name = name.rpartition("/")
+    if module == "intervals":
+        return (module, obj_name) if obj_name in nwbfile.intervals else None
     module = module or RESULTS_MODULE
     if module in nwbfile.processing and obj_name in nwbfile.processing[module].data_interfaces:
         return module, obj_name
     return None
+
+
+def _get(nwbfile, where):
+    module, name = where
+    if module == "":
+        return nwbfile.units
+    if module == "intervals":
+        return nwbfile.intervals[name]
+    return nwbfile.processing[module][name]
+
+
+def _remove(nwbfile, where):
+    module, name = where
+    if module == "":
+        nwbfile.fields.pop("units")  # hdmf fields are set once: drop it rather than set None
+    elif module == "intervals":
+        nwbfile.intervals.pop(name)
+    else:
+        nwbfile.processing[module].data_interfaces.pop(name)
 
 
 def _copy_without(path, work, replace, replace_dependents):
@@ -239,7 +274,7 @@ def _copy_without(path, work, replace, replace_dependents):
         nwbfile = src.read()
         found = {r for name in replace if (r := _resolve(nwbfile, name))}
         if found:
-            while dependents := dependents_of(nwbfile, [nwbfile.processing[m][n] for m, n in found]):
+            while dependents := dependents_of(nwbfile, [_get(nwbfile, where) for where in found]):
                 movable = {d for d in dependents if isinstance(d, tuple)}
                 if not replace_dependents or len(movable) < len(dependents):
                     listing = "; ".join(
@@ -249,8 +284,8 @@ def _copy_without(path, work, replace, replace_dependents):
                     names = ", ".join(sorted(n for _, n in found))
                     raise InputError(f"{path}: cannot replace {names}: {listing} (replace those too)")
                 found |= movable
-            for module, name in found:
-                nwbfile.processing[module].data_interfaces.pop(name)
+            for where in found:
+                _remove(nwbfile, where)
             with NWBHDF5IO(str(work), "w") as dst:
                 dst.export(src_io=src, nwbfile=nwbfile)
             return tuple(sorted(name for _, name in found))

@@ -5,6 +5,7 @@ units; :func:`import_keypoints` appends them to a session as ``processing/behavi
 Skeletons + PoseEstimation. Missing detections (NaN) stay NaN and are counted, never filled.
 """
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,9 +118,10 @@ def load_skeleton(skeleton):
 
 def check_body_size(positions_m, source, declared):
     """Refuse positions whose body size is implausible in meters (e.g. millimetres declared as metres)."""
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames without keypoints give NaN spans
         spans = np.nanmax(positions_m, axis=1) - np.nanmin(positions_m, axis=1)  # (N, 3)
-    size = np.nanmedian(np.linalg.norm(spans, axis=1))
+        size = np.nanmedian(np.linalg.norm(spans, axis=1))
     low, high = PLAUSIBLE_BODY_SIZE
     if not np.isfinite(size):
         raise InputError(f"{source}: no frame has two observed keypoints")

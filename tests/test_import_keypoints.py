@@ -1,0 +1,223 @@
+"""Keypoint import: real DANNCE files, ndx-pose files of both layouts, timing, and bad inputs."""
+
+import re
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+from pynwb import validate
+
+from mimic_nwb.cli import main
+from mimic_nwb.data import data_path
+from mimic_nwb.errors import InputError
+from mimic_nwb.importers.keypoints import import_keypoints, load_skeleton, read_nwb_pose
+from mimic_nwb.session import read_session
+from ndx_mimic.mimic import pose_as_array
+
+from helpers import digest, new_session
+
+RAT_CLIP = data_path("rat23_dannce_clip_1000.mat")
+MOUSE = data_path("mouse22_dannce_save_data_MAX.mat")
+
+
+def test_rat_clip_round_trip_in_meters(tmp_path):
+    path = new_session(tmp_path)
+    summary = import_keypoints(path, RAT_CLIP, skeleton="rat23", rate=50.0)
+    assert "1000 frames x 23 keypoints" in summary and "missing detections: 0" in summary
+    pred = scipy.io.loadmat(RAT_CLIP)["pred"]
+    with read_session(path) as nwbfile:
+        pose = nwbfile.processing["behavior"]["PoseEstimation"]
+        positions = pose_as_array(pose)
+        np.testing.assert_allclose(positions, np.transpose(pred, (0, 2, 1)) / 1000.0)
+        snout = pose.pose_estimation_series["Snout"]
+        assert snout.unit == "meters" and snout.rate == 50.0
+        assert list(pose.skeleton.nodes[:3]) == ["Snout", "EarL", "EarR"]
+        assert pose.skeleton.subject is nwbfile.subject
+        assert pose.source_software == "DANNCE"
+    assert validate(path=str(path)) == []
+
+
+def test_mouse_file_with_confidence_and_irregular_timestamps(tmp_path):
+    path = new_session(tmp_path)
+    times = np.cumsum(np.full(400, 0.01) + np.random.default_rng(0).uniform(-1e-4, 1e-4, 400))
+    np.save(tmp_path / "times.npy", times)
+    assert main(["import-keypoints", str(path), str(MOUSE), "--skeleton", "mouse22",
+                 "--timestamps", str(tmp_path / "times.npy")]) == 0
+    p_max = scipy.io.loadmat(MOUSE)["p_max"]
+    with read_session(path) as nwbfile:
+        series = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series
+        np.testing.assert_allclose(series["Snout"].timestamps[:], times)
+        k = load_skeleton("mouse22").nodes.index("Snout")
+        np.testing.assert_allclose(series["Snout"].confidence[:], p_max[:, k])
+    # irregular clock: one series holds the timestamps, the 21 others link to them
+    with h5py.File(path, "r") as f:
+        group = f["processing/behavior/PoseEstimation"]
+        links = [group[name].get("timestamps", getlink=True) for name in series_names(group)]
+        assert sum(isinstance(link, h5py.HardLink) for link in links) == 1
+        assert sum(isinstance(link, h5py.SoftLink) for link in links) == 21
+    assert validate(path=str(path)) == []
+
+
+def series_names(group):
+    return [name for name, obj in group.items() if obj.attrs.get("neurodata_type") == "PoseEstimationSeries"]
+
+
+def test_missing_detections_stay_nan_and_are_counted(tmp_path):
+    pred = scipy.io.loadmat(RAT_CLIP)["pred"].copy()
+    pred[10:20, :, 4] = np.nan
+    pred[500, :, 0] = np.nan
+    source = tmp_path / "gaps.mat"
+    scipy.io.savemat(source, {"pred": pred})
+    path = new_session(tmp_path)
+    summary = import_keypoints(path, source, skeleton="rat23", rate=50.0)
+    assert "missing detections: 11 of 23000" in summary
+    with read_session(path) as nwbfile:
+        positions = pose_as_array(nwbfile.processing["behavior"]["PoseEstimation"])
+        assert np.isnan(positions[10:20, 4]).all() and np.isnan(positions[500, 0]).all()
+        assert np.isnan(positions).any(axis=2).sum() == 11
+
+
+def test_multi_animal_predictions_pick_one(tmp_path):
+    pred = scipy.io.loadmat(RAT_CLIP)["pred"][:100]
+    two = np.stack([pred, pred + 100.0], axis=1)  # (N, A, 3, K)
+    source = tmp_path / "two.mat"
+    scipy.io.savemat(source, {"pred": two})
+    path = new_session(tmp_path)
+    with pytest.raises(InputError, match="holds 2 animals"):
+        import_keypoints(path, source, skeleton="rat23", rate=50.0)
+    import_keypoints(path, source, skeleton="rat23", rate=50.0, animal=1)
+    with read_session(path) as nwbfile:
+        positions = pose_as_array(nwbfile.processing["behavior"]["PoseEstimation"])
+    np.testing.assert_allclose(positions, (np.transpose(pred, (0, 2, 1)) + 100.0) / 1000.0)
+
+
+def _write_ndx_pose_01_file(path, positions, nodes, edges):
+    """An NWB file laid out as ndx-pose 0.1.x wrote it: nodes/edges inside PoseEstimation."""
+    with h5py.File(path, "w") as f:
+        f.attrs["nwb_version"] = "2.5.0"
+        group = f.create_group("processing/behavior/PoseEstimation")
+        group.attrs.update(neurodata_type="PoseEstimation", namespace="ndx-pose", object_id="x")
+        group.create_dataset("nodes", data=np.array(nodes, dtype=object), dtype=h5py.string_dtype())
+        group.create_dataset("edges", data=np.asarray(edges, dtype="uint8").reshape(-1, 2))
+        group.create_dataset("source_software", data="DeepLabCut")
+        for k, node in enumerate(nodes):
+            series = group.create_group(node)
+            series.attrs.update(neurodata_type="PoseEstimationSeries", namespace="ndx-pose")
+            data = series.create_dataset("data", data=positions[:, k] * 1000.0)
+            data.attrs.update(unit="mm", conversion=1.0)
+            series.create_dataset("reference_frame", data="arena corner")
+            series.create_dataset("confidence", data=np.full(len(positions), 0.9))
+            series.create_dataset("timestamps", data=np.arange(len(positions)) / 30.0)
+
+
+@pytest.mark.parametrize("edges", [[[0, 1], [1, 2]], []], ids=["edges", "empty_edges"])
+def test_reads_ndx_pose_01_layout(tmp_path, edges):
+    positions = 0.1 * np.random.default_rng(1).normal(size=(60, 3, 3))
+    source = tmp_path / "old.nwb"
+    _write_ndx_pose_01_file(source, positions, ["nose", "neck", "tail"], edges)
+    keypoints = read_nwb_pose(source)
+    assert keypoints.layout.startswith("ndx-pose 0.1.x")
+    np.testing.assert_allclose(keypoints.positions, positions)
+    assert keypoints.skeleton.edges.shape == (len(edges), 2)
+    path = new_session(tmp_path)
+    summary = import_keypoints(path, source)
+    assert "layout: ndx-pose 0.1.x" in summary
+    with read_session(path) as nwbfile:
+        pose = nwbfile.processing["behavior"]["PoseEstimation"]
+        np.testing.assert_allclose(pose_as_array(pose), positions)
+        np.testing.assert_allclose(pose.pose_estimation_series["nose"].timestamps[:], np.arange(60) / 30.0)
+    assert validate(path=str(path)) == []
+
+
+def test_reads_current_ndx_pose_layout_from_another_session(tmp_path):
+    first = new_session(tmp_path, "first.nwb")
+    import_keypoints(first, RAT_CLIP, skeleton="rat23", rate=50.0)
+    second = new_session(tmp_path, "second.nwb")
+    summary = import_keypoints(second, first)
+    assert "linked Skeleton" in summary
+    with read_session(first) as a, read_session(second) as b:
+        np.testing.assert_array_equal(
+            pose_as_array(a.processing["behavior"]["PoseEstimation"]),
+            pose_as_array(b.processing["behavior"]["PoseEstimation"]),
+        )
+
+
+def _mat(tmp_path, name, **arrays):
+    path = tmp_path / name
+    scipy.io.savemat(path, arrays)
+    return path
+
+
+PRED = scipy.io.loadmat(RAT_CLIP)["pred"][:50]
+
+
+def _bad_inputs(tmp_path):
+    """(argv after 'import-keypoints SESSION', expected message) for malformed inputs."""
+    truncated = tmp_path / "truncated.mat"
+    truncated.write_bytes(RAT_CLIP.read_bytes()[:5000])
+    garbage = tmp_path / "garbage.mat"
+    garbage.write_bytes(b"\x00\x01not a mat file at all" * 50)
+    backwards = tmp_path / "backwards.txt"
+    backwards.write_text("\n".join(str(t) for t in [0.0, 0.02, 0.01] + [0.1 + i for i in range(47)]))
+    short_times = tmp_path / "short.txt"
+    short_times.write_text("0\n0.02\n")
+    bad_skeleton = _mat(tmp_path, "noidx.mat", joint_names=np.array([["a"]], dtype=object))
+    return [
+        ([str(truncated), "--skeleton", "rat23", "--rate", "50"], "truncated.mat: not a readable .mat file"),
+        ([str(garbage), "--skeleton", "rat23", "--rate", "50"], "garbage.mat: not a readable .mat file"),
+        ([str(tmp_path / "absent.mat"), "--skeleton", "rat23", "--rate", "50"], "absent.mat: no such file"),
+        ([str(_mat(tmp_path, "nopred.mat", data=PRED)), "--skeleton", "rat23", "--rate", "50"], "no 'pred' array"),
+        ([str(_mat(tmp_path, "flat.mat", pred=PRED[:, 0])), "--skeleton", "rat23", "--rate", "50"], "pred must have shape"),
+        ([str(_mat(tmp_path, "k22.mat", pred=PRED[:, :, :22])), "--skeleton", "rat23", "--rate", "50"],
+         "pred has 22 keypoints but skeleton rat23 has 23"),
+        ([str(RAT_CLIP), "--skeleton", "rat99", "--rate", "50"], "skeleton 'rat99': unknown"),
+        ([str(RAT_CLIP), "--skeleton", str(bad_skeleton), "--rate", "50"], "skeleton file has no 'joints_idx'"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--units", "m"],
+         "implausible with units 'm' \\(millimetres declared as metres\\?\\)"),
+        ([str(_mat(tmp_path, "tiny.mat", pred=PRED / 1000.0)), "--skeleton", "rat23", "--rate", "50"],
+         "implausible with units 'mm' \\(metres declared as millimetres\\?\\)"),
+        ([str(_mat(tmp_path, "short.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(backwards)],
+         "timestamps: not strictly increasing"),
+        ([str(_mat(tmp_path, "short2.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(short_times)],
+         "timestamps: 2 values for 50 frames"),
+        ([str(RAT_CLIP), "--skeleton", "rat23"], "give the frame rate"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "-50"], "rate: -50.0 Hz must be positive"),
+        ([str(_mat(tmp_path, "pmax.mat", pred=PRED, p_max=np.ones((49, 23)))), "--skeleton", "rat23", "--rate", "50"],
+         "p_max has shape \\(49, 23\\)"),
+        ([str(_mat(tmp_path, "ids.mat", pred=PRED, sampleID=np.arange(10))), "--skeleton", "rat23", "--rate", "50"],
+         "sampleID has 10 entries but pred has 50 frames"),
+        ([str(_mat(tmp_path, "nan.mat", pred=np.full_like(PRED, np.nan))), "--skeleton", "rat23", "--rate", "50"],
+         "no frame has two observed keypoints"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--animal", "2"], "pred holds one animal"),
+    ]
+
+
+def test_bad_keypoint_inputs_exit_2_one_line_file_unchanged(tmp_path, capsys):
+    path = new_session(tmp_path)
+    before = digest(path)
+    for argv, message in _bad_inputs(tmp_path):
+        assert main(["import-keypoints", str(path), *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("mimic-nwb: error: ") and "\n" not in err, err
+        assert re.search(message, err), (message, err)
+        assert digest(path) == before
+    assert not list(tmp_path.glob(".session.nwb.*.tmp.nwb"))
+
+
+def test_importing_twice_needs_replace(tmp_path, capsys):
+    path = new_session(tmp_path)
+    argv = ["import-keypoints", str(path), str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50"]
+    assert main(argv) == 0
+    before = digest(path)
+    assert main(argv) == 2
+    assert "processing/behavior/PoseEstimation already exists" in capsys.readouterr().err
+    assert digest(path) == before
+    assert main([*argv, "--replace"]) == 0
+
+
+def test_not_nwb_session_is_refused(tmp_path, capsys):
+    fake = tmp_path / "fake.nwb"
+    fake.write_text("hello")
+    assert main(["import-keypoints", str(fake), str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50"]) == 2
+    assert "not an NWB file" in capsys.readouterr().err
+    assert fake.read_text() == "hello"

@@ -1,0 +1,158 @@
+"""The append mechanism: atomic under kill -9, exclusive, replace without growth or dangling links."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+from pynwb import NWBHDF5IO, validate
+
+from mimic_nwb.errors import InputError, SessionInUseError
+from mimic_nwb.session import append, read_session, session_lock
+from ndx_mimic.testing import mock
+
+from helpers import digest, new_session
+
+
+def _add_mock_results(session_append, suffix=""):
+    body_model = mock.mock_BodyModel(name=f"BodyModel{suffix}", software_name=None, software_version=None)
+    session_append.add(body_model, parameters={"scale": 1.0})
+    return body_model
+
+
+def test_append_records_provenance(tmp_path):
+    path = new_session(tmp_path)
+    with append(path) as s:
+        _add_mock_results(s)
+    with read_session(path) as nwbfile:
+        model = nwbfile.processing["mimic"]["BodyModel"]
+        assert model.software_name == "mimic_nwb"
+        assert model.parameters == '{"scale": 1.0}'
+        assert model.created.endswith("+00:00")
+    assert validate(path=str(path)) == []
+
+
+def test_existing_result_is_an_error_unless_replaced(tmp_path):
+    path = new_session(tmp_path)
+    with append(path) as s:
+        _add_mock_results(s)
+    before = digest(path)
+    with pytest.raises(InputError, match="processing/mimic/BodyModel already exists; pass replace"):
+        with append(path) as s:
+            _add_mock_results(s)
+    assert digest(path) == before
+    with append(path, replace=["BodyModel"]) as s:
+        assert s.replaced == ("BodyModel",)
+        s.add(mock.mock_BodyModel(model_name="second"))
+    with read_session(path) as nwbfile:
+        assert nwbfile.processing["mimic"]["BodyModel"].model_name == "second"
+
+
+def test_replacing_does_not_grow_the_file(tmp_path):
+    path = new_session(tmp_path)
+    with append(path) as s:
+        s.add(mock.mock_BinnedSpikeCounts(num_bins=20000, num_units=20))
+    first = path.stat().st_size
+    sizes = []
+    for seed in range(3):
+        with append(path, replace=["BinnedSpikeCounts"]) as s:
+            counts = np.random.default_rng(seed).poisson(0.5, size=(20000, 20)).astype("uint16")
+            s.add(mock.mock_BinnedSpikeCounts(data=counts, num_units=20))
+        sizes.append(path.stat().st_size)
+    assert max(sizes) <= first + 4096, (first, sizes)
+    with read_session(path) as nwbfile:
+        np.testing.assert_array_equal(nwbfile.processing["mimic"]["BinnedSpikeCounts"].data[:], counts)
+
+
+def test_replace_refuses_dangling_links_or_takes_dependents(tmp_path):
+    path = tmp_path / "full.nwb"
+    with NWBHDF5IO(path, "w") as io:
+        io.write(mock.mock_session())
+    before = digest(path)
+    with pytest.raises(InputError, match="SimulationRollout_closed_loop links StacRegistration"):
+        with append(path, replace=["StacRegistration"]) as s:
+            pass
+    assert digest(path) == before
+    with append(path, replace=["StacRegistration"], replace_dependents=True) as s:
+        # the rollout links the registration, the activations link the rollout: all go
+        assert set(s.replaced) == {"StacRegistration", "SimulationRollout_closed_loop", "NetworkActivations_closed_loop"}
+    with read_session(path) as nwbfile:
+        names = set(nwbfile.processing["mimic"].data_interfaces)
+        assert "StacRegistration" not in names and "BodyModel" in names and "ControllerNetwork" in names
+    assert validate(path=str(path)) == []
+
+
+def test_second_writer_gets_session_in_use(tmp_path):
+    path = new_session(tmp_path)
+    with session_lock(path):
+        with pytest.raises(SessionInUseError, match="session is in use"):
+            with append(path):
+                pass
+    with append(path) as s:  # free again
+        _add_mock_results(s)
+
+
+def test_read_only_and_not_nwb_files_are_refused(tmp_path):
+    path = new_session(tmp_path)
+    os.chmod(path, 0o444)
+    try:
+        with pytest.raises(InputError, match="read-only"):
+            with append(path):
+                pass
+    finally:
+        os.chmod(path, 0o644)
+    text = tmp_path / "notes.nwb"
+    text.write_text("not hdf5")
+    with pytest.raises(InputError, match="not an NWB file"):
+        with append(text):
+            pass
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from mimic_nwb.session import append
+    from ndx_mimic.testing import mock
+    with append(sys.argv[1]) as s:
+        for i in range(3):
+            s.add(mock.mock_SimulationRollout(name=f"rollout_{i}", body_model=s.nwbfile.processing["mimic"]["BodyModel"]))
+    print("done", flush=True)
+    """
+)
+
+
+def test_kill_9_at_random_moments_leaves_old_or_new_file(tmp_path):
+    path = new_session(tmp_path)
+    with append(path) as s:
+        _add_mock_results(s)
+    original = digest(path)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    # A writer takes about 2 s here (start-up included): kill at moments spread over it.
+    rng = random.Random(0)
+    outcomes = {"old": 0, "new": 0}
+    for attempt in range(12):
+        copy = tmp_path / f"kill_{attempt}.nwb"
+        copy.write_bytes(path.read_bytes())
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(copy)], stdout=subprocess.PIPE, env=env)
+        time.sleep(rng.uniform(0.2, 3.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        with read_session(copy) as nwbfile:
+            names = set(nwbfile.processing["mimic"].data_interfaces)
+        if digest(copy) == original:
+            outcomes["old"] += 1
+        else:
+            assert names == {"BodyModel", "rollout_0", "rollout_1", "rollout_2"}
+            assert validate(path=str(copy)) == []
+            outcomes["new"] += 1
+        # a later writer cleans up and succeeds
+        with append(copy, replace=["rollout_0"]) as s:
+            pass
+        assert not list(tmp_path.glob(f".{copy.name}.*"))
+    assert outcomes["old"] > 0, outcomes
