@@ -203,8 +203,9 @@ def append(path, replace=(), replace_dependents=False):
     """Open a session to add results; commit them atomically when the block ends without error.
 
     ``replace`` names results in ``processing/mimic`` (or ``module/name`` paths, ``units`` for the
-    Units table, ``intervals/NAME`` for a time-intervals table) to remove first; results linking to them are removed too when ``replace_dependents`` is true, otherwise the
-    replace is refused naming them. Yields a :class:`SessionAppend`.
+    Units table, ``intervals/NAME`` for a time-intervals table) to remove first; results linking
+    to them are removed too when ``replace_dependents`` is true, otherwise the replace is refused
+    naming them. Yields a :class:`SessionAppend`.
     """
     path = Path(path)
     check_session_file(path)
@@ -261,7 +262,10 @@ def _get(nwbfile, where):
 def _remove(nwbfile, where):
     module, name = where
     if module == "":
-        nwbfile.fields.pop("units")  # hdmf fields are set once: drop it rather than set None
+        # Detach it as LabelledDict.pop does for the others (children, modified flags: else export
+        # writes the file from its cached build), then drop the field, which hdmf sets only once.
+        nwbfile.units.reset_parent()
+        nwbfile.fields.pop("units")
     elif module == "intervals":
         nwbfile.intervals.pop(name)
     else:

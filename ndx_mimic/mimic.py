@@ -26,7 +26,7 @@ LAYER_KINDS = (
     "decoder",
     "action",
 )
-ACTUATOR_KINDS = ("torque", "position")
+ACTUATOR_KINDS = ("torque", "position", "as_declared")
 
 
 def _docval_args(base, **defaults):

@@ -100,7 +100,11 @@ def build_types():
             NWBAttributeSpec(
                 name="scale", dtype="float64", doc="Scale factor applied to the source model (1.0: unscaled)."
             ),
-            text_attribute("actuator_kind", "Kind of actuators: 'torque' or 'position'."),
+            text_attribute(
+                "actuator_kind",
+                "Kind of actuators: 'torque' (gain = force range, no bias), 'position' (servos), or "
+                "'as_declared' (the source MJCF's own actuators, unchanged).",
+            ),
             NWBAttributeSpec(name="timestep", dtype="float64", doc="Physics timestep of the model, in seconds."),
             text_attribute("mjcf_sha256", "SHA-256 hex digest of the UTF-8 bytes of the 'mjcf' dataset."),
             text_attribute("mujoco_version", "Version of MuJoCo that compiled the model."),
@@ -201,7 +205,10 @@ def build_types():
             NWBGroupSpec(
                 name="qpos",
                 neurodata_type_inc="JointStateSeries",
-                doc="Fitted generalised positions, T x nq (free joint: meters and unit quaternion; hinges: radians).",
+                doc=(
+                    "Fitted generalised positions, T x nq, in the model frame (floor at z = 0, gravity along -z; "
+                    "see world_to_model); free joint: meters and unit quaternion; hinges: radians."
+                ),
             ),
             NWBGroupSpec(
                 name="keypoint_errors",
@@ -216,8 +223,8 @@ def build_types():
                 neurodata_type_inc="PoseEstimation",
                 doc=(
                     "Positions of the model's keypoint sites, as an ndx-pose PoseEstimation on the same Skeleton "
-                    "as the source keypoints (one PoseEstimationSeries per keypoint, meters, world frame), so "
-                    "pose tools can overlay model and data."
+                    "as the source keypoints (one PoseEstimationSeries per keypoint, meters, in the frame of the "
+                    "source keypoints), so pose tools can overlay model and data."
                 ),
             ),
             NWBGroupSpec(name="keypoint_sites", neurodata_type_inc="KeypointSites", doc="The keypoint sites."),
