@@ -5,6 +5,7 @@ with one line ``mimic-nwb: error: ...`` on stderr and exit code 2, and changes n
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -68,12 +69,114 @@ def cmd_import_keypoints(args):
     print(summary)
 
 
+def cmd_import_units(args):
+    from .importers.units import import_units
+
+    summary = import_units(
+        args.session,
+        args.source,
+        sampling_rate=args.sampling_rate,
+        unit_table=args.unit_table,
+        keep=[label.strip() for label in args.keep.split(",")] if args.keep else None,
+        segment_index=args.segment_index,
+        session_end=args.session_end,
+        replace=args.replace,
+    )
+    print(summary)
+
+
+def cmd_import_labels(args):
+    from .importers.labels import import_labels
+
+    summary = import_labels(
+        args.session,
+        args.source,
+        rate=args.rate,
+        timestamps=args.timestamps,
+        starting_time=args.starting_time,
+        session_end=args.session_end,
+        name=args.name,
+        replace=args.replace,
+    )
+    print(summary)
+
+
+def cmd_stac(args):
+    from .stac import StacConfig
+    from .stac.nwb import stac_session
+
+    settings = {}
+    if args.up:
+        try:
+            settings["up_direction"] = tuple(float(v) for v in args.up.split(","))
+        except ValueError:
+            raise InputError(f"--up {args.up!r}: expected three numbers, e.g. 0,0,1") from None
+    for field in ("n_calibration_frames", "n_workers", "smoothness_weight", "floor_height", "min_keypoints"):
+        if getattr(args, field) is not None:
+            settings[field] = getattr(args, field)
+    try:
+        config = StacConfig(**settings)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    summary, _ = stac_session(
+        args.session,
+        site_map=args.site_map,
+        mjcf=args.mjcf,
+        scale=args.scale,
+        config=config,
+        offsets_from=args.offsets_from,
+        keypoints_name=args.keypoints,
+        name=args.name,
+        replace=args.replace,
+        progress=not args.no_progress,
+    )
+    print(summary)
+
+
 def cmd_inspect(args):
     from .inspect import inspect_session
 
     report, ok = inspect_session(args.session, run_inspector=not args.no_inspector)
     print(report)
     return 0 if ok else 1
+
+
+def cmd_demo(args):
+    from .demo import run_demo
+
+    _, ok = run_demo(args.outdir, fresh=args.fresh)
+    return 0 if ok else 1
+
+
+def cmd_publish(args):
+    from .dandi import publish
+
+    result = publish(
+        args.sessions,
+        args.dandiset,
+        instance=args.instance,
+        dandiset_dir=args.dandiset_dir,
+        files_mode=args.files_mode,
+        existing=args.existing,
+        upload_files=not args.validate_only,
+    )
+    print(result.summary())
+
+
+def cmd_download(args):
+    from .dandi import download
+
+    paths = download(
+        args.dandiset,
+        args.output_dir,
+        path=args.path,
+        instance=args.instance,
+        version=args.version,
+        existing=args.existing,
+    )
+    print(f"{len(paths)} asset(s) in {args.output_dir}")
+    for path in paths:
+        print(f"  {path}")
 
 
 def build_parser():
@@ -119,10 +222,98 @@ def build_parser():
     keypoints.add_argument("--replace", action="store_true", help="replace keypoints of the same name")
     keypoints.set_defaults(func=cmd_import_keypoints)
 
+    units = commands.add_parser(
+        "import-units", help="import sorted units (.npz of spike times, phy folder, saved SpikeInterface sorting)"
+    )
+    units.add_argument("session", type=Path)
+    units.add_argument(
+        "source", type=Path, help=".npz (one array of spike times in s per unit), phy folder, or SpikeInterface folder"
+    )
+    units.add_argument("--sampling-rate", type=float, help="recording sampling rate, Hz (for .npz; phy reads params.py)")
+    units.add_argument(
+        "--unit-table", type=Path, help="CSV/TSV: unit, and any of electrode_group, brain_region, cell_type, quality"
+    )
+    units.add_argument("--keep", help="phy cluster labels to import, comma-separated (default: good,mua)")
+    units.add_argument("--segment-index", type=int, default=0, help="segment of a multi-segment SpikeInterface sorting")
+    units.add_argument(
+        "--session-end", type=float, help="end of the recording, s (default: end of the session's keypoints, if any)"
+    )
+    units.add_argument("--replace", action="store_true", help="replace the units already in the session")
+    units.set_defaults(func=cmd_import_units)
+
+    labels = commands.add_parser("import-labels", help="import behaviour bouts (CSV/TSV, or per-frame labels .npy/.npz)")
+    labels.add_argument("session", type=Path)
+    labels.add_argument(
+        "source", type=Path, help="CSV/TSV: start,stop,label[,cluster_id] in s; or .npy/.npz per-frame labels"
+    )
+    labels.add_argument("--rate", type=float, help="frame rate of per-frame labels, Hz (default: the keypoints' clock)")
+    labels.add_argument("--timestamps", type=Path, help="per-frame times of per-frame labels (.npy or text, s)")
+    labels.add_argument("--starting-time", type=float, default=0.0, help="time of the first frame, s (with --rate)")
+    labels.add_argument(
+        "--session-end", type=float, help="end of the session, s (default: bouts must lie within the keypoints' range)"
+    )
+    labels.add_argument("--name", default="behavior_labels", help="name of the table in /intervals")
+    labels.add_argument("--replace", action="store_true", help="replace a table of the same name")
+    labels.set_defaults(func=cmd_import_labels)
+
+    stac = commands.add_parser("stac", help="register the body model to the session's 3D keypoints (STAC)")
+    stac.add_argument("session", type=Path)
+    stac.add_argument("--site-map", type=Path, help="keypoint site map YAML (default: built-in for rat23)")
+    stac.add_argument("--mjcf", type=Path, help="MJCF of the body (default: the dm_control rodent)")
+    stac.add_argument("--scale", type=float, help="model scale factor (default: the site map's)")
+    stac.add_argument("--offsets-from", type=Path, help="session whose fitted offsets to reuse (skips calibration)")
+    stac.add_argument("--calibration-frames", dest="n_calibration_frames", type=int, help="frames used to calibrate offsets")
+    stac.add_argument("--workers", dest="n_workers", type=int, help="processes (default: all cores)")
+    stac.add_argument("--smoothness", dest="smoothness_weight", type=float, help="temporal smoothness weight")
+    stac.add_argument("--min-keypoints", type=int, help="frames with fewer observed keypoints are not fitted")
+    stac.add_argument("--up", help="up direction in the keypoints' frame, x,y,z (default: estimated)")
+    stac.add_argument("--floor-height", type=float, help="floor height along up, m (default: estimated)")
+    stac.add_argument("--keypoints", default="PoseEstimation", help="PoseEstimation in processing/behavior")
+    stac.add_argument("--name", default="StacRegistration", help="name of the result in processing/mimic")
+    stac.add_argument("--replace", action="store_true", help="replace an existing registration and body model")
+    stac.add_argument("--no-progress", action="store_true", help="no progress bar")
+    stac.set_defaults(func=cmd_stac)
+
     inspect = commands.add_parser("inspect", help="summarise, validate and inspect a session file")
     inspect.add_argument("session", type=Path)
     inspect.add_argument("--no-inspector", action="store_true", help="skip nwbinspector (faster)")
     inspect.set_defaults(func=cmd_inspect)
+
+    demo = commands.add_parser("demo", help="run the pipeline end to end on the shipped real rat clip")
+    demo.add_argument("outdir", type=Path, help="output folder")
+    demo.add_argument("--fresh", action="store_true", help="start over from a new session file")
+    demo.set_defaults(func=cmd_demo)
+
+    instance_help = "DANDI instance: dandi, dandi-sandbox or an archive URL (default: $DANDI_INSTANCE or dandi)"
+    default_instance = os.environ.get("DANDI_INSTANCE", "dandi")
+
+    publish = commands.add_parser(
+        "publish",
+        help="organize sessions into a dandiset folder (DANDI names), validate them, upload them to DANDI",
+        description="The API key is read from the variable dandi-cli uses for the instance "
+        "(DANDI_API_KEY, DANDI_SANDBOX_API_KEY, ...); it is never prompted for or stored.",
+    )
+    publish.add_argument("sessions", nargs="+", type=Path, help="session NWB files")
+    publish.add_argument("--dandiset", help="id of the dandiset (6 digits), created on the archive beforehand")
+    publish.add_argument("--instance", default=default_instance, help=instance_help)
+    publish.add_argument("--dandiset-dir", type=Path, help="local dandiset folder (default: ./<dandiset id>)")
+    publish.add_argument("--files-mode", default="copy", choices=["copy", "hardlink", "symlink"],
+                         help="how sessions enter the dandiset folder (default: copy)")
+    publish.add_argument("--existing", default="refresh", choices=["refresh", "skip", "overwrite", "force", "error"],
+                         help="assets already on the archive (dandi upload --existing; default: refresh)")
+    publish.add_argument("--validate-only", action="store_true", help="organize and validate, do not upload")
+    publish.set_defaults(func=cmd_publish)
+
+    download = commands.add_parser("download", help="download a dandiset, a folder of it or one asset from DANDI")
+    download.add_argument("dandiset", help="dandiset id (6 digits)")
+    download.add_argument("path", nargs="?", help="asset path or folder inside the dandiset (default: all of it)")
+    download.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="where to put it (default: .)")
+    download.add_argument("--instance", default=default_instance, help=instance_help)
+    download.add_argument("--version", help="dandiset version (default: latest published, else draft)")
+    download.add_argument("--existing", default="error",
+                          choices=["error", "skip", "overwrite", "overwrite-different", "refresh"],
+                          help="local files already there (dandi download --existing; default: error)")
+    download.set_defaults(func=cmd_download)
 
     return parser
 

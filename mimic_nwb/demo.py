@@ -13,6 +13,7 @@ from .data import data_path
 from .importers.keypoints import import_keypoints
 from .inspect import inspect_session
 from .session import read_session
+from .stac.nwb import stac_session
 
 DEMO_SESSION = "mimic_demo.nwb"
 DEMO_METADATA = dict(
@@ -67,6 +68,11 @@ def run_demo(outdir, fresh=False, log=print):
         "keypoints",
         lambda: _has(session, "behavior", "PoseEstimation"),
         lambda: import_keypoints(session, data_path("rat23_dannce_clip_1000.mat"), skeleton="rat23", rate=50.0),
+    )
+    stage(
+        "stac",
+        lambda: _has(session, "mimic", "StacRegistration"),
+        lambda: stac_session(session, progress=False)[0],
     )
     report, ok = inspect_session(session)
     log(report)

@@ -1,0 +1,262 @@
+"""STAC on a session: read the ndx-pose keypoints, register the body model, append the result.
+
+``stac_session(path)`` appends a BodyModel (the scaled MJCF with its keypoint sites at the fitted
+offsets) and a StacRegistration on the keypoints' clock; ``body_model_to_nwb`` and
+``read_keypoints`` are shared with the stages after STAC.
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from ..body_model import BodyModel as MujocoBodyModel
+from ..body_model import build_body_model
+from ..data import data_path
+from ..errors import InputError
+from ..importers.keypoints import BEHAVIOR_MODULE
+from ..session import append, read_session
+from ..storage import compressed
+from .core import StacConfig, run_stac
+
+# Site maps shipped with the package, by skeleton name.
+BUILTIN_SITE_MAPS = {"rat23": "rat23_rodent_sites.yaml"}
+
+
+def body_model_to_nwb(model: MujocoBodyModel, name="BodyModel", description=None):
+    """The ndx-mimic BodyModel of a built MuJoCo body model (its exact MJCF, names and digest)."""
+    import ndx_mimic
+
+    return ndx_mimic.BodyModel(
+        name=name,
+        mjcf=model.xml,
+        mjcf_sha256=model.xml_sha256,
+        model_name=model.model_name,
+        scale=model.scale,
+        actuator_kind=model.actuator_kind,
+        timestep=model.timestep,
+        mujoco_version=model.mujoco_version,
+        qpos_names=list(model.qpos_names),
+        qvel_names=list(model.qvel_names),
+        actuator_names=list(model.actuator_names),
+        body_names=list(model.body_names),
+        source=description or str(model.source),
+    )
+
+
+def read_keypoints(nwbfile, path, name="PoseEstimation"):
+    """The session's keypoints: (PoseEstimation, positions (T, K, 3) m, keypoint names, first series)."""
+    from ndx_mimic.mimic import pose_as_array
+
+    module = nwbfile.processing.get(BEHAVIOR_MODULE)
+    if module is None or name not in module.data_interfaces:
+        raise InputError(
+            f"{path}: no keypoints at processing/{BEHAVIOR_MODULE}/{name}; import them with mimic-nwb import-keypoints"
+        )
+    pose = module[name]
+    series = list(pose.pose_estimation_series.values())
+    if not series:
+        raise InputError(f"{path}: processing/{BEHAVIOR_MODULE}/{name} has no keypoint series")
+    names = [str(n) for n in pose.skeleton.nodes[:]] if pose.skeleton is not None else list(pose.pose_estimation_series)
+    positions = pose_as_array(pose, names)
+    if positions.shape[2] != 3:
+        raise InputError(f"{path}: keypoints are {positions.shape[2]}-D; STAC needs 3D keypoints")
+    units = {s.unit for s in series}
+    if units != {"meters"}:
+        raise InputError(f"{path}: keypoints are in {sorted(units)}; STAC needs meters (re-import them)")
+    positions = positions * series[0].conversion
+    return pose, positions, names, series[0]
+
+
+def _site_map_for(skeleton_name, site_map):
+    if site_map is not None:
+        return site_map
+    if skeleton_name in BUILTIN_SITE_MAPS:
+        return data_path(BUILTIN_SITE_MAPS[skeleton_name])
+    raise InputError(
+        f"skeleton {skeleton_name!r}: no built-in site map; pass one (--site-map SITES.yaml) "
+        f"(built in: {', '.join(BUILTIN_SITE_MAPS)})"
+    )
+
+
+def _offsets_from(path, keypoint_names):
+    """Fitted offsets of another session's StacRegistration, in ``keypoint_names`` order."""
+    path = Path(path)
+    with read_session(path) as other:
+        mimic = other.processing.get("mimic")
+        registrations = [o for o in (mimic.data_interfaces.values() if mimic else []) if type(o).__name__ == "StacRegistration"]
+        if not registrations:
+            raise InputError(f"{path}: no StacRegistration to take offsets from")
+        sites = registrations[0].keypoint_sites
+        names = [str(n) for n in sites["keypoint"].data[:]]
+        offsets = np.asarray(sites["offset"].data[:])
+    missing = [k for k in keypoint_names if k not in names]
+    if missing:
+        raise InputError(f"{path}: its registration has no offsets for keypoints {missing}")
+    return offsets[[names.index(k) for k in keypoint_names]]
+
+
+def _progress_bar(enabled):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bars = {}
+
+    def progress(stage, done, total):
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=f"STAC {stage}", unit="frame", leave=False)
+        bar.update(done - bar.n)
+
+    def close():
+        for bar in bars.values():
+            bar.close()
+
+    return progress, close
+
+
+def stac_session(
+    session,
+    site_map=None,
+    mjcf=None,
+    scale=None,
+    config: StacConfig | None = None,
+    offsets_from=None,
+    keypoints_name="PoseEstimation",
+    name="StacRegistration",
+    body_model_name="BodyModel",
+    replace=False,
+    progress=True,
+):
+    """Register the body model to the session's keypoints and append BodyModel + StacRegistration.
+
+    Returns (summary line, StacResult).
+    """
+    config = config or StacConfig()
+    session = Path(session)
+    with read_session(session) as nwbfile:
+        mimic = nwbfile.processing.get("mimic")
+        existing = set(mimic.data_interfaces) if mimic else set()
+        if not replace and name in existing:
+            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
+        pose, positions, keypoint_names, first_series = read_keypoints(nwbfile, session, keypoints_name)
+        skeleton_name = pose.skeleton.name if pose.skeleton is not None else keypoints_name
+        timing = (
+            dict(rate=first_series.rate, starting_time=first_series.starting_time)
+            if first_series.rate is not None
+            else None
+        )
+    try:
+        model = build_body_model(_site_map_for(skeleton_name, site_map), keypoint_names, mjcf=mjcf, scale=scale)
+    except (ValueError, FileNotFoundError) as error:
+        raise InputError(f"body model: {error}") from None
+    offsets = _offsets_from(offsets_from, keypoint_names) if offsets_from is not None else None
+    report, close = _progress_bar(progress)
+    try:
+        result = run_stac(positions, model, config, keypoint_names=keypoint_names, offsets=offsets, progress=report)
+    except ValueError as error:
+        raise InputError(f"{session}: {error}") from None
+    finally:
+        close()
+    fitted = model.with_site_offsets(result.offsets)
+    parameters = {
+        **config.to_dict(),
+        "site_map": str(_site_map_for(skeleton_name, site_map)),
+        "mjcf": str(model.source),
+        "scale": model.scale,
+        "offsets_from": str(offsets_from) if offsets_from else None,
+        "keypoints": f"processing/{BEHAVIOR_MODULE}/{keypoints_name}",
+    }
+    replace_names = [name, body_model_name] if replace else ()
+    with append(session, replace=replace_names, replace_dependents=False) as s:
+        s.check_new(body_model_name)
+        source_pose = s.nwbfile.processing[BEHAVIOR_MODULE][keypoints_name]
+        body_model = s.add(
+            body_model_to_nwb(fitted, body_model_name, f"{model.source} (keypoint sites at the STAC-fitted offsets)"),
+            parameters={"scale": model.scale, "actuators": model.actuator_kind, "mjcf": str(model.source)},
+        )
+        registration = registration_to_nwb(result, fitted, body_model, source_pose, timing, name)
+        s.add(registration, parameters=parameters)
+    summary = (
+        f"{session}: processing/mimic/{name}: {int(result.valid.sum())} of {len(result.valid)} frames fitted, "
+        f"mean keypoint error {1000 * result.mean_error:.2f} mm, "
+        f"{result.timings['total']:.1f} s ({len(result.valid) / result.timings['pose_fitting']:.0f} frames/s pose fitting)"
+    )
+    return summary, result
+
+
+def registration_to_nwb(result, model, body_model, source_pose, timing, name="StacRegistration"):
+    """The StacRegistration of a StacResult of ``model``; series on the source keypoints' clock.
+
+    ``body_model`` is the ndx-mimic BodyModel of ``model`` already in the file; ``timing`` is
+    ``dict(rate=..., starting_time=...)`` or None for the source's irregular timestamps.
+    """
+    from ndx_pose import PoseEstimation, PoseEstimationSeries
+
+    import ndx_mimic
+
+    source_series = list(source_pose.pose_estimation_series.values())
+    # Irregular clock: link to the source keypoints' timestamps instead of copying them.
+    clock = timing or dict(timestamps=source_series[0])
+    qpos = ndx_mimic.JointStateSeries(
+        name="qpos",
+        data=compressed(result.qpos),
+        unit="mixed",
+        column_names=list(body_model.qpos_names[:]),
+        column_units=list(model.qpos_units),
+        body_model=body_model,
+        description="STAC-fitted generalised positions in the model frame; NaN rows for frames not fitted.",
+        **clock,
+    )
+    errors = ndx_mimic.NamedColumnSeries(
+        name="keypoint_errors",
+        data=compressed(result.errors),
+        unit="meters",
+        column_names=list(result.keypoint_names),
+        description="Distance between each observed keypoint and its model site; NaN where missing or not fitted.",
+        **clock,
+    )
+    # Model keypoints back in the source keypoints' frame, so they overlay the data.
+    input_from_world = np.linalg.inv(result.world_from_input)
+    model_in_input = result.model_keypoints @ input_from_world[:3, :3].T + input_from_world[:3, 3]
+    reference_frame = source_series[0].reference_frame
+    model_keypoints = PoseEstimation(
+        name="model_keypoints",
+        pose_estimation_series=[
+            PoseEstimationSeries(
+                name=keypoint,
+                description=f"position of the model's {keypoint} site (STAC)",
+                data=compressed(model_in_input[:, k]),
+                unit="meters",
+                reference_frame=reference_frame,
+                **clock,
+            )
+            for k, keypoint in enumerate(result.keypoint_names)
+        ],
+        description="Model keypoint sites of the STAC registration, in the frame of the source keypoints.",
+        source_software="mimic_nwb.stac",
+        skeleton=source_pose.skeleton,
+    )
+    sites = ndx_mimic.KeypointSites(name="keypoint_sites", description="Keypoint sites of the registered model.")
+    regularized = set(model.site_map.regularized_keypoints)
+    for k, keypoint in enumerate(result.keypoint_names):
+        sites.add_row(
+            keypoint=keypoint,
+            body=result.keypoint_bodies[k],
+            offset=result.offsets[k],
+            initial_offset=result.initial_offsets[k],
+            regularized=keypoint in regularized,
+        )
+    return ndx_mimic.StacRegistration(
+        name=name,
+        qpos=qpos,
+        keypoint_errors=errors,
+        model_keypoints=model_keypoints,
+        keypoint_sites=sites,
+        frame_valid=result.valid,
+        world_to_model=result.world_from_input,
+        pose_estimation=source_pose,
+        body_model=body_model,
+        mean_error=result.mean_error,
+        min_keypoints=result.config.min_keypoints,
+    )
