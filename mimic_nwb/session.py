@@ -180,14 +180,10 @@ def set_provenance(obj, parameters=None):
         parameters=json.dumps(parameters, sort_keys=True, default=_json_default) if parameters is not None else None,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+    declared = {f if isinstance(f, str) else f["name"] for f in getattr(obj, "__nwbfields__", ())}
     for field, value in values.items():
-        if field in getattr(obj, "__nwbfields__", ()) or any(field == f.get("name") for f in _nwbfield_dicts(obj)):
-            if getattr(obj, field, None) is None and value is not None:
-                setattr(obj, field, value)
-
-
-def _nwbfield_dicts(obj):
-    return [f for f in getattr(obj, "__nwbfields__", ()) if isinstance(f, dict)]
+        if field in declared and value is not None and getattr(obj, field, None) is None:
+            setattr(obj, field, value)
 
 
 def _json_default(value):
