@@ -185,11 +185,18 @@ def stac_session(
     return summary, result
 
 
-def registration_to_nwb(result, model, body_model, source_pose, timing, name="StacRegistration"):
+def registration_to_nwb(
+    result, model, body_model, source_pose, timing, name="StacRegistration", source_software="mimic_nwb.stac"
+):
     """The StacRegistration of a StacResult of ``model``; series on the source keypoints' clock.
 
     ``body_model`` is the ndx-mimic BodyModel of ``model`` already in the file; ``timing`` is
     ``dict(rate=..., starting_time=...)`` or None for the source's irregular timestamps.
+    ``result`` may also be a registration made by another tool (``importers.foreign``): any object
+    with the StacResult fields qpos, errors, model_keypoints, world_from_input, keypoint_names,
+    keypoint_bodies, offsets, initial_offsets, valid and mean_error; ``min_keypoints`` is written
+    only when it has a StacResult's ``config``. ``source_software`` names who computed the model
+    keypoints.
     """
     from ndx_pose import PoseEstimation, PoseEstimationSeries
 
@@ -234,7 +241,7 @@ def registration_to_nwb(result, model, body_model, source_pose, timing, name="St
             for k, keypoint in enumerate(result.keypoint_names)
         ],
         description="Model keypoint sites of the STAC registration, in the frame of the source keypoints.",
-        source_software="mimic_nwb.stac",
+        source_software=source_software,
         skeleton=source_pose.skeleton,
     )
     sites = ndx_mimic.KeypointSites(name="keypoint_sites", description="Keypoint sites of the registered model.")
@@ -258,5 +265,5 @@ def registration_to_nwb(result, model, body_model, source_pose, timing, name="St
         pose_estimation=source_pose,
         body_model=body_model,
         mean_error=result.mean_error,
-        min_keypoints=result.config.min_keypoints,
+        min_keypoints=config.min_keypoints if (config := getattr(result, "config", None)) is not None else None,
     )

@@ -1,0 +1,200 @@
+"""STAC benchmark on the real 1000-frame DANNCE rat clip (run by hand, not part of the tests).
+
+    python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--frames N]
+
+Prints: frames/s of calibration and of pose fitting (separately) and the whole run including
+start-up (interpreter, imports, model build, worker processes); mean / median / p90 keypoint
+error per keypoint; the leave-one-keypoint-out error (refit all frames without keypoint k with
+the calibrated offsets, measure the error at k, for every k); the share of frames with joints
+pinned at their limits; peak RSS; and the baseline, the original STAC approach (per-frame
+``scipy.optimize.least_squares`` with finite differences on the whole qpos) on a subset of
+frames, side by side with this implementation on the same frames.
+"""
+
+import os
+
+# Thread counts are set explicitly, before numpy loads BLAS: one thread per process, the
+# parallelism is the worker processes.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import time  # noqa: E402
+
+T_IMPORT = time.perf_counter()
+
+import argparse  # noqa: E402
+import resource  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
+import multiprocessing  # noqa: E402
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+import scipy.io  # noqa: E402
+from scipy.optimize import least_squares  # noqa: E402
+
+from mimic_nwb.body_model import build_body_model  # noqa: E402
+from mimic_nwb.data import data_path  # noqa: E402
+from mimic_nwb.stac import StacConfig, run_stac  # noqa: E402
+from mimic_nwb.stac.fitter import PoseFitter, SolverSettings  # noqa: E402
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux), so start-up counts in the whole run."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        with open("/proc/self/stat") as f:
+            start = int(f.read().rsplit(")", 1)[1].split()[19]) / ticks
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - start
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - T_IMPORT
+
+
+def load_clip():
+    pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"]  # (T, 3, K) mm
+    return pred.transpose(0, 2, 1) / 1000.0  # (T, K, 3) m
+
+
+_LOO_MODEL = None
+
+
+def loo_init():
+    global _LOO_MODEL
+    _LOO_MODEL = build_body_model(data_path("rat23_rodent_sites.yaml"))
+
+
+def loo_job(args):
+    """Refit every frame without keypoint k (calibrated offsets, same floor): error at k."""
+    k, keypoints, offsets, up, floor = args
+    bm = _LOO_MODEL
+    held_out = keypoints.copy()
+    held_out[:, k] = np.nan
+    cfg = StacConfig(n_workers=1, up_direction=tuple(up), floor_height=floor)
+    r = run_stac(held_out, bm, cfg, offsets=offsets)
+    # Error at k in the model world: the same floor transform as the full fit.
+    target = keypoints[:, k] @ r.world_from_input[:3, :3].T + r.world_from_input[:3, 3]
+    return k, np.linalg.norm(r.model_keypoints[:, k] - target, axis=1)
+
+
+def baseline(bm, keypoints_world, offsets, frames, q_start):
+    """The original STAC pose step (diegoaldarondo/stac ``q_phase``): scipy least_squares
+    ('trf', 2-point finite differences) over the whole qpos, bounds from the joint ranges
+    widened to include 0, ftol 5e-3 (stac-mjx ``FTOL``), warm start from the previous frame.
+    Its per-limb refinement passes are left out (they would only make it slower)."""
+    m = bm.model
+    k = len(bm.keypoint_names)
+    fitter = PoseFitter(m, bm.keypoint_body_ids, offsets, np.ones(k, bool), SolverSettings())
+    lower = np.full(m.nq, -np.inf)
+    upper = np.full(m.nq, np.inf)
+    lower[3:7], upper[3:7] = -1.0, 1.0
+    for j in range(1, m.njnt):
+        if m.jnt_limited[j]:
+            lo, hi = m.jnt_range[j]
+            lower[m.jnt_qposadr[j]], upper[m.jnt_qposadr[j]] = min(lo, 0.0), hi
+
+    def residual(q, y):
+        q = q.copy()
+        q[3:7] /= np.linalg.norm(q[3:7])
+        return (fitter.positions(q) - y).ravel()
+
+    q = np.clip(q_start, lower + 1e-9, upper - 1e-9)
+    out = []
+    t0 = time.perf_counter()
+    for t in frames:
+        sol = least_squares(residual, q, bounds=(lower, upper), args=(keypoints_world[t],),
+                            method="trf", ftol=5e-3)
+        q = sol.x.copy()
+        q[3:7] /= np.linalg.norm(q[3:7])
+        out.append(np.linalg.norm(fitter.positions(q) - keypoints_world[t], axis=1))
+        q = np.clip(q, lower + 1e-9, upper - 1e-9)
+    return time.perf_counter() - t0, np.array(out)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--baseline-frames", type=int, default=20)
+    parser.add_argument("--skip-loo", action="store_true")
+    parser.add_argument("--frames", type=int, default=None, help="first N frames only (a quick check)")
+    args = parser.parse_args()
+
+    bm = build_body_model(data_path("rat23_rodent_sites.yaml"))
+    keypoints = load_clip()[: args.frames]
+    n_frames = len(keypoints)
+    config = StacConfig(n_workers=args.workers)
+    r = run_stac(keypoints, bm, config)
+    whole = process_age()
+    rss_main = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+    n_cal = len(r.calibration_frames) * config.n_calibration_rounds
+    tm = r.timings
+    print(f"STAC benchmark: rat23 DANNCE clip, {n_frames} frames x {len(bm.keypoint_names)} keypoints, "
+          f"{r.n_workers} worker processes, 1 BLAS thread each, MuJoCo {mujoco.__version__}, "
+          f"CPUs available: {os.cpu_count()}")
+    print(f"  calibration   {len(r.calibration_frames)} frames x {config.n_calibration_rounds} rounds "
+          f"= {n_cal} frame fits in {tm['calibration']:.2f} s: {n_cal / tm['calibration']:.0f} frames/s")
+    print(f"  pose fitting  {n_frames} frames in {tm['pose_fitting']:.2f} s: "
+          f"{n_frames / tm['pose_fitting']:.0f} frames/s "
+          f"({r.iterations.mean():.1f} LM iterations per frame on average)")
+    print(f"  worker start-up {tm['startup']:.2f} s, floor {tm['floor']:.2f} s, run_stac total {tm['total']:.2f} s")
+    print(f"  whole run incl. interpreter, imports, model build, data load: {whole:.2f} s")
+    print(f"  floor: up {np.round(r.up_direction, 4).tolist()} "
+          f"({np.degrees(np.arccos(r.up_direction[2])):.1f} deg from rig z), height {r.floor_height * 1000:.1f} mm")
+
+    err = r.errors * 1000
+    print("\nkeypoint error (mm)        mean  median   p90")
+    for k, name in enumerate(r.keypoint_names):
+        e = err[:, k]
+        print(f"  {name:<22} {np.nanmean(e):6.2f}  {np.nanmedian(e):6.2f}  {np.nanpercentile(e, 90):5.2f}")
+    print(f"  {'ALL':<22} {np.nanmean(err):6.2f}  {np.nanmedian(err):6.2f}  {np.nanpercentile(err, 90):5.2f}")
+
+    pinned = r.at_limit[r.valid]
+    print(f"\nframes with a fitted joint pinned at a limit: {r.frames_at_limit[r.valid].mean():.1%}")
+    share = pinned.mean(axis=0)
+    top = np.argsort(share)[::-1][:10]
+    print("  per joint (share of frames at a limit; range in degrees):")
+    for i in top:
+        if share[i] == 0:
+            break
+        j = list(bm.model.jnt_qposadr).index(i)
+        lo, hi = np.degrees(bm.model.jnt_range[j])
+        print(f"    {bm.qpos_names[i]:<28} {share[i]:6.1%}   [{lo:6.1f}, {hi:6.1f}]")
+    wide = np.zeros(bm.nq, dtype=bool)
+    for j in range(1, bm.model.njnt):
+        wide[bm.model.jnt_qposadr[j]] = np.degrees(np.diff(bm.model.jnt_range[j]))[0] >= 20
+    print(f"  excluding joints with a range under 20 deg: "
+          f"{(pinned[:, wide].any(axis=1)).mean():.1%} of frames")
+
+    if not args.skip_loo:
+        t0 = time.perf_counter()
+        jobs = [(k, keypoints, r.offsets, r.up_direction, r.floor_height) for k in range(len(bm.keypoint_names))]
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=loo_init) as ex:
+            loo = dict(ex.map(loo_job, jobs))
+        print(f"\nleave-one-keypoint-out error (mm), all {n_frames} frames, every keypoint "
+              f"({time.perf_counter() - t0:.1f} s):")
+        print("  keypoint               in-sample   held-out mean  median   p90")
+        for k, name in enumerate(r.keypoint_names):
+            e = loo[k] * 1000
+            print(f"  {name:<22} {np.nanmean(err[:, k]):8.2f}   {np.nanmean(e):12.2f}  "
+                  f"{np.nanmedian(e):6.2f}  {np.nanpercentile(e, 90):5.2f}")
+        allloo = np.concatenate([loo[k] for k in range(len(loo))]) * 1000
+        print(f"  {'ALL':<22} {np.nanmean(err):8.2f}   {np.nanmean(allloo):12.2f}  "
+              f"{np.nanmedian(allloo):6.2f}  {np.nanpercentile(allloo, 90):5.2f}")
+
+    frames = np.arange(args.baseline_frames)
+    seconds, base_err = baseline(bm, r.keypoints, r.offsets, frames, r.qpos[0])
+    ours = r.errors[frames]
+    print(f"\nbaseline (original STAC approach: scipy least_squares, finite differences, per frame, "
+          f"1 process) on frames 0-{frames[-1]}, same offsets and floor:")
+    print(f"  {'':<32}{'frames/s':>10}{'mean error mm':>16}")
+    print(f"  {'scipy least_squares (FD)':<32}{len(frames) / seconds:10.2f}{base_err.mean() * 1000:16.2f}")
+    print(f"  {'this (LM, analytic Jacobians)':<32}{n_frames / tm['pose_fitting']:10.0f}"
+          f"{np.nanmean(ours) * 1000:16.2f}")
+    print(f"\npeak RSS: main process {rss_main:.0f} MiB, largest worker {rss_workers:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""STAC: registration of a MuJoCo body model to 3D keypoints (pure core; no files).
+
+``run_stac(keypoints, body_model, config)`` returns a ``StacResult``; see ``core`` for the
+algorithm, ``fitter`` for the per-frame solver and ``arena`` for the floor / up direction.
+"""
+
+from .arena import Floor
+from .core import StacConfig, StacResult, default_n_workers, model_keypoint_positions, run_stac
+
+__all__ = [
+    "Floor",
+    "StacConfig",
+    "StacResult",
+    "default_n_workers",
+    "model_keypoint_positions",
+    "run_stac",
+]

@@ -1,0 +1,629 @@
+"""STAC: register a MuJoCo body model to 3D keypoints (the pure core: arrays in, arrays out).
+
+The algorithm (Wu et al. 2013, "STAC"; as used by Aldarondo et al. 2024 and talmolab/stac-mjx):
+
+1. **Arena.** Keypoints come in the rig's frame. The floor plane and up direction are estimated
+   from the keypoints (or given) and the keypoints are moved rigidly into the model's world
+   (gravity along -z, floor at z = 0). The transform is returned.
+2. **Calibration** of the keypoint offsets (where each keypoint sits on its body) on a subset of
+   frames, alternating (a) pose fitting with the offsets fixed and (b) a closed-form offset fit
+   with the poses fixed: regularised linear least squares that pulls the site map's
+   ``regularized_keypoints`` toward their initial offsets. Skipped when offsets are given
+   (offsets calibrated on another session of the same animal).
+3. **Pose fitting** of every frame: bounded Levenberg–Marquardt on MuJoCo's analytic Jacobians,
+   warm-started from the previous frame; a fresh rigid root fit (Kabsch on the trunk keypoints,
+   heading-free) starts each run of frames and rescues frames where tracking was lost. Frames are
+   split in contiguous chunks fitted in parallel processes; each chunk starts ``chunk_overlap``
+   frames early and drops them, so its first kept frame is already warm.
+
+Units: metres, radians, seconds. Frames with fewer than ``min_keypoints`` observed (non-NaN)
+keypoints are *invalid*: their qpos, model keypoints and errors are NaN (never interpolated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from typing import Callable, Sequence
+
+import mujoco
+import numpy as np
+
+from ..body_model import BodyModel
+from .arena import Floor, apply_transform, estimate_floor, model_floor_clearance
+from .fitter import PoseFitter, SolverSettings
+
+__all__ = [
+    "StacConfig",
+    "StacResult",
+    "run_stac",
+    "model_keypoint_positions",
+    "default_n_workers",
+]
+
+# Body size of the data relative to the model's beyond which the units must be wrong.
+_MAX_SIZE_RATIO = 4.0
+# Calibration frames fitted in one warm-started run (first round).
+_CALIBRATION_RUN = 32
+
+
+def default_n_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class StacConfig:
+    """Parameters of a STAC run. Defaults are those used for the DANNCE rat at 50 Hz.
+
+    Calibration:
+        n_calibration_frames: frames used to calibrate the offsets, evenly spaced over the valid
+            frames (all of them when fewer).
+        n_calibration_rounds: alternations of pose fitting and offset fitting.
+        offset_regularization: weight pulling the regularised keypoints toward their initial
+            offsets (stac-mjx ``M_REG_COEF``, per frame, relative to squared metres of error).
+            0.1, not stac-mjx's 1: solved exactly here (stac-mjx stops its gradient descent
+            early), 1 holds the rat23 spine keypoints at the vertebrae while DANNCE marks the
+            back's surface, pinning the neck at its extension limit in every frame of the real
+            clip; 0.1 gives 1.3 instead of 1.8 mm in-sample and 3.2 instead of 3.8 mm
+            leave-one-keypoint-out error (first 300 frames).
+
+    Pose fitting (per frame):
+        max_iterations: Levenberg–Marquardt iterations for a warm-started frame.
+        init_iterations: iterations for a frame started from a fresh rigid root fit.
+        tolerance: stop when an iteration lowers the objective (or, by the linearised model,
+            would lower it) by less than this fraction of it.
+        prior_weight: pull of the fitted joints toward ``qpos0``, m^2 per rad^2; resolves the
+            redundant chains (6 lumbar, 7 cervical joints) the keypoints cannot tell apart.
+        smoothness_weight: pull toward the previous frame's pose, m^2 per rad^2 (0 = off).
+        reinit_error: mean keypoint error (m) above which a frame is refitted from a fresh
+            rigid root fit (lost track), keeping the better of the two.
+        min_keypoints: frames with fewer observed keypoints are invalid (NaN, not fitted).
+
+    Arena:
+        up_direction: (3,) up in the keypoints' frame; None = estimate.
+        floor_height: floor height along up, metres; None = estimate.
+        align_floor: when False and nothing is given, keypoints are used as they are (identity).
+
+    Parallelism:
+        n_workers: processes (None = all cores; 1 = in this process).
+        chunk_frames: largest chunk of consecutive frames per task. Chunks depend on the number
+            of frames only, so results do not depend on ``n_workers``.
+        chunk_overlap: frames fitted before each chunk and dropped (warm-up across seams).
+    """
+
+    n_calibration_frames: int = 250
+    n_calibration_rounds: int = 6
+    offset_regularization: float = 0.1
+    max_iterations: int = 10
+    init_iterations: int = 60
+    tolerance: float = 1e-3
+    prior_weight: float = 3e-5
+    smoothness_weight: float = 0.0
+    reinit_error: float = 0.012
+    min_keypoints: int = 6
+    up_direction: tuple[float, float, float] | None = None
+    floor_height: float | None = None
+    align_floor: bool = True
+    n_workers: int | None = None
+    chunk_frames: int = 125
+    chunk_overlap: int = 10
+
+    def __post_init__(self):
+        positive_ints = ("n_calibration_frames", "max_iterations", "init_iterations",
+                         "min_keypoints", "chunk_frames")
+        for name in positive_ints:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"StacConfig.{name}: must be >= 1, got {getattr(self, name)!r}")
+        for name in ("n_calibration_rounds", "chunk_overlap"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"StacConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
+        for name in ("offset_regularization", "tolerance", "prior_weight", "smoothness_weight",
+                     "reinit_error"):
+            v = getattr(self, name)
+            if not (np.isfinite(v) and v >= 0):
+                raise ValueError(f"StacConfig.{name}: must be finite and >= 0, got {v!r}")
+        if self.min_keypoints < 3:
+            raise ValueError(f"StacConfig.min_keypoints: must be >= 3, got {self.min_keypoints}")
+        if self.up_direction is not None:
+            up = np.asarray(self.up_direction, dtype=float)
+            if up.shape != (3,) or not np.all(np.isfinite(up)) or np.linalg.norm(up) == 0:
+                raise ValueError(f"StacConfig.up_direction: expected a non-zero 3-vector, got {self.up_direction!r}")
+        if self.n_workers is not None and self.n_workers < 1:
+            raise ValueError(f"StacConfig.n_workers: must be >= 1, got {self.n_workers}")
+
+    def solver_settings(self) -> SolverSettings:
+        return SolverSettings(
+            max_iterations=self.max_iterations, init_iterations=self.init_iterations,
+            tolerance=self.tolerance, prior_weight=self.prior_weight,
+            smoothness_weight=self.smoothness_weight, reinit_error=self.reinit_error,
+        )
+
+    def to_dict(self) -> dict:
+        """Plain parameters (for provenance attributes)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, eq=False)
+class StacResult:
+    """Result of ``run_stac``. T frames, K keypoints, nq qpos columns; metres and radians.
+
+    Attributes:
+        qpos: (T, nq) fitted poses in the model's world (floor at z = 0, gravity -z); NaN rows
+            for invalid frames. Columns: ``qpos_names``.
+        offsets: (K, 3) fitted keypoint offsets, body frame (of ``keypoint_bodies``), metres.
+        initial_offsets: (K, 3) offsets the run started from (the body model's sites, or the
+            offsets passed in).
+        model_keypoints: (T, K, 3) model keypoint positions, model world; NaN for invalid frames.
+        keypoints: (T, K, 3) the input keypoints moved into the model world (NaN = missing).
+        errors: (T, K) distance between model and input keypoint, metres; NaN where the keypoint
+            is missing or the frame invalid.
+        valid: (T,) bool, frames with at least ``min_keypoints`` observed keypoints (fitted).
+        at_limit: (T, nq) bool, fitted scalar joints within 1e-4 of a range limit.
+        iterations: (T,) Levenberg–Marquardt iterations spent per frame.
+        world_from_input: (4, 4) rigid transform applied to the keypoints.
+        up_direction: (3,) up in the input frame; floor_height: metres along it.
+        floor_estimated: whether up/floor came from the keypoints.
+        calibration_frames: frame indices used for calibration (empty when offsets were given).
+        calibrated: False when calibration was skipped (offsets given, or no rounds).
+        timings: seconds: ``startup`` (processes), ``floor``, ``calibration``, ``pose_fitting``,
+            ``total``.
+        keypoint_names, keypoint_bodies, qpos_names: column names.
+        fitted_dofs: (nv,) bool, degrees of freedom moved by some keypoint (others stay at qpos0).
+        config: the StacConfig used; n_workers: processes used (at most one per chunk).
+    """
+
+    qpos: np.ndarray
+    offsets: np.ndarray
+    initial_offsets: np.ndarray
+    model_keypoints: np.ndarray
+    keypoints: np.ndarray
+    errors: np.ndarray
+    valid: np.ndarray
+    at_limit: np.ndarray
+    iterations: np.ndarray
+    world_from_input: np.ndarray
+    up_direction: np.ndarray
+    floor_height: float
+    floor_estimated: bool
+    calibration_frames: np.ndarray
+    calibrated: bool
+    timings: dict
+    keypoint_names: tuple[str, ...]
+    keypoint_bodies: tuple[str, ...]
+    qpos_names: tuple[str, ...]
+    fitted_dofs: np.ndarray
+    config: StacConfig
+    n_workers: int
+
+    @property
+    def mean_error(self) -> float:
+        """Mean keypoint error over observed keypoints of valid frames, metres."""
+        return float(np.nanmean(self.errors))
+
+    @property
+    def frames_at_limit(self) -> np.ndarray:
+        """(T,) bool, valid frames with at least one fitted joint at a range limit."""
+        return self.at_limit.any(axis=1) & self.valid
+
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+def run_stac(
+    keypoints: np.ndarray,
+    body_model: BodyModel,
+    config: StacConfig | None = None,
+    *,
+    keypoint_names: Sequence[str] | None = None,
+    offsets: np.ndarray | None = None,
+    progress: ProgressCallback | None = None,
+) -> StacResult:
+    """Register the body model to keypoints.
+
+    Args:
+        keypoints: (T, K, 3) keypoint positions in metres, rig frame; NaN marks a missing value.
+        body_model: a model built with one keypoint site per keypoint (``build_body_model``).
+        config: parameters (default ``StacConfig()``).
+        keypoint_names: names of the K keypoint columns, when their order may differ from
+            ``body_model.keypoint_names``: columns are reordered to the body model's order
+            (results follow that order); a name the body model lacks is an error.
+        offsets: (K, 3) offsets calibrated elsewhere (e.g. another session of the same animal,
+            body model order, scaled model, metres): calibration is skipped.
+        progress: called as ``progress(stage, frames_done, frames_total)`` with stage
+            ``"calibration"`` or ``"pose"``, as chunks of frames finish.
+
+    With ``n_workers > 1`` the work runs in processes started with ``spawn``: a script that
+    calls ``run_stac`` needs the usual ``if __name__ == "__main__":`` guard. Results do not
+    depend on ``n_workers``.
+
+    Returns:
+        a StacResult.
+
+    Raises:
+        ValueError: bad shapes or names, all-NaN keypoints, no frame with ``min_keypoints``
+            observed keypoints, or a body size implausible for metres (e.g. millimetres).
+    """
+    t_start = time.perf_counter()
+    config = config or StacConfig()
+    y_in, observed = _check_keypoints(keypoints, body_model, keypoint_names)
+    n_frames, n_kp = observed.shape
+    valid = observed.sum(1) >= config.min_keypoints
+    if not valid.any():
+        raise ValueError(
+            f"keypoints: no frame has at least min_keypoints={config.min_keypoints} observed "
+            f"keypoints (most in one frame: {observed.sum(1).max()})"
+        )
+    site_map = body_model.site_map
+    trunk_names = set(site_map.trunk_keypoints) | ({site_map.root_keypoint} - {None})
+    trunk = np.array([n in trunk_names for n in body_model.keypoint_names])
+    regularized = np.array([n in site_map.regularized_keypoints for n in body_model.keypoint_names])
+    if offsets is not None:
+        offsets = np.asarray(offsets, dtype=float)
+        if offsets.shape != (n_kp, 3) or not np.all(np.isfinite(offsets)):
+            raise ValueError(f"offsets: expected finite values of shape ({n_kp}, 3), got {offsets.shape}")
+        initial = offsets.copy()
+    else:
+        initial = np.array(body_model.initial_offsets, dtype=float)
+
+    settings = config.solver_settings()
+    local = PoseFitter(body_model.model, body_model.keypoint_body_ids, initial, trunk, settings)
+    _check_units(y_in, observed, valid, local)
+
+    # 1. Arena.
+    t0 = time.perf_counter()
+    floor = _floor(config, y_in, observed, local)
+    transform = floor.world_from_input()
+    y = apply_transform(transform, y_in)
+    timings = {"floor": time.perf_counter() - t0}
+
+    tasks = _chunk_tasks(n_frames, config.chunk_frames, config.chunk_overlap)
+    # No more processes than chunks: a short clip runs in this process, without start-up cost.
+    n_workers = min(config.n_workers or default_n_workers(), len(tasks))
+    t0 = time.perf_counter()
+    with _Workers(n_workers, body_model, trunk, settings) as workers:
+        timings["startup"] = time.perf_counter() - t0
+
+        # 2. Calibration.
+        t0 = time.perf_counter()
+        if offsets is None:
+            cal_frames = _calibration_frames(observed, valid, config.n_calibration_frames)
+            fitted = initial.copy()
+            q_cal = None
+            total = len(cal_frames) * config.n_calibration_rounds
+            done = 0
+            for _ in range(config.n_calibration_rounds):
+                q_cal = _fit_calibration_round(
+                    workers, y[cal_frames], observed[cal_frames], fitted, q_cal,
+                    lambda n: _report(progress, "calibration", n, total), done,
+                )
+                done += len(cal_frames)
+                fitted = local.fit_offsets(
+                    y[cal_frames], observed[cal_frames], q_cal, initial, regularized,
+                    config.offset_regularization,
+                )
+            offsets_out = fitted
+        else:
+            cal_frames = np.zeros(0, dtype=int)
+            offsets_out = initial
+        timings["calibration"] = time.perf_counter() - t0
+
+        # 3. Pose fitting of every frame.
+        t0 = time.perf_counter()
+        qpos = np.full((n_frames, body_model.nq), np.nan)
+        model_kp = np.full((n_frames, n_kp, 3), np.nan)
+        iterations = np.zeros(n_frames, dtype=int)
+        done = 0
+        jobs = [
+            ("sequence", y[a:b], observed[a:b], valid[a:b], offsets_out, None, keep - a)
+            for a, keep, b in tasks
+        ]
+        for (a, keep, b), (q, p, it) in zip(tasks, workers.map(jobs)):
+            qpos[keep:b], model_kp[keep:b], iterations[keep:b] = q, p, it
+            done += b - keep
+            _report(progress, "pose", done, n_frames)
+        timings["pose_fitting"] = time.perf_counter() - t0
+
+    errors = np.linalg.norm(model_kp - y, axis=2)
+    errors[~observed] = np.nan
+    errors[~valid] = np.nan
+    at_limit = np.zeros((n_frames, body_model.nq), dtype=bool)
+    ql = qpos[:, local.limited_qadr]
+    with np.errstate(invalid="ignore"):
+        at_limit[:, local.limited_qadr] = (ql <= local.lower + 1e-4) | (ql >= local.upper - 1e-4)
+    timings["total"] = time.perf_counter() - t_start
+    return StacResult(
+        qpos=qpos,
+        offsets=offsets_out,
+        initial_offsets=initial,
+        model_keypoints=model_kp,
+        keypoints=y,
+        errors=errors,
+        valid=valid,
+        at_limit=at_limit,
+        iterations=iterations,
+        world_from_input=transform,
+        up_direction=np.asarray(floor.up, dtype=float),
+        floor_height=float(floor.height),
+        floor_estimated=floor.estimated,
+        calibration_frames=cal_frames,
+        calibrated=offsets is None and len(cal_frames) > 0 and config.n_calibration_rounds > 0,
+        timings=timings,
+        keypoint_names=tuple(body_model.keypoint_names),
+        keypoint_bodies=tuple(body_model.keypoint_bodies),
+        qpos_names=tuple(body_model.qpos_names),
+        fitted_dofs=local.fitted_dof_mask.copy(),
+        config=config,
+        n_workers=n_workers,
+    )
+
+
+def model_keypoint_positions(body_model: BodyModel, qpos: np.ndarray,
+                             offsets: np.ndarray | None = None) -> np.ndarray:
+    """Forward kinematics of the keypoint sites.
+
+    Args:
+        qpos: (T, nq) or (nq,) poses (NaN rows give NaN).
+        offsets: (K, 3) body-frame offsets, metres (default: the body model's sites).
+
+    Returns:
+        (T, K, 3) (or (K, 3)) keypoint positions in the model world, metres.
+    """
+    qpos = np.asarray(qpos, dtype=float)
+    single = qpos.ndim == 1
+    qpos = np.atleast_2d(qpos)
+    if qpos.shape[1] != body_model.nq:
+        raise ValueError(f"qpos: expected {body_model.nq} columns, got {qpos.shape[1]}")
+    offsets = body_model.initial_offsets if offsets is None else offsets
+    k = len(body_model.keypoint_names)
+    fitter = PoseFitter(body_model.model, body_model.keypoint_body_ids, offsets,
+                        np.ones(k, bool), SolverSettings())
+    out = np.full((len(qpos), k, 3), np.nan)
+    for t, q in enumerate(qpos):
+        if np.all(np.isfinite(q)):
+            out[t] = fitter.positions(q)
+    return out[0] if single else out
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+def _check_keypoints(keypoints, body_model: BodyModel, names):
+    if not body_model.keypoint_names:
+        raise ValueError("body_model: has no keypoint sites (build it with a site map)")
+    y = np.asarray(keypoints, dtype=float)
+    if y.ndim != 3 or y.shape[2] != 3:
+        raise ValueError(f"keypoints: expected shape (frames, keypoints, 3), got {y.shape}")
+    if y.shape[0] == 0:
+        raise ValueError("keypoints: no frames")
+    if names is not None:
+        names = list(names)
+        if len(names) != y.shape[1]:
+            raise ValueError(f"keypoint_names: {len(names)} names for {y.shape[1]} keypoint columns")
+        for n in names:
+            if n not in body_model.keypoint_names:
+                raise ValueError(f"keypoint {n!r} has no site in the body model (not in the site map?)")
+        missing = [n for n in body_model.keypoint_names if n not in names]
+        if missing:
+            raise ValueError(f"keypoints: no column for body model keypoint(s) {missing}")
+        y = y[:, [names.index(n) for n in body_model.keypoint_names]]
+    if y.shape[1] != len(body_model.keypoint_names):
+        raise ValueError(
+            f"keypoints: {y.shape[1]} keypoints, the body model has {len(body_model.keypoint_names)} "
+            "keypoint sites"
+        )
+    if np.isinf(y).any():
+        raise ValueError("keypoints: contain infinite values (use NaN for missing keypoints)")
+    observed = ~np.isnan(y).any(axis=2)
+    if not observed.any():
+        raise ValueError("keypoints: all values are NaN")
+    return y, observed
+
+
+def _check_units(y, observed, valid, fitter: PoseFitter):
+    """Compare the animal's size with the model's: millimetres passed as metres show up as a
+    body 1000x too large."""
+    model = fitter.positions(fitter.qpos0)
+    frames = np.flatnonzero(valid)
+    frames = frames[np.linspace(0, len(frames) - 1, min(200, len(frames))).astype(int)]
+    ratios = []
+    for t in frames:
+        o = observed[t]
+        d = y[t, o] - y[t, o].mean(0)
+        m = model[o] - model[o].mean(0)
+        ratios.append(np.sqrt((d**2).sum() / max((m**2).sum(), 1e-12)))
+    ratio = float(np.median(ratios))
+    if not (1 / _MAX_SIZE_RATIO <= ratio <= _MAX_SIZE_RATIO):
+        hint = " (millimetres given as metres?)" if ratio > 100 else ""
+        raise ValueError(
+            f"keypoints: the animal is {ratio:.3g}x the size of the body model; keypoints must be "
+            f"in metres{hint}"
+        )
+
+
+def _floor(config: StacConfig, y, observed, fitter: PoseFitter) -> Floor:
+    if config.up_direction is not None:
+        up = np.asarray(config.up_direction, dtype=float)
+        up = up / np.linalg.norm(up)
+    elif not config.align_floor:
+        up = np.array([0.0, 0.0, 1.0])
+    else:
+        up = None
+    if up is not None and (config.floor_height is not None or not config.align_floor):
+        return Floor(up=up, height=float(config.floor_height or 0.0), estimated=False)
+    q = fitter.qpos0.copy()
+    q[:3] = 0.0
+    q[3:7] = (1.0, 0.0, 0.0, 0.0)
+    local = fitter.positions(q)
+    clearance = model_floor_clearance(fitter.model, fitter.positions(fitter.qpos0)[:, 2])
+    floor = estimate_floor(y, observed, local, clearance)
+    if up is not None:  # up given, height estimated along it
+        heights = [np.min(y[t, observed[t]] @ up) for t in np.flatnonzero(observed.sum(1) > 0)]
+        return Floor(up=up, height=float(np.median(heights) - clearance), estimated=True)
+    if config.floor_height is not None:
+        return Floor(up=floor.up, height=float(config.floor_height), estimated=True)
+    return floor
+
+
+# --------------------------------------------------------------------------------------------
+# Scheduling
+# --------------------------------------------------------------------------------------------
+
+
+def _calibration_frames(observed, valid, n):
+    """Evenly spaced frames among the valid ones, preferring frames with every keypoint."""
+    complete = np.flatnonzero(valid & observed.all(1))
+    pool = complete if len(complete) >= min(n, valid.sum()) else np.flatnonzero(valid)
+    if len(pool) <= n:
+        return pool
+    return pool[np.linspace(0, len(pool) - 1, n).round().astype(int)]
+
+
+def _fit_calibration_round(workers, y, observed, offsets, q_prev, report, done):
+    """Fit the calibration frames once: in runs warm-started across the sampled frames in the
+    first round, from each frame's previous-round pose afterwards."""
+    n = len(y)
+    valid = np.ones(n, dtype=bool)
+    edges = _edges(n, _CALIBRATION_RUN)
+    jobs = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if q_prev is None:
+            jobs.append(("sequence", y[a:b], observed[a:b], valid[a:b], offsets, None, 0))
+        else:
+            jobs.append(("independent", y[a:b], observed[a:b], valid[a:b], offsets, q_prev[a:b], 0))
+    q = np.empty((n, workers.nq))
+    for a, b, (qa, _, _) in zip(edges[:-1], edges[1:], workers.map(jobs)):
+        q[a:b] = qa
+        done += b - a
+        report(done)
+    return q
+
+
+def _edges(n, size):
+    """Boundaries of ceil(n / size) nearly equal runs of 0..n. They depend on n and size only,
+    never on the number of workers: results are the same on any machine."""
+    return np.linspace(0, n, -(-n // size) + 1).round().astype(int)
+
+
+def _chunk_tasks(n_frames, max_chunk, overlap):
+    """(first fitted frame, first kept frame, end) of each chunk of the final pass."""
+    edges = _edges(n_frames, max_chunk)
+    return [(max(0, a - overlap), a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _report(progress, stage, done, total):
+    if progress is not None:
+        progress(stage, int(done), int(total))
+
+
+# --------------------------------------------------------------------------------------------
+# Worker processes
+# --------------------------------------------------------------------------------------------
+
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_worker_fitter: PoseFitter | None = None
+
+
+@contextlib.contextmanager
+def _single_threaded_children():
+    # Workers inherit the environment at start: BLAS reads these once, at import. One thread
+    # each: the linear algebra here is tiny, and the processes already use every core.
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _init_worker(xml, body_ids, trunk, settings):
+    global _worker_fitter
+    try:  # belt and braces, should BLAS have started before the environment was read
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    model = mujoco.MjModel.from_xml_string(xml)
+    _worker_fitter = PoseFitter(model, body_ids, np.zeros((len(body_ids), 3)), trunk, settings)
+
+
+def _run_job(job, fitter=None):
+    fitter = fitter or _worker_fitter
+    kind, y, observed, valid, offsets, q_init, skip = job
+    fitter.offsets = np.asarray(offsets, dtype=float)
+    if kind == "sequence":
+        q, p, it = fitter.fit_frames(y, observed, valid)
+    else:
+        q, p, it = fitter.fit_frames(y, observed, valid, q_init=q_init)
+    return q[skip:], p[skip:], it[skip:]
+
+
+def _ready(_):
+    time.sleep(0.05)  # so that every worker takes one: start-up is paid here, not in a stage
+    return os.getpid()
+
+
+class _Workers:
+    """Runs jobs in a pool of processes, or in this process when n_workers == 1."""
+
+    def __init__(self, n_workers, body_model: BodyModel, trunk, settings):
+        self.n_workers = n_workers
+        self.nq = body_model.nq
+        self._args = (body_model.xml, np.asarray(body_model.keypoint_body_ids), trunk, settings)
+        self._pool = None
+        self._local = None
+
+    def __enter__(self):
+        if self.n_workers == 1:
+            # Same path as a worker (the model compiled from the XML text).
+            xml, body_ids, trunk, settings = self._args
+            self._local = PoseFitter(mujoco.MjModel.from_xml_string(xml), body_ids,
+                                     np.zeros((len(body_ids), 3)), trunk, settings)
+            return self
+        # spawn: safe whatever threads the caller runs (fork is not) and the same on every OS;
+        # a script that calls run_stac needs the usual ``if __name__ == "__main__":`` guard.
+        # ProcessPoolExecutor (not multiprocessing.Pool): a worker that dies raises
+        # BrokenProcessPool instead of hanging.
+        self._pool = ProcessPoolExecutor(
+            self.n_workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=self._args,
+        )
+        try:
+            with _single_threaded_children():  # workers start here and inherit the environment
+                list(self._pool.map(_ready, range(self.n_workers)))
+        except BrokenProcessPool as err:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            raise RuntimeError(
+                "STAC worker processes failed to start (a script calling run_stac with "
+                "n_workers > 1 needs an `if __name__ == \"__main__\":` guard)"
+            ) from err
+        return self
+
+    def map(self, jobs):
+        """Results in the order of ``jobs``, yielded as each (and all before it) is done."""
+        if self._pool is None:
+            for job in jobs:
+                yield _run_job(job, self._local)
+        else:
+            yield from self._pool.map(_run_job, jobs)
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        return False
