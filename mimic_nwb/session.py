@@ -180,9 +180,9 @@ def set_provenance(obj, parameters=None):
         parameters=json.dumps(parameters, sort_keys=True, default=_json_default) if parameters is not None else None,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    declared = {f if isinstance(f, str) else f["name"] for f in getattr(obj, "__nwbfields__", ())}
     for field, value in values.items():
-        if field in declared and value is not None and getattr(obj, field, None) is None:
+        # every type that declares provenance has a property per attribute (tables included)
+        if isinstance(getattr(type(obj), field, None), property) and value is not None and getattr(obj, field) is None:
             setattr(obj, field, value)
 
 

@@ -1,0 +1,221 @@
+"""Encoding models on a session: units (spike times or binned counts) x feature sets, appended.
+
+``encode_session(path)`` bins the neural data (or takes the session's BinnedSpikeCounts),
+resamples every requested feature set onto the bins, fits the cross-validated Poisson GLMs of
+:mod:`mimic_nwb.encoding.core`, computes Benjamini-Hochberg q-values per brain region over all
+units x feature sets, and appends an EncodingResults table.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..features import available_feature_sets, read_feature_set, resample_to_bins
+from ..session import append, read_session
+from .binning import bin_centers, bin_spike_times
+from .core import EncodingConfig, benjamini_hochberg, fit_encoding_models
+
+
+@dataclass
+class NeuralData:
+    """Spike counts on regular bins, with what is known about each unit."""
+
+    counts: np.ndarray  # (n_bins, n_units)
+    bin_centers: np.ndarray  # (n_bins,) seconds
+    unit_names: list[str]
+    brain_regions: list[str]
+    source: str  # "units" or the BinnedSpikeCounts name
+    unit_index: np.ndarray  # row of Units, or column of the counts, per unit
+
+
+def _units_regions(units):
+    if "brain_region" in units.colnames:
+        return [str(r) for r in units["brain_region"][:]]
+    if "electrode_group" in units.colnames:
+        return [g.location for g in units["electrode_group"][:]]
+    return ["unknown"] * len(units)
+
+
+def read_neural_data(nwbfile, path, bin_size, t_start, t_stop, counts_name=None):
+    """Counts on bins of ``bin_size`` over [t_start, t_stop) from Units, or the named binned counts."""
+    module = nwbfile.processing.get("mimic")
+    binned = [o for o in (module.data_interfaces.values() if module else []) if type(o).__name__ == "BinnedSpikeCounts"]
+    if counts_name is not None or (nwbfile.units is None and binned):
+        chosen = [b for b in binned if counts_name in (None, b.name)]
+        if not chosen:
+            raise InputError(f"{path}: no BinnedSpikeCounts named {counts_name!r}")
+        series = chosen[0]
+        if abs(series.bin_size - bin_size) > 1e-9:
+            raise InputError(
+                f"{path}: {series.name} has {series.bin_size} s bins; run with bin_size {series.bin_size}"
+            )
+        centers = series.get_timestamps() + series.bin_size / 2
+        keep = np.ones(len(series.column_names), dtype=bool)
+        if series.active is not None:
+            keep = np.asarray(series.active[:], dtype=bool)
+        columns = np.flatnonzero(keep)
+        names = [str(series.column_names[i]) for i in columns]
+        regions = [str(series.brain_region[i]) for i in columns] if series.brain_region is not None else ["unknown"] * len(columns)
+        inside = (centers >= t_start) & (centers < t_stop)
+        counts = np.asarray(series.data[:])[inside][:, columns]
+        return NeuralData(counts, centers[inside], names, regions, series.name, columns)
+    if nwbfile.units is None or len(nwbfile.units) == 0:
+        raise InputError(f"{path}: no units and no BinnedSpikeCounts; import units first (mimic-nwb import-units)")
+    units = nwbfile.units
+    spike_times = [np.asarray(units.get_unit_spike_times(i)) for i in range(len(units))]
+    names = [str(n) for n in units["unit_name"][:]] if "unit_name" in units.colnames else [str(i) for i in units.id[:]]
+    counts = bin_spike_times(spike_times, t_start, t_stop, bin_size)
+    return NeuralData(
+        counts, bin_centers(t_start, t_stop, bin_size), names, _units_regions(units), "units", np.arange(len(units))
+    )
+
+
+def _progress_bar(enabled):
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc="encoding fits", unit="fit", leave=False)
+
+    def progress(done, total, description):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return progress, bar.close
+
+
+def encode_session(
+    session,
+    feature_sets=None,
+    config: EncodingConfig | None = None,
+    name="EncodingResults",
+    counts_name=None,
+    q_threshold=0.05,
+    replace_existing=False,
+    progress=True,
+):
+    """Fit encoding models of every unit on ``feature_sets`` (default: all available); append them.
+
+    Returns (summary line, EncodingResult, tidy best-lag table with q-values).
+    """
+    config = config or EncodingConfig()
+    session = Path(session)
+    with read_session(session) as nwbfile:
+        names = list(feature_sets) if feature_sets else available_feature_sets(nwbfile)
+        if not names:
+            raise InputError(f"{session}: no feature sets (run stac / simulate first)")
+        sets = [read_feature_set(nwbfile, n, session) for n in names]
+        t_start = max(s.times[0] for s in sets)
+        t_stop = min(s.times[-1] for s in sets)
+        if not t_stop - t_start >= config.n_folds * config.chunk_duration:
+            raise InputError(
+                f"{session}: the feature sets overlap on {max(t_stop - t_start, 0):.1f} s, less than "
+                f"{config.n_folds} folds x {config.chunk_duration} s chunks"
+            )
+        neural = read_neural_data(nwbfile, session, config.bin_size, t_start, t_stop, counts_name)
+        if neural.counts.shape[0] == 0:
+            raise InputError(f"{session}: the neural data do not overlap the features ({t_start:.2f}-{t_stop:.2f} s)")
+        silent = [n for n, c in zip(neural.unit_names, neural.counts.sum(axis=0)) if c == 0]
+        if silent:
+            raise InputError(f"{session}: units without spikes in {t_start:.2f}-{t_stop:.2f} s: {', '.join(silent)}")
+        matrices = {s.name: resample_to_bins(s, neural.bin_centers) for s in sets}
+    report, close = _progress_bar(progress)
+    try:
+        result = fit_encoding_models(neural.counts, matrices, config, unit_names=neural.unit_names, progress=report)
+    except ValueError as error:
+        raise InputError(f"{session}: {error}") from None
+    finally:
+        close()
+    best = result.best_lags()
+    regions = dict(zip(neural.unit_names, neural.brain_regions))
+    best["brain_region"] = best["unit"].map(regions)
+    best["q_value"] = np.nan
+    for _, rows in best.groupby("brain_region").groups.items():
+        best.loc[rows, "q_value"] = benjamini_hochberg(best.loc[rows, "p_value_lags"].to_numpy())
+    best["significant"] = best["q_value"] < q_threshold
+
+    with append(session, replace=[name] if replace_existing else ()) as s:
+        s.check_new(name)
+        table = results_table(result, neural, best, q_threshold, name, s.nwbfile)
+        s.add(
+            table,
+            parameters={
+                **{k: v for k, v in vars(config).items()},
+                "feature_sets": names,
+                "t_start": t_start,
+                "t_stop": t_stop,
+                "q_threshold": q_threshold,
+                "neural_data": neural.source,
+            },
+        )
+    share = best.groupby("unit")["cv_llr"].idxmax()
+    winners = best.loc[share, "feature_set"].value_counts().to_dict()
+    summary = (
+        f"{session}: processing/mimic/{name}: {len(neural.unit_names)} units x {len(names)} feature sets x "
+        f"{len(config.lags)} lags; significant unit x feature-set pairs: {int(best['significant'].sum())}; "
+        f"best feature set per unit: {winners}"
+    )
+    return summary, result, best
+
+
+def results_table(result, neural, best, q_threshold, name, nwbfile):
+    """The EncodingResults table (one row per unit x feature set x lag) of a fit."""
+    from hdmf.common import DynamicTableRegion, VectorData, VectorIndex
+
+    import ndx_mimic
+
+    table = result.to_dataframe()
+    key = best.set_index(["unit", "feature_set"])
+    pair = list(zip(table["unit"], table["feature_set"]))
+    q_values = key.loc[pair, "q_value"].to_numpy()
+    region_of = dict(zip(neural.unit_names, neural.brain_regions))
+    unit_row = dict(zip(neural.unit_names, neural.unit_index))
+    rows = np.array([unit_row[u] for u in table["unit"]])
+    columns = [
+        VectorData(name="brain_region", description="Brain region of the unit.", data=[region_of[u] for u in table["unit"]]),
+        VectorData(name="feature_set", description="Feature set.", data=list(table["feature_set"])),
+        VectorData(name="lag", description="Lag, s (negative: premotor).", data=table["lag"].to_numpy()),
+        VectorData(name="cv_llr", description="CV log-likelihood ratio, bits/spike.", data=table["cv_llr"].to_numpy()),
+        VectorData(name="pseudo_r2", description="CV deviance pseudo-R^2.", data=table["pseudo_r2"].to_numpy()),
+        VectorData(name="p_value", description="Wilcoxon p over held-out chunks.", data=table["p_value"].to_numpy()),
+        VectorData(
+            name="q_value",
+            description="BH q-value of the unit x feature set (best lag, Bonferroni over lags) within its region.",
+            data=q_values,
+        ),
+        VectorData(name="significant", description=f"q_value < {q_threshold}.", data=q_values < q_threshold),
+    ]
+    links = {}
+    if neural.source == "units":
+        columns.insert(
+            0, DynamicTableRegion(name="unit", description="The unit.", data=rows, table=nwbfile.units)
+        )
+    else:
+        columns.insert(0, VectorData(name="count_column", description="Column of the counts.", data=rows.astype("int32")))
+        links["spike_counts"] = nwbfile.processing["mimic"][neural.source]
+    if result.coefficients is not None:
+        # Mean over folds, intercept first, per unit x feature set x lag (ragged: sets differ in width).
+        flat, index = [], []
+        for s, lag, u in zip(table["feature_set"], table["lag"], table["unit"]):
+            coefficients = result.coefficients[s][list(result.lags).index(lag), :, :, neural.unit_names.index(u)]
+            flat.extend(coefficients.mean(axis=0))
+            index.append(len(flat))
+        data = VectorData(name="coefficients", description="Fold-mean coefficients, intercept first.", data=flat)
+        columns += [data, VectorIndex(name="coefficients_index", data=index, target=data)]
+    config = result.config
+    return ndx_mimic.EncodingResults(
+        name=name,
+        description="Cross-validated Poisson GLM encoding models (mimic_nwb.encoding).",
+        columns=columns,
+        bin_size=config.bin_size,
+        num_folds=config.n_folds,
+        chunk_duration=config.chunk_duration,
+        model="poisson_glm",
+        regularization="none" if config.alpha == 0 else ("l2" if config.l1_wt == 0 else "elastic_net"),
+        alpha=config.alpha,
+        l1_ratio=config.l1_wt,
+        pca_variance=config.pca_variance if config.pca_variance is not None else 1.0,
+        **links,
+    )

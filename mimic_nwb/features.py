@@ -1,0 +1,169 @@
+"""Feature sets read from a session by name, for encoding models and RSA.
+
+A feature set is a (T, F) matrix on its own clock (times in seconds on the session clock) with
+column names. Available names depend on what the session holds:
+
+- ``kinematics``: keypoint positions in the egocentric frame of the registered body (origin at
+  the root, x along the root's heading, z up; needs a StacRegistration) and their velocities;
+- ``joint_angles``: the hinge columns (radians) of the registered qpos;
+- ``joint_velocities``: their time derivatives (rad/s, central differences);
+- ``inverse_dynamics``: the generalised forces of the hinge degrees of freedom of an
+  ``inverse_dynamics`` rollout;
+- ``<NetworkActivations name>/<layer>``: every layer of every recorded network rollout.
+
+:func:`resample_to_bins` puts any of them on spike-count bins.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ndx_mimic.mimic import pose_as_array
+
+from .errors import InputError
+
+RESULTS = "mimic"
+
+
+@dataclass
+class FeatureSet:
+    """A named feature matrix: ``values`` (T, F) sampled at ``times`` (T,) seconds."""
+
+    name: str
+    values: np.ndarray
+    times: np.ndarray
+    columns: list[str]
+    source: str  # path of the object in the file
+
+
+def _results(nwbfile, kind):
+    module = nwbfile.processing.get(RESULTS)
+    if module is None:
+        return []
+    return [obj for obj in module.data_interfaces.values() if type(obj).__name__ == kind]
+
+
+def _registration(nwbfile):
+    registrations = _results(nwbfile, "StacRegistration")
+    return registrations[0] if registrations else None
+
+
+def _hinge_columns(series):
+    names = [str(n) for n in series.column_names[:]]
+    units = [str(u) for u in series.column_units[:]] if series.column_units is not None else [series.unit] * len(names)
+    keep = [i for i, unit in enumerate(units) if unit in ("radians", "radian")]
+    return keep, [names[i] for i in keep]
+
+
+def _quat_yaw(quaternions):
+    """Heading (rotation about z) of (T, 4) w, x, y, z quaternions."""
+    w, x, y, z = quaternions.T
+    return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
+
+
+def _kinematics(nwbfile):
+    registration = _registration(nwbfile)
+    if registration is None:
+        return None
+    qpos = np.asarray(registration.qpos.data[:])
+    times = registration.qpos.get_timestamps()
+    names = [str(n) for n in registration.qpos.column_names[:]]
+    root = [names.index(n) for n in ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz")]
+    # The measured keypoints, moved into the model frame (floor at z = 0) where qpos lives.
+    transform = np.asarray(registration.world_to_model[:]) if registration.world_to_model is not None else np.eye(4)
+    keypoints = pose_as_array(registration.pose_estimation, registration.keypoint_names)
+    keypoints = keypoints @ transform[:3, :3].T + transform[:3, 3]
+    position, yaw = qpos[:, root[:3]], _quat_yaw(qpos[:, root[3:]])
+    cos, sin = np.cos(-yaw)[:, None], np.sin(-yaw)[:, None]
+    relative = keypoints - position[:, None, :]
+    egocentric = np.stack(
+        [cos * relative[..., 0] - sin * relative[..., 1], sin * relative[..., 0] + cos * relative[..., 1], relative[..., 2]],
+        axis=-1,
+    )
+    flat = egocentric.reshape(len(times), -1)
+    velocity = np.gradient(flat, times, axis=0)
+    columns = [f"{k}_{axis}" for k in registration.keypoint_names for axis in "xyz"]
+    return FeatureSet(
+        "kinematics",
+        np.concatenate([flat, velocity], axis=1),
+        times,
+        columns + [f"{c}_velocity" for c in columns],
+        f"processing/{RESULTS}/{registration.name}",
+    )
+
+
+def _joint_angles(nwbfile, velocities=False):
+    registration = _registration(nwbfile)
+    if registration is None:
+        return None
+    keep, names = _hinge_columns(registration.qpos)
+    times = registration.qpos.get_timestamps()
+    values = np.asarray(registration.qpos.data[:])[:, keep]
+    name = "joint_velocities" if velocities else "joint_angles"
+    if velocities:
+        values, names = np.gradient(values, times, axis=0), [f"{n}_velocity" for n in names]
+    return FeatureSet(name, values, times, names, f"processing/{RESULTS}/{registration.name}/qpos")
+
+
+def _inverse_dynamics(nwbfile):
+    rollouts = [r for r in _results(nwbfile, "SimulationRollout") if r.mode == "inverse_dynamics"]
+    if not rollouts or rollouts[0].generalized_forces is None:
+        return None
+    forces = rollouts[0].generalized_forces
+    keep = [i for i, name in enumerate(forces.column_names[:]) if not str(name).startswith("root_")]
+    names = [str(forces.column_names[i]) for i in keep]
+    return FeatureSet(
+        "inverse_dynamics",
+        np.asarray(forces.data[:])[:, keep],
+        forces.get_timestamps(),
+        names,
+        f"processing/{RESULTS}/{rollouts[0].name}/generalized_forces",
+    )
+
+
+def available_feature_sets(nwbfile):
+    """Names of the feature sets this session can provide, in a stable order."""
+    names = []
+    if _registration(nwbfile) is not None:
+        names += ["kinematics", "joint_angles", "joint_velocities"]
+    if any(r.mode == "inverse_dynamics" and r.generalized_forces is not None for r in _results(nwbfile, "SimulationRollout")):
+        names.append("inverse_dynamics")
+    for activations in _results(nwbfile, "NetworkActivations"):
+        names += [f"{activations.name}/{layer}" for layer in activations.layer_activations]
+    return names
+
+
+def read_feature_set(nwbfile, name, path="session"):
+    """One feature set by name (see the module docstring)."""
+    readers = {
+        "kinematics": _kinematics,
+        "joint_angles": _joint_angles,
+        "joint_velocities": lambda f: _joint_angles(f, velocities=True),
+        "inverse_dynamics": _inverse_dynamics,
+    }
+    feature_set = None
+    if name in readers:
+        feature_set = readers[name](nwbfile)
+    elif "/" in name:
+        group, layer = name.split("/", 1)
+        module = nwbfile.processing.get(RESULTS)
+        activations = module.data_interfaces.get(group) if module else None
+        if activations is not None and layer in getattr(activations, "layer_activations", {}):
+            series = activations.layer_activations[layer]
+            values = np.asarray(series.data[:], dtype=np.float64)
+            feature_set = FeatureSet(
+                name, values, series.get_timestamps(), [f"{layer}_{i}" for i in range(values.shape[1])],
+                f"processing/{RESULTS}/{group}/{layer}",
+            )
+    if feature_set is None:
+        available = ", ".join(available_feature_sets(nwbfile)) or "none"
+        raise InputError(f"{path}: unknown feature set {name!r} (available: {available})")
+    return feature_set
+
+
+def resample_to_bins(feature_set, bin_centers):
+    """Values of a feature set at bin centres (linear interpolation; NaN outside its time range)."""
+    from .encoding.binning import resample_features
+
+    values, _ = resample_features(feature_set.values, bin_centers, timestamps=feature_set.times)
+    return values

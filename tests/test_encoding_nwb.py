@@ -1,0 +1,143 @@
+"""Encoding models on a session file: units or binned counts x feature sets, appended as a table."""
+
+import numpy as np
+import pytest
+from pynwb import validate
+
+from mimic_nwb.cli import main
+from mimic_nwb.encoding import EncodingConfig
+from mimic_nwb.encoding.nwb import encode_session
+from mimic_nwb.errors import InputError
+from mimic_nwb.features import available_feature_sets, read_feature_set, resample_to_bins
+from mimic_nwb.importers.units import import_units
+from mimic_nwb.session import append, read_session
+from ndx_mimic import BinnedSpikeCounts, JointStateSeries, KeypointSites, NamedColumnSeries, StacRegistration
+from ndx_mimic.testing import mock
+
+from helpers import digest, new_session
+
+RATE = 50.0
+FRAMES = 2000  # 40 s
+CONFIG = EncodingConfig(lags=(-0.2, 0.0, 0.2), chunk_duration=2.0, n_folds=5)
+
+
+def _registered_session(folder):
+    """A session with keypoints and a (toy-body) registration whose joint angles drive units."""
+    path = new_session(folder)
+    t = np.arange(FRAMES) / RATE
+    qpos = np.zeros((FRAMES, 9))
+    qpos[:, 2], qpos[:, 3] = 0.05, 1.0
+    qpos[:, 7] = 0.8 * np.sin(2 * np.pi * 0.5 * t)
+    qpos[:, 8] = -1.0 + 0.5 * np.sin(2 * np.pi * 0.23 * t + 1.0)
+    positions = np.stack([np.c_[0.03 * np.cos(qpos[:, 7]) * (k + 1), np.zeros(FRAMES), 0.05 + 0.01 * k * qpos[:, 8]]
+                          for k in range(3)], axis=1)
+    with append(path) as s:
+        behavior = s.module("behavior", "keypoints")
+        from ndx_pose import Skeletons
+
+        skeleton = mock.mock_Skeleton()
+        behavior.add(Skeletons(skeletons=[skeleton]))
+        pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=positions)
+        behavior.add(pose)
+        body_model = s.add(mock.mock_BodyModel())
+        timing = dict(rate=RATE, starting_time=0.0)
+        s.add(
+            StacRegistration(
+                name="StacRegistration",
+                qpos=JointStateSeries(name="qpos", data=qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
+                                      column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy", **timing),
+                keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)), unit="meters",
+                                                  column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
+                model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
+                keypoint_sites=mock.mock_KeypointSites(),
+                frame_valid=np.ones(FRAMES, dtype=bool),
+                pose_estimation=pose,
+                body_model=body_model,
+            )
+        )
+    return path, t, qpos
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    path, t, qpos = _registered_session(tmp_path_factory.mktemp("encode"))
+    rng = np.random.default_rng(0)
+    # Units driven by the hip angle (a joint angle) at lag 0; one unit with a flat rate.
+    rate_hz = {f"u{i}": 10 * np.exp(0.8 * qpos[:, 7] * (1 if i % 2 else -1)) for i in range(4)}
+    rate_hz["flat"] = np.full(FRAMES, 8.0)
+    spikes = {}
+    for name, r in rate_hz.items():
+        counts = rng.poisson(r / RATE)
+        spikes[name] = np.sort(np.repeat(t, counts) + rng.uniform(0, 1 / RATE, counts.sum()))
+    import_units(path, spikes, sampling_rate=30000.0, session_end=FRAMES / RATE,
+                 unit_table={name: {"electrode_group": "drive0_tetrode_0"} for name in spikes})
+    return path
+
+
+def test_feature_sets_of_the_session(session):
+    with read_session(session) as nwbfile:
+        assert available_feature_sets(nwbfile) == ["kinematics", "joint_angles", "joint_velocities"]
+        angles = read_feature_set(nwbfile, "joint_angles")
+        assert angles.columns == ["hip", "knee"] and angles.values.shape == (FRAMES, 2)
+        centers = np.arange(10) * 0.02 + 0.01
+        np.testing.assert_allclose(resample_to_bins(angles, centers)[:, 0], np.interp(centers, angles.times, angles.values[:, 0]))
+        with pytest.raises(InputError, match="unknown feature set 'gait'"):
+            read_feature_set(nwbfile, "gait")
+
+
+def test_encode_appends_a_valid_table_matching_the_fit(session):
+    summary, result, best = encode_session(session, ["joint_angles", "kinematics"], CONFIG, progress=False)
+    assert "5 units x 2 feature sets x 3 lags" in summary
+    with read_session(session) as nwbfile:
+        table = nwbfile.processing["mimic"]["EncodingResults"]
+        frame = table.to_dataframe(index=True)
+        assert len(frame) == 5 * 2 * 3
+        assert table.bin_size == 0.02 and table.num_folds == 5 and table.regularization == "l2"
+        np.testing.assert_allclose(np.sort(frame["cv_llr"]), np.sort(result.cv_llr.ravel()))
+        driven = frame[(frame["feature_set"] == "joint_angles") & (frame["lag"] == 0.0)]
+        flat_row = list(nwbfile.units["unit_name"][:]).index("flat")
+        assert driven[driven["unit"] != flat_row]["significant"].all()
+        assert not frame[frame["unit"] == flat_row]["significant"].any()
+        assert '"feature_sets": ["joint_angles", "kinematics"]' in table.parameters
+    assert validate(path=str(session)) == []
+
+
+def test_encode_errors_write_nothing(session, capsys):
+    before = digest(session)
+    assert main(["encode", str(session), "--feature-set", "gait", "--no-progress"]) == 2
+    assert "unknown feature set 'gait'" in capsys.readouterr().err
+    assert main(["encode", str(session), "--no-progress"]) == 2  # EncodingResults exists
+    assert "already exists" in capsys.readouterr().err
+    assert digest(session) == before
+
+
+def test_units_without_spikes_and_no_neural_data(tmp_path):
+    path, t, _ = _registered_session(tmp_path)
+    with pytest.raises(InputError, match="no units and no BinnedSpikeCounts"):
+        encode_session(path, ["joint_angles"], CONFIG, progress=False)
+    import_units(path, {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([39.99])}, sampling_rate=30000.0,
+                 session_end=40.0, unit_table={"a": {"brain_region": "DLS"}, "b": {"brain_region": "DLS"}})
+    before = digest(path)
+    with pytest.raises(InputError, match="units without spikes in 0.00-39.98 s: b"):
+        encode_session(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0), progress=False)
+    assert digest(path) == before
+
+
+def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
+    path, t, qpos = _registered_session(tmp_path)
+    rng = np.random.default_rng(1)
+    bins = FRAMES  # 20 ms bins over 40 s
+    rates = 0.2 * np.exp(np.c_[qpos[:, 7], -qpos[:, 7], np.zeros(FRAMES)])
+    with append(path) as s:
+        s.add(BinnedSpikeCounts(name="BinnedSpikeCounts", data=rng.poisson(rates).astype("uint16"),
+                                column_names=["a", "b", "c"], bin_size=0.02, rate=50.0, starting_time=0.0,
+                                brain_region=["DLS", "DLS", "MC"], active=np.array([True, True, True]),
+                                description="toy counts"))
+    encode_session(path, ["joint_angles"], CONFIG, progress=False)
+    with read_session(path) as nwbfile:
+        table = nwbfile.processing["mimic"]["EncodingResults"]
+        assert table.spike_counts is nwbfile.processing["mimic"]["BinnedSpikeCounts"]
+        frame = table.to_dataframe()
+        assert sorted(frame["count_column"].unique()) == [0, 1, 2]
+        assert set(frame["brain_region"]) == {"DLS", "MC"}
+    assert validate(path=str(path)) == []
