@@ -101,6 +101,27 @@ def cmd_import_labels(args):
     print(summary)
 
 
+def cmd_import_foreign(args):
+    from .importers.foreign import import_foreign
+
+    layer_kinds = {}
+    for spec in args.layer_kind or []:
+        layer, _, kind = spec.partition("=")
+        if not layer or not kind:
+            raise InputError(f"--layer-kind {spec!r}: expected NAME=KIND, e.g. intention=latent_sample")
+        layer_kinds[layer] = kind
+    summary = import_foreign(
+        args.session,
+        args.source,
+        args.format,
+        rate=args.rate,
+        name=args.name,
+        replace=args.replace,
+        layer_kinds=layer_kinds or None,
+    )
+    print(summary)
+
+
 def cmd_stac(args):
     from .stac import StacConfig
     from .stac.nwb import stac_session
@@ -129,6 +150,30 @@ def cmd_stac(args):
         name=args.name,
         replace=args.replace,
         progress=not args.no_progress,
+    )
+    print(summary)
+
+
+def cmd_encode(args):
+    from .encoding import EncodingConfig
+    from .encoding.nwb import encode_session
+
+    settings = {"bin_size": args.bin_size, "n_folds": args.folds, "chunk_duration": args.chunk_duration,
+                "alpha": args.alpha, "l1_wt": args.l1_ratio}
+    if args.lags:
+        try:
+            settings["lags"] = tuple(float(v) for v in args.lags.split(","))
+        except ValueError:
+            raise InputError(f"--lags {args.lags!r}: expected seconds separated by commas, e.g. -0.2,0,0.2") from None
+    if args.pca_variance is not None:
+        settings["pca_variance"] = None if args.pca_variance >= 1 else args.pca_variance
+    try:
+        config = EncodingConfig(**settings)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    summary, _, _ = encode_session(
+        args.session, args.feature_set, config, name=args.name, counts_name=args.counts,
+        q_threshold=args.q_threshold, replace_existing=args.replace, progress=not args.no_progress,
     )
     print(summary)
 
@@ -256,6 +301,25 @@ def build_parser():
     labels.add_argument("--replace", action="store_true", help="replace a table of the same name")
     labels.set_defaults(func=cmd_import_labels)
 
+    foreign = commands.add_parser(
+        "import-foreign", help="import another tool's output (stac-mjx .h5, track-mjx rollout .h5, MIMIC session .h5)"
+    )
+    foreign.add_argument("session", type=Path)
+    foreign.add_argument("source", type=Path, help="the tool's HDF5 output (layouts: mimic_nwb.importers.foreign)")
+    foreign.add_argument("--format", required=True, choices=["stac-mjx", "track-mjx", "mimic-h5"])
+    foreign.add_argument(
+        "--rate", type=float,
+        help="Hz: frame rate (stac-mjx without session keypoints; mimic-h5, default 50), control rate (track-mjx)",
+    )
+    foreign.add_argument(
+        "--name", help="StacRegistration name (stac-mjx, mimic-h5), or suffix of the track-mjx results (default track_mjx)"
+    )
+    foreign.add_argument(
+        "--layer-kind", action="append", help="track-mjx activation layer kind NAME=KIND, e.g. intention=latent_sample"
+    )
+    foreign.add_argument("--replace", action="store_true", help="replace results of the same names")
+    foreign.set_defaults(func=cmd_import_foreign)
+
     stac = commands.add_parser("stac", help="register the body model to the session's 3D keypoints (STAC)")
     stac.add_argument("session", type=Path)
     stac.add_argument("--site-map", type=Path, help="keypoint site map YAML (default: built-in for rat23)")
@@ -273,6 +337,23 @@ def build_parser():
     stac.add_argument("--replace", action="store_true", help="replace an existing registration and body model")
     stac.add_argument("--no-progress", action="store_true", help="no progress bar")
     stac.set_defaults(func=cmd_stac)
+
+    encode = commands.add_parser("encode", help="Poisson GLM encoding models of the units on feature sets")
+    encode.add_argument("session", type=Path)
+    encode.add_argument("--feature-set", action="append", help="feature set (repeatable; default: all available)")
+    encode.add_argument("--bin-size", type=float, default=0.02, help="spike-count bin, s (default 0.02)")
+    encode.add_argument("--lags", help="lags in s, comma-separated (default -1.0 ... 0.3 step 0.1)")
+    encode.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    encode.add_argument("--chunk-duration", type=float, default=4.0, help="contiguous CV chunk, s (default 4)")
+    encode.add_argument("--pca-variance", type=float, help="variance kept by PCA (default 0.9; 1 = no PCA)")
+    encode.add_argument("--alpha", type=float, default=1e-4, help="penalty strength (default 1e-4)")
+    encode.add_argument("--l1-ratio", type=float, default=0.0, help="elastic-net L1 share (default 0: ridge)")
+    encode.add_argument("--q-threshold", type=float, default=0.05, help="BH q-value threshold (default 0.05)")
+    encode.add_argument("--counts", help="use this BinnedSpikeCounts instead of the Units table")
+    encode.add_argument("--name", default="EncodingResults", help="name of the result in processing/mimic")
+    encode.add_argument("--replace", action="store_true", help="replace an existing result of that name")
+    encode.add_argument("--no-progress", action="store_true", help="no progress bar")
+    encode.set_defaults(func=cmd_encode)
 
     inspect = commands.add_parser("inspect", help="summarise, validate and inspect a session file")
     inspect.add_argument("session", type=Path)
