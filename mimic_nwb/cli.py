@@ -178,6 +178,17 @@ def cmd_encode(args):
     print(summary)
 
 
+def cmd_rsa(args):
+    from .rsa.nwb import rsa_session
+
+    summary, _ = rsa_session(
+        args.session, args.feature_set, labels_name=args.labels, bin_size=args.bin_size, n_folds=args.folds,
+        chunk_duration=args.chunk_duration, n_permutations=args.permutations, name=args.name,
+        replace_existing=args.replace,
+    )
+    print(summary)
+
+
 def cmd_inspect(args):
     from .inspect import inspect_session
 
@@ -354,6 +365,18 @@ def build_parser():
     encode.add_argument("--replace", action="store_true", help="replace an existing result of that name")
     encode.add_argument("--no-progress", action="store_true", help="no progress bar")
     encode.set_defaults(func=cmd_encode)
+
+    rsa = commands.add_parser("rsa", help="RDMs of neural populations and feature sets over behaviours, compared")
+    rsa.add_argument("session", type=Path)
+    rsa.add_argument("--feature-set", action="append", help="feature set (repeatable; default: all available)")
+    rsa.add_argument("--labels", default="behavior_labels", help="behaviour bouts in /intervals")
+    rsa.add_argument("--bin-size", type=float, default=0.02, help="bin, s (default 0.02)")
+    rsa.add_argument("--folds", type=int, default=5, help="partitions for crossnobis (default 5)")
+    rsa.add_argument("--chunk-duration", type=float, default=4.0, help="contiguous chunk per partition, s")
+    rsa.add_argument("--permutations", type=int, default=1000, help="condition-label permutations for p-values")
+    rsa.add_argument("--name", default="RepresentationalSimilarity", help="name of the result in processing/mimic")
+    rsa.add_argument("--replace", action="store_true", help="replace an existing result of that name")
+    rsa.set_defaults(func=cmd_rsa)
 
     inspect = commands.add_parser("inspect", help="summarise, validate and inspect a session file")
     inspect.add_argument("session", type=Path)

@@ -18,6 +18,7 @@ from .importers.keypoints import import_keypoints
 from .importers.labels import import_labels
 from .importers.units import SortedUnits, units_to_nwb
 from .inspect import inspect_session
+from .rsa.nwb import rsa_session
 from .session import append, read_session
 from .stac.nwb import stac_session
 
@@ -160,6 +161,11 @@ def run_demo(outdir, fresh=False, log=print):
         "encode",
         lambda: _has(session, "mimic", "EncodingResults"),
         lambda: encode_session(session, config=DEMO_ENCODING, progress=False)[0],
+    )
+    stage(
+        "rsa",
+        lambda: _has(session, "mimic", "RepresentationalSimilarity"),
+        lambda: rsa_session(session, chunk_duration=DEMO_ENCODING.chunk_duration)[0],
     )
     report, ok = inspect_session(session)
     log(report)

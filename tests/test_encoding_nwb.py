@@ -11,56 +11,18 @@ from mimic_nwb.errors import InputError
 from mimic_nwb.features import available_feature_sets, read_feature_set, resample_to_bins
 from mimic_nwb.importers.units import import_units
 from mimic_nwb.session import append, read_session
-from ndx_mimic import BinnedSpikeCounts, JointStateSeries, KeypointSites, NamedColumnSeries, StacRegistration
-from ndx_mimic.testing import mock
+from ndx_mimic import BinnedSpikeCounts
 
-from helpers import digest, new_session
+from helpers import digest, new_session, registered_toy_session
 
+FRAMES = 2000  # 40 s at 50 Hz
 RATE = 50.0
-FRAMES = 2000  # 40 s
 CONFIG = EncodingConfig(lags=(-0.2, 0.0, 0.2), chunk_duration=2.0, n_folds=5)
-
-
-def _registered_session(folder):
-    """A session with keypoints and a (toy-body) registration whose joint angles drive units."""
-    path = new_session(folder)
-    t = np.arange(FRAMES) / RATE
-    qpos = np.zeros((FRAMES, 9))
-    qpos[:, 2], qpos[:, 3] = 0.05, 1.0
-    qpos[:, 7] = 0.8 * np.sin(2 * np.pi * 0.5 * t)
-    qpos[:, 8] = -1.0 + 0.5 * np.sin(2 * np.pi * 0.23 * t + 1.0)
-    positions = np.stack([np.c_[0.03 * np.cos(qpos[:, 7]) * (k + 1), np.zeros(FRAMES), 0.05 + 0.01 * k * qpos[:, 8]]
-                          for k in range(3)], axis=1)
-    with append(path) as s:
-        behavior = s.module("behavior", "keypoints")
-        from ndx_pose import Skeletons
-
-        skeleton = mock.mock_Skeleton()
-        behavior.add(Skeletons(skeletons=[skeleton]))
-        pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=positions)
-        behavior.add(pose)
-        body_model = s.add(mock.mock_BodyModel())
-        timing = dict(rate=RATE, starting_time=0.0)
-        s.add(
-            StacRegistration(
-                name="StacRegistration",
-                qpos=JointStateSeries(name="qpos", data=qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
-                                      column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy", **timing),
-                keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)), unit="meters",
-                                                  column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
-                model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
-                keypoint_sites=mock.mock_KeypointSites(),
-                frame_valid=np.ones(FRAMES, dtype=bool),
-                pose_estimation=pose,
-                body_model=body_model,
-            )
-        )
-    return path, t, qpos
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    path, t, qpos = _registered_session(tmp_path_factory.mktemp("encode"))
+    path, t, qpos = registered_toy_session(tmp_path_factory.mktemp("encode"))
     rng = np.random.default_rng(0)
     # Units driven by the hip angle (a joint angle) at lag 0; one unit with a flat rate.
     rate_hz = {f"u{i}": 10 * np.exp(0.8 * qpos[:, 7] * (1 if i % 2 else -1)) for i in range(4)}
@@ -112,7 +74,7 @@ def test_encode_errors_write_nothing(session, capsys):
 
 
 def test_units_without_spikes_and_no_neural_data(tmp_path):
-    path, t, _ = _registered_session(tmp_path)
+    path, t, _ = registered_toy_session(tmp_path)
     with pytest.raises(InputError, match="no units and no BinnedSpikeCounts"):
         encode_session(path, ["joint_angles"], CONFIG, progress=False)
     import_units(path, {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([39.99])}, sampling_rate=30000.0,
@@ -124,7 +86,7 @@ def test_units_without_spikes_and_no_neural_data(tmp_path):
 
 
 def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
-    path, t, qpos = _registered_session(tmp_path)
+    path, t, qpos = registered_toy_session(tmp_path)
     rng = np.random.default_rng(1)
     bins = FRAMES  # 20 ms bins over 40 s
     rates = 0.2 * np.exp(np.c_[qpos[:, 7], -qpos[:, 7], np.zeros(FRAMES)])

@@ -1,0 +1,69 @@
+"""RSA on a session file: RDMs per brain region and feature set over behaviour labels, appended."""
+
+import numpy as np
+import pytest
+from pynwb import validate
+
+from mimic_nwb.cli import main
+from mimic_nwb.errors import InputError
+from mimic_nwb.importers.labels import import_labels
+from mimic_nwb.importers.units import import_units
+from mimic_nwb.rsa.nwb import rsa_session
+from mimic_nwb.session import read_session
+
+from helpers import digest, registered_toy_session
+
+RATE = 50.0
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    path, t, qpos = registered_toy_session(tmp_path_factory.mktemp("rsa"))
+    rng = np.random.default_rng(0)
+    hip = qpos[:, 7]
+    # units tuned to the hip angle, so the neural RDM follows the joint-angle RDM
+    spikes = {}
+    for i, (gain, region) in enumerate([(1.5, "DLS"), (-1.5, "DLS"), (1.0, "MC"), (0.5, "DLS")]):
+        counts = rng.poisson(12 * np.exp(gain * hip) / RATE)
+        spikes[f"u{i}"] = np.sort(np.repeat(t, counts) + rng.uniform(0, 1 / RATE, counts.sum()))
+    import_units(path, spikes, sampling_rate=30000.0, session_end=len(t) / RATE,
+                 unit_table={f"u{i}": {"brain_region": r} for i, r in enumerate(["DLS", "DLS", "MC", "DLS"])})
+    labels = np.where(hip > 0.4, "Reach", np.where(hip < -0.4, "Retract", "Hold"))
+    import_labels(path, labels, rate=RATE)
+    return path
+
+
+def test_rsa_appends_rdms_and_comparisons(session):
+    summary, result = rsa_session(session, ["joint_angles", "kinematics"], chunk_duration=2.0, n_permutations=50)
+    assert "RDMs over 3 behaviours" in summary
+    with read_session(session) as nwbfile:
+        rsa = nwbfile.processing["mimic"]["RepresentationalSimilarity"]
+        assert list(rsa.rdm_names[:]) == ["neural_DLS", "neural_MC", "joint_angles", "kinematics"]
+        assert sorted(rsa.condition_labels[:]) == ["Hold", "Reach", "Retract"]
+        np.testing.assert_allclose(rsa.rdms[:], result.rdms)
+        assert set(rsa.dissimilarity_measures[:]) == {"crossnobis"}
+        comparisons = rsa.comparisons.to_dataframe()
+        assert len(comparisons) == 4 and set(comparisons["method"]) == {"whitened_unbiased_cosine"}
+        dls = comparisons[(comparisons.reference_rdm == "neural_DLS") & (comparisons.candidate_rdm == "joint_angles")]
+        assert dls["similarity"].iloc[0] > 0.5  # the DLS units encode the hip angle
+    assert validate(path=str(session)) == []
+
+
+def test_rsa_bad_inputs_write_nothing(session, tmp_path, capsys):
+    before = digest(session)
+    assert main(["rsa", str(session), "--feature-set", "gait"]) == 2
+    assert "unknown feature set 'gait'" in capsys.readouterr().err
+    assert main(["rsa", str(session), "--labels", "sleep_stages"]) == 2
+    assert "no behaviour labels at intervals/sleep_stages" in capsys.readouterr().err
+    assert digest(session) == before
+
+    path, t, _ = registered_toy_session(tmp_path)
+    import_units(path, {"a": np.linspace(0.1, 39, 500)}, sampling_rate=30000.0, session_end=40.0,
+                 unit_table={"a": {"brain_region": "DLS"}})
+    late = tmp_path / "late.csv"
+    late.write_text("start,stop,label\n100,120,Walk\n")
+    import_labels(path, late, session_end=200.0)
+    before = digest(path)
+    with pytest.raises(InputError, match="labels do not overlap the data"):
+        rsa_session(path, ["joint_angles"], chunk_duration=2.0)
+    assert digest(path) == before
