@@ -114,6 +114,33 @@ def add_simulated_units(path, seed=0):
     return f"{len(simulated.names)} simulated units driven by {sorted({f for f, _, _ in plan})}"
 
 
+# A local dandiset folder for `dandi organize` and `dandi validate`; nothing is uploaded.
+DEMO_DANDISET_YAML = """\
+identifier: DANDI:000000
+name: ndx-mimic demo (local only, never uploaded)
+description: >-
+  MIMIC virtual-rodent pipeline demo on a real 1000-frame DANNCE clip of a rat. The units are
+  simulated from a known ground truth and the subject metadata are stated for the demo only.
+license:
+- spdx:CC-BY-4.0
+contributor:
+- name: Demo, Data
+  email: demo@example.org
+  roleName:
+  - dcite:ContactPerson
+  schemaKey: Person
+"""
+
+
+def publish_locally(session, dandiset_dir):
+    """Organize the session into a local dandiset folder with DANDI names and validate it (no upload)."""
+    from .dandi import publish
+
+    dandiset_dir.mkdir(parents=True, exist_ok=True)
+    (dandiset_dir / "dandiset.yaml").write_text(DEMO_DANDISET_YAML)
+    return publish([session], dandiset_dir=dandiset_dir, upload_files=False)
+
+
 def _has(path, module, name):
     with read_session(path) as nwbfile:
         return module in nwbfile.processing and name in nwbfile.processing[module].data_interfaces
@@ -169,5 +196,7 @@ def run_demo(outdir, fresh=False, log=print):
     )
     report, ok = inspect_session(session)
     log(report)
+    if ok:
+        log(f"[dandi] {publish_locally(session, outdir / 'dandiset').summary()}")
     log(f"demo finished in {time.perf_counter() - started:.1f} s: {session} ({'valid' if ok else 'INVALID'})")
     return session, ok
