@@ -8,6 +8,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 from .create import SessionMetadata, create_session
 from .data import data_path
 from .encoding import EncodingConfig
@@ -141,6 +143,49 @@ def publish_locally(session, dandiset_dir):
     return publish([session], dandiset_dir=dandiset_dir, upload_files=False)
 
 
+def key_numbers(path):
+    """The demo's key numbers: STAC error, episodes, and each unit's best model against its ground truth."""
+    lines = ["key numbers:"]
+    with read_session(path) as nwbfile:
+        mimic = nwbfile.processing.get("mimic")
+        results = mimic.data_interfaces if mimic else {}
+        if "StacRegistration" in results:
+            stac = results["StacRegistration"]
+            errors = np.asarray(stac.keypoint_errors.data[:])
+            lines.append(
+                f"  STAC (processing/mimic/StacRegistration): mean keypoint error {1000 * np.nanmean(errors):.2f} mm, "
+                f"median {1000 * np.nanmedian(errors):.2f} mm, {int(np.sum(stac.frame_valid[:]))} frames"
+            )
+        for name, obj in results.items():
+            if type(obj).__name__ == "SimulationRollout" and obj.mode != "inverse_dynamics":
+                durations = np.asarray(obj.episodes["stop_time"][:]) - np.asarray(obj.episodes["start_time"][:])
+                lines.append(
+                    f"  {name}: {len(durations)} episodes, mean {durations.mean():.2f} s, longest {durations.max():.2f} s"
+                )
+        if "EncodingResults" in results and nwbfile.units is not None and "simulated" in nwbfile.units.colnames:
+            table = results["EncodingResults"].to_dataframe(index=True)
+            units = nwbfile.units.to_dataframe(index=True)
+            best = table.loc[table.groupby("unit")["cv_llr"].idxmax()].set_index("unit")
+            hits = 0
+            lines.append("  encoding (processing/mimic/EncodingResults): unit, ground truth -> best model (CV-LLR bits/spike)")
+            for row, unit in units.iterrows():
+                truth, lag = unit["ground_truth_feature_set"], unit["ground_truth_lag"]
+                found = best.loc[row]
+                hit = found["feature_set"] == truth
+                hits += hit
+                lines.append(
+                    f"    {unit['unit_name']:<28} {truth} @ {lag:+.1f} s -> {found['feature_set']} @ {found['lag']:+.1f} s "
+                    f"({found['cv_llr']:.3f}){'' if hit else '  (other set)'}"
+                )
+            lines.append(f"    best feature set = ground truth for {hits} of {len(units)} units")
+        if "RepresentationalSimilarity" in results:
+            comparisons = results["RepresentationalSimilarity"].comparisons.to_dataframe()
+            for reference, rows in comparisons.groupby("reference_rdm"):
+                top = rows.sort_values("similarity", ascending=False).iloc[0]
+                lines.append(f"  RSA: {reference} most similar to {top['candidate_rdm']} (WUC {top['similarity']:.2f})")
+    return "\n".join(lines)
+
+
 def _has(path, module, name):
     with read_session(path) as nwbfile:
         return module in nwbfile.processing and name in nwbfile.processing[module].data_interfaces
@@ -196,6 +241,7 @@ def run_demo(outdir, fresh=False, log=print):
     )
     report, ok = inspect_session(session)
     log(report)
+    log(key_numbers(session))
     if ok:
         log(f"[dandi] {publish_locally(session, outdir / 'dandiset').summary()}")
     log(f"demo finished in {time.perf_counter() - started:.1f} s: {session} ({'valid' if ok else 'INVALID'})")
