@@ -197,6 +197,26 @@ def cmd_inspect(args):
     return 0 if ok else 1
 
 
+def cmd_render(args):
+    from .render import RenderingError, render_session
+
+    try:
+        summary = render_session(
+            args.session, args.out, registration=args.registration, rollout=args.rollout, frames=args.frames,
+            width=args.width, height=args.height, fps=args.fps, progress=not args.no_progress,
+        )
+    except RenderingError as error:
+        print(f"mimic-nwb: error: {error}", file=sys.stderr)
+        return 1
+    print(summary)
+
+
+def cmd_report(args):
+    from .report import write_report
+
+    print(write_report(args.session, args.out))
+
+
 def cmd_demo(args):
     from .demo import run_demo
 
@@ -382,6 +402,28 @@ def build_parser():
     inspect.add_argument("session", type=Path)
     inspect.add_argument("--no-inspector", action="store_true", help="skip nwbinspector (faster)")
     inspect.set_defaults(func=cmd_inspect)
+
+    render = commands.add_parser(
+        "render", help="render the registered model with its keypoints, or a rollout beside its reference (PNG, MP4)"
+    )
+    render.add_argument("session", type=Path)
+    render.add_argument("--out", type=Path, required=True,
+                        help="still.png (one frame), video.mp4, or a folder (one PNG per frame)")
+    render.add_argument(
+        "--registration", help="StacRegistration to show (default: the first; with --rollout: its reference)"
+    )
+    render.add_argument("--rollout", help="SimulationRollout to show beside its reference")
+    render.add_argument("--frames", help="START:STOP (STOP exclusive) or one frame N; default: all (a still: the first)")
+    render.add_argument("--width", type=int, default=640, help="picture width in pixels (default 640)")
+    render.add_argument("--height", type=int, default=480, help="picture height in pixels (default 480)")
+    render.add_argument("--fps", type=float, help="video frame rate (default: the data's, real time)")
+    render.add_argument("--no-progress", action="store_true", help="no progress bar")
+    render.set_defaults(func=cmd_render)
+
+    report = commands.add_parser("report", help="one self-contained HTML page with figures of every stage in a session")
+    report.add_argument("session", type=Path)
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write, e.g. report.html")
+    report.set_defaults(func=cmd_report)
 
     demo = commands.add_parser("demo", help="run the pipeline end to end on the shipped real rat clip")
     demo.add_argument("outdir", type=Path, help="output folder")
