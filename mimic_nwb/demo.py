@@ -20,6 +20,8 @@ from .importers.keypoints import import_keypoints
 from .importers.labels import import_labels
 from .importers.units import SortedUnits, units_to_nwb
 from .inspect import inspect_session
+from .render import render_session
+from .report import write_report
 from .rsa.nwb import rsa_session
 from .session import append, read_session
 from .stac.nwb import stac_session
@@ -239,6 +241,8 @@ def run_demo(outdir, fresh=False, log=print):
         lambda: _has(session, "mimic", "RepresentationalSimilarity"),
         lambda: rsa_session(session, chunk_duration=DEMO_ENCODING.chunk_duration)[0],
     )
+    log(f"[report] {write_report(session, outdir / 'report.html')}")
+    log(f"[render] {render_session(session, outdir / 'registration.png', frames='250')}")
     report, ok = inspect_session(session)
     log(report)
     log(key_numbers(session))
