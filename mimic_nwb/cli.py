@@ -189,6 +189,43 @@ def cmd_rsa(args):
     print(summary)
 
 
+def cmd_simulate(args):
+    from .simulate import InverseDynamicsConfig, RolloutConfig
+    from .simulate.nwb import inverse_dynamics_session, simulate_session
+
+    try:
+        if args.mode == "inverse_dynamics":
+            config = InverseDynamicsConfig(contacts=args.contacts)
+            summary, _ = inverse_dynamics_session(args.session, args.registration, config, replace=args.replace)
+        else:
+            config = RolloutConfig(
+                mode=args.mode, n_frames=args.frames, termination_error=args.termination_error,
+                resample_latent=args.latent_samples > 0, latent_samples=max(args.latent_samples, 2), seed=args.seed,
+            )
+            summary, _ = simulate_session(
+                args.session, config, checkpoint=args.checkpoint, controller=args.controller, label=args.name,
+                replace=args.replace,
+            )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    print(summary)
+
+
+def cmd_train_controller(args):
+    from .controller import ControllerConfig, TrainingConfig
+    from .simulate.nwb import train_controller_session
+
+    try:
+        config = ControllerConfig(encoder_sizes=tuple(args.encoder_sizes), decoder=args.decoder)
+        training = TrainingConfig(steps=args.steps, seed=args.seed)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    summary, _ = train_controller_session(
+        args.session, args.checkpoint, config=config, training=training, name=args.name, replace=args.replace
+    )
+    print(summary)
+
+
 def cmd_inspect(args):
     from .inspect import inspect_session
 
@@ -397,6 +434,32 @@ def build_parser():
     rsa.add_argument("--name", default="RepresentationalSimilarity", help="name of the result in processing/mimic")
     rsa.add_argument("--replace", action="store_true", help="replace an existing result of that name")
     rsa.set_defaults(func=cmd_rsa)
+
+    simulate = commands.add_parser("simulate", help="inverse-dynamics replay, or controller rollouts (closed/open loop)")
+    simulate.add_argument("session", type=Path)
+    simulate.add_argument("--mode", default="closed_loop", choices=["inverse_dynamics", "closed_loop", "open_loop"])
+    simulate.add_argument("--registration", default="StacRegistration", help="reference registration (inverse dynamics)")
+    simulate.add_argument("--contacts", action="store_true", help="keep contacts in inverse dynamics (default off)")
+    simulate.add_argument("--checkpoint", type=Path, help="controller checkpoint (.npz; default: the session's)")
+    simulate.add_argument("--controller", default="ControllerNetwork", help="ControllerNetwork in the session")
+    simulate.add_argument("--frames", type=int, help="reference frames to run (default: all)")
+    simulate.add_argument("--termination-error", type=float, default=0.03, help="tracking error ending an episode, m")
+    simulate.add_argument("--latent-samples", type=int, default=0, help="latent resampling per step (0: off; paper 50)")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--name", help="label of the results (default: the mode)")
+    simulate.add_argument("--replace", action="store_true", help="replace existing results of that name")
+    simulate.set_defaults(func=cmd_simulate)
+
+    train = commands.add_parser("train-controller", help="train the controller on the inverse-dynamics rollout")
+    train.add_argument("session", type=Path)
+    train.add_argument("--checkpoint", type=Path, required=True, help="where to save the checkpoint (.npz)")
+    train.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
+    train.add_argument("--encoder-sizes", type=int, nargs="+", default=[1024, 1024], help="encoder layer sizes")
+    train.add_argument("--decoder", default="lstm", choices=["lstm", "mlp"])
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--name", default="ControllerNetwork", help="name of the ControllerNetwork")
+    train.add_argument("--replace", action="store_true", help="replace an existing ControllerNetwork of that name")
+    train.set_defaults(func=cmd_train_controller)
 
     inspect = commands.add_parser("inspect", help="summarise, validate and inspect a session file")
     inspect.add_argument("session", type=Path)

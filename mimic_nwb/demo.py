@@ -20,10 +20,13 @@ from .importers.keypoints import import_keypoints
 from .importers.labels import import_labels
 from .importers.units import SortedUnits, units_to_nwb
 from .inspect import inspect_session
+from .controller import ControllerConfig, TrainingConfig
 from .render import render_session
 from .report import write_report
 from .rsa.nwb import rsa_session
 from .session import append, read_session
+from .simulate import RolloutConfig
+from .simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
 from .stac.nwb import stac_session
 
 DEMO_SESSION = "mimic_demo.nwb"
@@ -50,6 +53,10 @@ DEMO_METADATA = dict(
 
 # The clip is 20 s long: 2-s chunks give 10 held-out chunks for 5 folds; lags -0.5 ... +0.3 s.
 DEMO_ENCODING = EncodingConfig(chunk_duration=2.0, lags=tuple(round(-0.5 + 0.1 * i, 1) for i in range(9)))
+# The clip has 1000 frames: layers stay narrower than that (nwbinspector's data orientation check).
+DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512))
+DEMO_TRAINING = TrainingConfig(steps=400)
+DEMO_ROLLOUT = RolloutConfig(mode="closed_loop", resample_latent=True, latent_samples=50, seed=0)
 # Which feature set drives each simulated unit, at which lag, in which region (a feature set the
 # session lacks is skipped: the plan grows with the pipeline).
 GROUND_TRUTH_PLAN = [
@@ -224,6 +231,23 @@ def run_demo(outdir, fresh=False, log=print):
         "stac",
         lambda: _has(session, "mimic", "StacRegistration"),
         lambda: stac_session(session, progress=False)[0],
+    )
+    stage(
+        "inverse dynamics",
+        lambda: _has(session, "mimic", "SimulationRollout_inverse_dynamics"),
+        lambda: inverse_dynamics_session(session)[0],
+    )
+    stage(
+        "train controller",
+        lambda: _has(session, "mimic", "ControllerNetwork"),
+        lambda: train_controller_session(
+            session, outdir / "controller.npz", config=DEMO_CONTROLLER, training=DEMO_TRAINING
+        )[0],
+    )
+    stage(
+        "closed loop",
+        lambda: _has(session, "mimic", "SimulationRollout_closed_loop"),
+        lambda: simulate_session(session, DEMO_ROLLOUT)[0],
     )
     stage("units", lambda: _has_units(session), lambda: add_simulated_units(session))
     stage(
