@@ -425,27 +425,28 @@ def _set_torque_actuators(spec: mujoco.MjSpec) -> None:
         act.biasprm = np.zeros_like(act.biasprm)
 
 
-def _column_names(model: mujoco.MjModel) -> tuple[list, list, list, list]:
+def column_names(model: mujoco.MjModel) -> tuple[list, list, list, list]:
+    """(qpos names, qpos units, qvel names, qvel units) of a model, one per column."""
     qpos_names, qpos_units, qvel_names, qvel_units = [], [], [], []
     for j in range(model.njnt):
         name = model.joint(j).name or f"joint{j}"
         jtype = model.jnt_type[j]
         if jtype == mujoco.mjtJoint.mjJNT_FREE:
             qpos_names += [f"{name}_{c}" for c in ("x", "y", "z", "qw", "qx", "qy", "qz")]
-            qpos_units += ["m"] * 3 + ["dimensionless"] * 4
+            qpos_units += ["meters"] * 3 + ["dimensionless"] * 4
             qvel_names += [f"{name}_{c}" for c in ("vx", "vy", "vz", "wx", "wy", "wz")]
-            qvel_units += ["m/s"] * 3 + ["rad/s"] * 3
+            qvel_units += ["meters/second"] * 3 + ["radians/second"] * 3
         elif jtype == mujoco.mjtJoint.mjJNT_BALL:
             qpos_names += [f"{name}_{c}" for c in ("qw", "qx", "qy", "qz")]
             qpos_units += ["dimensionless"] * 4
             qvel_names += [f"{name}_{c}" for c in ("wx", "wy", "wz")]
-            qvel_units += ["rad/s"] * 3
+            qvel_units += ["radians/second"] * 3
         elif jtype == mujoco.mjtJoint.mjJNT_SLIDE:
-            qpos_names.append(name), qpos_units.append("m")
-            qvel_names.append(name), qvel_units.append("m/s")
+            qpos_names.append(name), qpos_units.append("meters")
+            qvel_names.append(name), qvel_units.append("meters/second")
         else:  # hinge
             qpos_names.append(name), qpos_units.append("radians")
-            qvel_names.append(name), qvel_units.append("rad/s")
+            qvel_names.append(name), qvel_units.append("radians/second")
     return qpos_names, qpos_units, qvel_names, qvel_units
 
 
@@ -461,7 +462,7 @@ def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source) -> Bod
     offsets = model.site_pos[site_ids].copy() if len(site_ids) else np.zeros((0, 3))
     for a in (site_ids, body_ids, offsets):
         a.flags.writeable = False
-    qpos_names, qpos_units, qvel_names, qvel_units = _column_names(model)
+    qpos_names, qpos_units, qvel_names, qvel_units = column_names(model)
     return BodyModel(
         model=model,
         xml=xml,

@@ -36,10 +36,10 @@ def test_rodent_structure(rat):
     assert rat.qpos_names[:7] == ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz")
     assert rat.qpos_units[:7] == ("m",) * 3 + ("dimensionless",) * 4
     assert rat.qvel_names[:6] == ("root_vx", "root_vy", "root_vz", "root_wx", "root_wy", "root_wz")
-    assert rat.qvel_units[:6] == ("m/s",) * 3 + ("rad/s",) * 3
+    assert rat.qvel_units[:6] == ("meters/second",) * 3 + ("radians/second",) * 3
     assert len(rat.qpos_names) == len(rat.qpos_units) == m.nq
     assert len(rat.qvel_names) == len(rat.qvel_units) == m.nv
-    assert set(rat.qpos_units[7:]) == {"radians"} and set(rat.qvel_units[6:]) == {"rad/s"}
+    assert set(rat.qpos_units[7:]) == {"radians"} and set(rat.qvel_units[6:]) == {"radians/second"}
     assert rat.qpos_names[7] == mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_JOINT, 1)
     assert len(rat.actuator_names) == 38 and rat.body_names[0] == "world"
     assert rat.timestep == pytest.approx(m.opt.timestep)

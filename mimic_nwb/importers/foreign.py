@@ -989,10 +989,10 @@ def _qpos_units(model_nwb):
     """Units of the qpos columns of a stored body model (compiled from its MJCF)."""
     import mujoco
 
-    from ..body_model import _column_names
+    from ..body_model import column_names
 
     model = mujoco.MjModel.from_xml_string(model_nwb.mjcf, model_nwb.assets)
-    return _column_names(model)[1]
+    return column_names(model)[1]
 
 
 def _reference_deviation(rollout, registration, start_frame):

@@ -470,9 +470,9 @@ def _id_model(body_model, config: InverseDynamicsConfig) -> mujoco.MjModel:
 def _names(body_model, model):
     if isinstance(body_model, BodyModel):
         return body_model.qpos_names, body_model.qvel_names, body_model.actuator_names
-    from ..body_model import _column_names  # same naming as the body model builder
+    from ..body_model import column_names  # same naming as the body model builder
 
-    qn, _, vn, _ = _column_names(model)
+    qn, _, vn, _ = column_names(model)
     return tuple(qn), tuple(vn), tuple(model.actuator(i).name for i in range(model.nu))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..body_model import column_names
 from ..errors import InputError
 from ..session import append, read_session
 from ..storage import compressed
@@ -61,25 +62,15 @@ def _joint_series(name, data, body_model, kind, units, timing, description):
 
 
 def _units(model, kind):
-    """Per-column units of qpos/qvel-shaped series of a MuJoCo model (from the body-model builder's rules)."""
-    import mujoco
-
-    out = []
-    for j in range(model.njnt):
-        jtype = model.jnt_type[j]
-        if kind == "qpos":
-            out += (["meters"] * 3 + ["dimensionless"] * 4) if jtype == mujoco.mjtJoint.mjJNT_FREE else (
-                ["meters"] if jtype == mujoco.mjtJoint.mjJNT_SLIDE else ["radians"] * (4 if jtype == mujoco.mjtJoint.mjJNT_BALL else 1))
-        else:
-            suffix = {"qvel": "/second", "qacc": "/second^2", "force": ""}[kind]
-            linear, angular = ("newtons", "newton-meters") if kind == "force" else ("meters" + suffix, "radians" + suffix)
-            if jtype == mujoco.mjtJoint.mjJNT_FREE:
-                out += [linear] * 3 + [angular] * 3
-            elif jtype == mujoco.mjtJoint.mjJNT_BALL:
-                out += [angular] * 3
-            else:
-                out += [linear if jtype == mujoco.mjtJoint.mjJNT_SLIDE else angular]
-    return out
+    """Per-column SI units of a ``kind`` of series: 'qpos', 'qvel', 'qacc' or 'force' (generalised)."""
+    _, qpos_units, _, qvel_units = column_names(model)
+    if kind == "qpos":
+        return qpos_units
+    if kind == "qvel":
+        return qvel_units
+    per_second = {"qacc": {"meters/second": "meters/second^2", "radians/second": "radians/second^2"},
+                  "force": {"meters/second": "newtons", "radians/second": "newton-meters"}}[kind]
+    return [per_second[unit] for unit in qvel_units]
 
 
 def _episodes(starts, stops, frames_time, reasons, returns):

@@ -1,0 +1,106 @@
+"""Simulation on a session: inverse dynamics, training and a rollout appended, linked and aligned."""
+
+import numpy as np
+import pytest
+import scipy.io
+from pynwb import validate
+
+from mimic_nwb.cli import main
+from mimic_nwb.controller import ControllerConfig, TrainingConfig, load_checkpoint
+from mimic_nwb.data import data_path
+from mimic_nwb.errors import InputError
+from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.session import read_session
+from mimic_nwb.simulate import RolloutConfig
+from mimic_nwb.simulate.nwb import (
+    checkpoint_from_nwb,
+    inverse_dynamics_session,
+    simulate_session,
+    train_controller_session,
+)
+from mimic_nwb.stac import StacConfig
+from mimic_nwb.stac.nwb import stac_session
+
+from helpers import digest, new_session
+
+SMALL = ControllerConfig(encoder_sizes=(32, 32), latent_size=8, decoder_sizes=(16, 16))
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("simulate")
+    pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:150]
+    scipy.io.savemat(folder / "clip.mat", {"pred": pred})
+    path = new_session(folder)
+    import_keypoints(path, folder / "clip.mat", skeleton="rat23", rate=50.0)
+    stac_session(path, config=StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2), progress=False)
+    id_summary, id_result = inverse_dynamics_session(path)
+    _, training = train_controller_session(path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10))
+    _, rollout = simulate_session(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))
+    return path, folder, id_result, training, rollout
+
+
+def test_inverse_dynamics_rollout_is_stored(simulated):
+    path, _, id_result, _, _ = simulated
+    with read_session(path) as nwbfile:
+        rollout = nwbfile.processing["mimic"]["SimulationRollout_inverse_dynamics"]
+        assert rollout.mode == "inverse_dynamics"
+        assert rollout.reference is nwbfile.processing["mimic"]["StacRegistration"]
+        np.testing.assert_allclose(rollout.generalized_forces.data[:], id_result.generalized_forces)
+        np.testing.assert_allclose(rollout.residual_forces.data[:], id_result.residual_forces)
+        np.testing.assert_allclose(rollout.actuator_controls.data[:], id_result.actuator_controls)
+        assert rollout.generalized_forces.unit_of("root_vx") == "newtons"
+        assert rollout.qvel.rate == 50.0 and rollout.qvel.data.shape == (150, 73)
+
+
+def test_controller_weights_rebuild_the_checkpoint(simulated):
+    path, folder, _, training, _ = simulated
+    saved = load_checkpoint(folder / "controller.npz")
+    with read_session(path) as nwbfile:
+        controller = nwbfile.processing["mimic"]["ControllerNetwork"]
+        rebuilt = checkpoint_from_nwb(controller)
+        assert controller.checkpoint_sha256 == saved.sha256 == rebuilt.sha256
+        assert controller.decoder_kind == "lstm" and controller.latent_size == 8
+
+
+def test_closed_loop_rollout_and_activations_align_with_the_reference(simulated):
+    path, _, _, _, result = simulated
+    with read_session(path) as nwbfile:
+        mimic = nwbfile.processing["mimic"]
+        rollout = mimic["SimulationRollout_closed_loop"]
+        activations = mimic["NetworkActivations_closed_loop"]
+        assert rollout.controller is mimic["ControllerNetwork"] and activations.rollout is rollout
+        reference_times = mimic["StacRegistration"].qpos.get_timestamps()
+        np.testing.assert_allclose(rollout.qpos.get_timestamps(), reference_times[result.frames])
+        for name, layer in activations.layer_activations.items():
+            np.testing.assert_allclose(layer.get_timestamps(), rollout.qpos.get_timestamps())
+            assert layer.data.dtype == np.float16
+        kinds = set(activations.layer_kinds().values())
+        assert {"encoder", "latent_mean", "latent_sample", "lstm_hidden", "action"} <= kinds
+        assert activations.latent_resampling.num_samples == 4
+        assert len(rollout.episodes) == len(result.episodes)
+    assert validate(path=str(path)) == []
+
+
+def test_same_seed_gives_the_same_rollout(simulated):
+    path, _, _, _, result = simulated
+    _, again = simulate_session(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4), label="again")
+    np.testing.assert_array_equal(again.qpos, result.qpos)
+
+
+def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
+    path, folder, _, _, _ = simulated
+    before = digest(path)
+    assert main(["simulate", str(path), "--mode", "inverse_dynamics"]) == 2
+    assert "SimulationRollout_inverse_dynamics already exists" in capsys.readouterr().err
+    assert main(["simulate", str(path), "--mode", "inverse_dynamics", "--registration", "Nope", "--replace"]) == 2
+    assert "no StacRegistration named 'Nope'" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.npz"
+    damaged.write_bytes((folder / "controller.npz").read_bytes()[:-100])
+    assert main(["simulate", str(path), "--checkpoint", str(damaged), "--name", "x"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged.npz" in err and err.count("\n") == 1
+    assert digest(path) == before
+    empty = new_session(tmp_path, "empty.nwb")
+    with pytest.raises(InputError, match="no StacRegistration named 'StacRegistration'"):
+        inverse_dynamics_session(empty)
