@@ -34,7 +34,7 @@ def test_rodent_structure(rat):
     assert rat.model_name == "rat"
     assert rat.scale == 0.9  # from the site map
     assert rat.qpos_names[:7] == ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz")
-    assert rat.qpos_units[:7] == ("m",) * 3 + ("dimensionless",) * 4
+    assert rat.qpos_units[:7] == ("meters",) * 3 + ("dimensionless",) * 4
     assert rat.qvel_names[:6] == ("root_vx", "root_vy", "root_vz", "root_wx", "root_wy", "root_wz")
     assert rat.qvel_units[:6] == ("meters/second",) * 3 + ("radians/second",) * 3
     assert len(rat.qpos_names) == len(rat.qpos_units) == m.nq
