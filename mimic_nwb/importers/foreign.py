@@ -74,10 +74,10 @@ from .keypoints import (
     DANNCE_REFERENCE_FRAME,
     Keypoints,
     SkeletonSpec,
+    behavior_skeleton,
     check_body_size,
     keypoints_to_nwb,
     load_skeleton,
-    skeleton_to_nwb,
 )
 
 FORMATS = ("stac-mjx", "track-mjx", "mimic-h5")
@@ -470,19 +470,8 @@ def _skeleton_for(names, fallback_name):
 
 def _add_keypoints(s, keypoints, name=KEYPOINTS_NAME):
     """Add Skeleton (if new) + PoseEstimation to ``processing/behavior`` of an append."""
-    from ndx_pose import Skeletons
-
     s.check_new(name, BEHAVIOR_MODULE)
-    module = s.module(BEHAVIOR_MODULE, "Behaviour: 3D keypoints (ndx-pose) and derived data")
-    if "Skeletons" not in module.data_interfaces:
-        module.add(Skeletons(name="Skeletons"))
-    skeletons = module["Skeletons"]
-    skeleton = skeletons.skeletons.get(keypoints.skeleton.name)
-    if skeleton is None:
-        skeleton = skeleton_to_nwb(keypoints.skeleton, subject=s.nwbfile.subject)
-        skeletons.add_skeletons(skeleton)
-    elif [str(n) for n in skeleton.nodes[:]] != list(keypoints.skeleton.nodes):
-        raise InputError(f"{s.path}: skeleton {skeleton.name!r} already in the session has other keypoints")
+    module, skeleton = behavior_skeleton(s, keypoints.skeleton, s.path)
     pose = keypoints_to_nwb(keypoints, skeleton, name=name)
     module.add(pose)
     return pose

@@ -325,6 +325,24 @@ def skeleton_to_nwb(spec, subject=None):
     return Skeleton(name=spec.name, nodes=spec.nodes, edges=spec.edges.astype("uint8"), subject=subject)
 
 
+def behavior_skeleton(session_append, spec, source):
+    """``(processing/behavior module, Skeleton)`` of an append: the session's skeleton of that name
+    (which must have the same keypoints) or a new one added to its Skeletons."""
+    from ndx_pose import Skeletons
+
+    module = session_append.module(BEHAVIOR_MODULE, "Behaviour: 3D keypoints (ndx-pose) and derived data")
+    if "Skeletons" not in module.data_interfaces:
+        module.add(Skeletons(name="Skeletons"))
+    skeletons = module["Skeletons"]
+    skeleton = skeletons.skeletons.get(spec.name)
+    if skeleton is None:
+        skeleton = skeleton_to_nwb(spec, subject=session_append.nwbfile.subject)
+        skeletons.add_skeletons(skeleton)
+    elif [str(n) for n in skeleton.nodes[:]] != list(spec.nodes):
+        raise InputError(f"{source}: skeleton {skeleton.name!r} already in the session has other keypoints")
+    return module, skeleton
+
+
 def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=None, description=None):
     """ndx-pose PoseEstimation of ``keypoints`` on ``skeleton`` (timestamps shared by link when irregular)."""
     from ndx_pose import PoseEstimation, PoseEstimationSeries
@@ -376,7 +394,6 @@ def import_keypoints(
     replace=False,
 ):
     """Append keypoints from ``source`` (DANNCE .mat or NWB with ndx-pose) to a session; return a summary line."""
-    from ndx_pose import Skeletons
     from pynwb.image import ImageSeries
 
     from ..session import append
@@ -394,16 +411,7 @@ def import_keypoints(
     replace_names = [f"behavior/{name}"] if replace else ()
     with append(session, replace=replace_names) as s:
         s.check_new(name, BEHAVIOR_MODULE)
-        module = s.module(BEHAVIOR_MODULE, "Behaviour: 3D keypoints (ndx-pose) and derived data")
-        if "Skeletons" not in module.data_interfaces:
-            module.add(Skeletons(name="Skeletons"))
-        skeletons = module["Skeletons"]
-        skeleton = skeletons.skeletons.get(keypoints.skeleton.name)
-        if skeleton is None:
-            skeleton = skeleton_to_nwb(keypoints.skeleton, subject=s.nwbfile.subject)
-            skeletons.add_skeletons(skeleton)
-        elif list(skeleton.nodes[:]) != keypoints.skeleton.nodes:
-            raise InputError(f"{source}: skeleton {skeleton.name!r} already in the session has other keypoints")
+        module, skeleton = behavior_skeleton(s, keypoints.skeleton, source)
         timing = (
             dict(rate=keypoints.rate, starting_time=keypoints.starting_time)
             if keypoints.rate
