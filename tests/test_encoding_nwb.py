@@ -13,7 +13,7 @@ from mimic_nwb.importers.units import import_units
 from mimic_nwb.session import append, read_session
 from ndx_mimic import BinnedSpikeCounts
 
-from helpers import digest, new_session, registered_toy_session
+from helpers import digest, registered_toy_session
 
 FRAMES = 2000  # 40 s at 50 Hz
 RATE = 50.0
@@ -88,7 +88,6 @@ def test_units_without_spikes_and_no_neural_data(tmp_path):
 def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
     path, t, qpos = registered_toy_session(tmp_path)
     rng = np.random.default_rng(1)
-    bins = FRAMES  # 20 ms bins over 40 s
     rates = 0.2 * np.exp(np.c_[qpos[:, 7], -qpos[:, 7], np.zeros(FRAMES)])
     with append(path) as s:
         s.add(BinnedSpikeCounts(name="BinnedSpikeCounts", data=rng.poisson(rates).astype("uint16"),

@@ -3,7 +3,6 @@
 import h5py
 import numpy as np
 import pytest
-from pynwb import NWBHDF5IO
 
 from mimic_nwb.session import append
 from mimic_nwb.storage import chunk_shape, compressed, streamed

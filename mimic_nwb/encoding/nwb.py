@@ -6,7 +6,7 @@ resamples every requested feature set onto the bins, fits the cross-validated Po
 units x feature sets, and appends an EncodingResults table.
 """
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
