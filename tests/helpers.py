@@ -1,6 +1,7 @@
 """Shared test helpers: sessions to append to, and checks that a file did not change."""
 
 import hashlib
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -66,3 +67,18 @@ def registered_toy_session(folder, frames=2000, rate=50.0):
             )
         )
     return path, t, qpos
+
+
+def session_templates(folder, frames=500, **overrides):
+    """A plain session and a copy with ``frames`` of toy keypoints at 50 Hz (tests copy them)."""
+    from ndx_pose import Skeletons
+
+    plain = new_session(folder, "plain.nwb", **overrides)
+    with_keypoints = Path(folder) / "keypoints.nwb"
+    shutil.copy(plain, with_keypoints)
+    with append(with_keypoints) as s:
+        module = s.module("behavior", "keypoints")
+        skeleton = mock.mock_Skeleton()
+        module.add(Skeletons(skeletons=[skeleton]))
+        module.add(mock.mock_PoseEstimation(skeleton=skeleton, positions=np.zeros((frames, 3, 3))))
+    return {"plain": plain, "keypoints": with_keypoints}

@@ -11,7 +11,7 @@ from mimic_nwb.errors import InputError
 from mimic_nwb.importers.labels import bouts_from_frames, import_labels
 from mimic_nwb.session import append
 
-from helpers import digest, new_session
+from helpers import digest, session_templates
 
 NUM_FRAMES = 500  # keypoints cover 0-10 s
 
@@ -19,20 +19,7 @@ NUM_FRAMES = 500  # keypoints cover 0-10 s
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
     """A plain session and one with 500 frames of keypoints at 50 Hz, copied by each test."""
-    from ndx_pose import Skeletons
-
-    from ndx_mimic.testing.mock import mock_PoseEstimation, mock_Skeleton
-
-    folder = tmp_path_factory.mktemp("templates")
-    plain = new_session(folder, "plain.nwb")
-    with_keypoints = folder / "keypoints.nwb"
-    shutil.copy(plain, with_keypoints)
-    with append(with_keypoints) as s:
-        module = s.module("behavior", "keypoints")
-        skeleton = mock_Skeleton()
-        module.add(Skeletons(skeletons=[skeleton]))
-        module.add(mock_PoseEstimation(skeleton=skeleton, positions=np.zeros((NUM_FRAMES, 3, 3))))
-    return {"plain": plain, "keypoints": with_keypoints}
+    return session_templates(tmp_path_factory.mktemp("templates"), NUM_FRAMES)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from mimic_nwb.errors import InputError
 from mimic_nwb.importers.units import import_units
 from mimic_nwb.session import append
 
-from helpers import digest, new_session
+from helpers import digest, session_templates
 
 RATE = 30000.0
 # electrodes 0-7: drive0_tetrode_0/1 in DLS; electrodes 8-11: drive1_tetrode_0 in MC
@@ -24,20 +24,7 @@ KEYPOINTS_END = 10.0  # 500 frames at 50 Hz
 @pytest.fixture(scope="module")
 def templates(tmp_path_factory):
     """A plain session and one with 10 s of keypoints, copied by each test."""
-    from ndx_pose import Skeletons
-
-    from ndx_mimic.testing.mock import mock_PoseEstimation, mock_Skeleton
-
-    folder = tmp_path_factory.mktemp("templates")
-    plain = new_session(folder, "plain.nwb", drives=DRIVES)
-    with_keypoints = folder / "keypoints.nwb"
-    shutil.copy(plain, with_keypoints)
-    with append(with_keypoints) as s:
-        module = s.module("behavior", "keypoints")
-        skeleton = mock_Skeleton()
-        module.add(Skeletons(skeletons=[skeleton]))
-        module.add(mock_PoseEstimation(skeleton=skeleton, positions=np.zeros((500, 3, 3))))
-    return {"plain": plain, "keypoints": with_keypoints}
+    return session_templates(tmp_path_factory.mktemp("templates"), 500, drives=DRIVES)
 
 
 @pytest.fixture

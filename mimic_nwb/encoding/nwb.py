@@ -142,7 +142,7 @@ def encode_session(
         s.add(
             table,
             parameters={
-                **{k: v for k, v in vars(config).items()},
+                **vars(config),
                 "feature_sets": names,
                 "t_start": t_start,
                 "t_stop": t_stop,
