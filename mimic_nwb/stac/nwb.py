@@ -146,8 +146,9 @@ def stac_session(
             if first_series.rate is not None
             else None
         )
+    site_map = _site_map_for(skeleton_name, site_map)
     try:
-        model = build_body_model(_site_map_for(skeleton_name, site_map), keypoint_names, mjcf=mjcf, scale=scale)
+        model = build_body_model(site_map, keypoint_names, mjcf=mjcf, scale=scale)
     except (ValueError, FileNotFoundError) as error:
         raise InputError(f"body model: {error}") from None
     offsets = _offsets_from(offsets_from, keypoint_names) if offsets_from is not None else None
@@ -161,7 +162,7 @@ def stac_session(
     fitted = model.with_site_offsets(result.offsets)
     parameters = {
         **config.to_dict(),
-        "site_map": str(_site_map_for(skeleton_name, site_map)),
+        "site_map": str(site_map),
         "mjcf": str(model.source),
         "scale": model.scale,
         "offsets_from": str(offsets_from) if offsets_from else None,
