@@ -4,11 +4,6 @@ Each stage has a pure core (arrays in, arrays out), a thin NWB adapter that read
 and appends its result with provenance, and a ``mimic-nwb`` subcommand.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("ndx-mimic")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.1.0"
+from ndx_mimic import __version__  # one version for the distribution: ndx_mimic.__version__
 
 __all__ = ["__version__"]

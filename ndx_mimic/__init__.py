@@ -41,7 +41,7 @@ from .mimic import (  # noqa: E402
     StacRegistration,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "NAMESPACE_PATH",

@@ -16,7 +16,7 @@ from pynwb.spec import (
 )
 
 NAMESPACE = "ndx-mimic"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 
 
 def text_attribute(name, doc, required=True):
