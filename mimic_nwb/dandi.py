@@ -34,6 +34,7 @@ import h5py
 
 from .errors import InputError
 from .session import check_session_file
+from .storage import verify_datasets
 
 INSTANCES = ("dandi", "dandi-sandbox")
 FILES_MODES = ("copy", "hardlink", "symlink")
@@ -196,9 +197,18 @@ def validate(paths):
     for path in paths:
         check_session_file(path)
     findings = []
+    intact = []
     for path in paths:
         findings += cached_namespace_problems(path)
-    for result in dandi_validate(*paths):
+        # Every byte of data read once (chunk checksums, decompression): DANDI's validators read
+        # structure and samples only, and would pass a file with a damaged chunk.
+        damaged = verify_datasets(path)
+        findings += [Finding(path, "ERROR", "MIMIC.DATA_INTEGRITY", problem) for problem in damaged]
+        if not damaged:
+            intact.append(path)
+    if not intact:
+        return ValidationReport(paths, _unique(findings))
+    for result in dandi_validate(*intact):
         location = next(iter((result.within_asset_paths or {}).values()), None)
         findings.append(
             Finding(
@@ -209,7 +219,7 @@ def validate(paths):
                 location,
             )
         )
-    for path in paths:
+    for path in intact:
         try:
             dandi_file(path).get_metadata(digest=DUMMY_DANDI_ETAG, ignore_errors=False)
         except Exception as error:  # dandi raises many kinds here; each means the upload would fail
@@ -291,6 +301,29 @@ def api_key_env_var(instance):
     """The environment variable dandi-cli reads the instance's API key from, e.g. ``DANDI_API_KEY``."""
     with _client(resolve_instance(instance)) as client:
         return client.api_key_env_var
+
+
+def _require_key_offline(instance):
+    """Refuse a missing API key before any network access, where the variable is known offline.
+
+    The variable's name follows from the instance's name (``DANDI_API_KEY`` for ``dandi``), which is
+    known without asking the archive for the built-in instances; for an archive given by URL the
+    name comes from the server, and :func:`_authenticate` checks the key after the first request.
+    """
+    from dandi.consts import DandiInstance, known_instances
+
+    if isinstance(instance, DandiInstance):
+        name = instance.name
+    elif isinstance(instance, str) and instance in known_instances:
+        name = known_instances[instance].name
+    else:
+        return
+    variable = f"{name.upper().replace('-', '_')}_API_KEY"  # as DandiAPIClient.api_key_env_var
+    if not os.environ.get(variable):
+        raise MissingApiKeyError(
+            f"no API key for DANDI instance {name}: set the environment variable {variable} "
+            "(copy the key from your account on the archive's web site; it is read only from that variable)"
+        )
 
 
 def _authenticate(client):
@@ -543,6 +576,7 @@ def upload(paths, *, instance="dandi", existing="refresh", validation=True, jobs
             raise InputError(f"{path}: no such file")
     root, dandiset_id = _dandiset_root(paths)
     _check_dandiset_id(dandiset_id)
+    _require_key_offline(instance)
     dandi_instance = resolve_instance(instance)
     with _client(dandi_instance) as client:
         _authenticate(client)
@@ -674,6 +708,8 @@ def publish(
     dandiset_id = dandiset_id or local_id
 
     dandi_instance = None
+    if upload_files:
+        _require_key_offline(instance)  # a missing key is reported before the network is
     if upload_files or local_id is None:
         dandi_instance = resolve_instance(instance)
         with _client(dandi_instance) as client:

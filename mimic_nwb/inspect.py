@@ -7,6 +7,7 @@ from pynwb import validate
 from pynwb.base import TimeSeries
 
 from .session import check_session_file, read_session
+from .storage import verify_datasets
 
 
 def _time_range(series):
@@ -69,8 +70,22 @@ def _describe_object(obj):
 
 
 def inspect_session(path, run_inspector=True):
-    """Return (report text, ok). ``ok`` is false when validation or a CRITICAL inspector check fails."""
+    """Return (report text, ok). ``ok`` is false when validation or a CRITICAL inspector check fails.
+
+    Every dataset is read once first, chunk by chunk (`mimic_nwb.storage.verify_datasets`): a
+    damaged chunk (failed checksum or decompression) gives one ``CORRUPT dataset /...`` line per
+    dataset, ``ok`` false (exit 1 from the CLI), and the rest of the inspection is skipped, since
+    it would read the same damaged data.
+    """
     check_session_file(path)
+    corrupt = verify_datasets(path)
+    if corrupt:
+        lines = [f"CORRUPT {problem}" for problem in corrupt]
+        lines.append(
+            f"integrity: {len(corrupt)} dataset(s) of {path} cannot be read; the file is damaged "
+            "(restore it from a copy); validation and nwbinspector were skipped"
+        )
+        return "\n".join(lines), False
     with warnings.catch_warnings(record=True) as read_warnings:
         warnings.simplefilter("always")
         with read_session(path) as nwbfile:

@@ -1,17 +1,24 @@
-"""How large arrays are stored: chunked along time, compressed, and written by streaming.
+"""How large arrays are stored: chunked along time, compressed, checksummed, written by streaming.
 
 Every stage wraps its T x N arrays with :func:`compressed` (an array already in memory) or
 :func:`streamed` (blocks of rows produced one after another, so a long session is never held
-in memory whole). Both give gzip-compressed datasets chunked along time, readable by any HDF5
-tool.
+in memory whole). Both give gzip-compressed datasets chunked along time with HDF5's Fletcher32
+checksum on every chunk, readable by any HDF5 tool. :func:`verify_datasets` reads every dataset
+of a file once, chunk by chunk, and names those that cannot be read (a damaged chunk fails its
+checksum or its decompression).
 """
 
+import h5py
 import numpy as np
 from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
 from pynwb import H5DataIO
 
 CHUNK_BYTES = 1 << 20  # ~1 MiB chunks: small enough for windowed reads, large enough for throughput
-COMPRESSION = dict(compression="gzip", compression_opts=4, shuffle=True)
+# fletcher32: a checksum per chunk, verified by HDF5 on every read, so a flipped bit on disk is an
+# error naming the dataset rather than wrong numbers (cost measured in benchmarks/write_bench.py).
+COMPRESSION = dict(compression="gzip", compression_opts=4, shuffle=True, fletcher32=True)
+# Bytes read at a time when verifying a contiguous (unchunked) dataset.
+VERIFY_BLOCK_BYTES = 16 << 20
 
 
 def chunk_shape(shape, itemsize, chunk_bytes=CHUNK_BYTES):
@@ -76,3 +83,62 @@ def streamed(blocks, shape, dtype, chunk_bytes=CHUNK_BYTES):
     """A dataset of ``shape`` written from an iterable of row blocks (each (rows, *shape[1:]))."""
     iterator = BlockIterator(blocks, shape, dtype, chunk_bytes)
     return H5DataIO(data=iterator, chunks=iterator.recommended_chunk_shape(), **COMPRESSION)
+
+
+def verify_datasets(path):
+    """Read every dataset of an HDF5 file once; return one line per dataset that cannot be read.
+
+    Chunked datasets are read chunk by chunk and contiguous ones in blocks of rows, so memory
+    stays bounded by one chunk (or ``VERIFY_BLOCK_BYTES``) whatever the file's size. A chunk that
+    fails its Fletcher32 checksum or its decompression makes its dataset's line name the dataset,
+    the rows of the first bad chunk and HDF5's reason. An empty list: every byte of data read back.
+    """
+    problems = []
+
+    def check(name, obj):
+        if not isinstance(obj, h5py.Dataset):
+            return
+        try:
+            _read_all(obj)
+        except (OSError, RuntimeError, ValueError) as error:
+            problems.append(f"dataset /{name}: cannot be read ({_first_line(error)})")
+
+    with h5py.File(path, "r") as f:
+        f.visititems(check)
+    return problems
+
+
+class _BadBlock(OSError):
+    pass
+
+
+def _read_all(dataset):
+    if dataset.shape is None or dataset.size == 0:
+        return
+    if dataset.chunks is not None:
+        for selection in dataset.iter_chunks():
+            try:
+                dataset[selection]
+            except (OSError, RuntimeError, ValueError) as error:
+                raise _BadBlock(f"{_where(selection)}: {_first_line(error)}") from None
+        return
+    if dataset.ndim == 0:
+        dataset[()]
+        return
+    row_bytes = max(1, dataset.dtype.itemsize * int(np.prod(dataset.shape[1:], dtype=np.int64)))
+    step = max(1, VERIFY_BLOCK_BYTES // row_bytes)
+    for start in range(0, dataset.shape[0], step):
+        try:
+            dataset[start : start + step]
+        except (OSError, RuntimeError, ValueError) as error:
+            raise _BadBlock(f"rows {start}-{min(start + step, dataset.shape[0]) - 1}: {_first_line(error)}") from None
+
+
+def _where(selection):
+    rows = selection[0] if selection else slice(0, 1)
+    return f"chunk at rows {rows.start}-{rows.stop - 1}"
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return " ".join(text[0].split()) if text else type(error).__name__

@@ -432,3 +432,46 @@ def test_validate_only_organizes_without_a_key_or_an_upload(archive, tmp_path, c
     assert (tmp_path / "ds" / "sub-rat04" / "sub-rat04_ses-s1.nwb").read_bytes() == session.read_bytes()
     assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["dandiset.yaml", "sub-rat04"]  # no staging left
     assert archive.assets(dandiset_id) == {} and _no_requests_after(archive, start, "GET", "/auth/token")
+
+
+def test_publish_without_a_key_says_so_before_any_network_access(env, session_file, tmp_path, monkeypatch, capsys):
+    import requests
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("publish went to the network before checking the API key")
+
+    monkeypatch.setattr(requests, "get", no_network)
+    monkeypatch.setattr(requests.Session, "request", no_network)
+    code = main(["publish", str(session_file), "--dandiset", "000123", "--instance", "dandi",
+                 "--dandiset-dir", str(tmp_path / "ds")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "no API key for DANDI instance dandi: set the environment variable DANDI_API_KEY" in err
+    assert not (tmp_path / "ds").exists()
+
+
+def test_validate_only_refuses_a_session_with_a_corrupted_chunk(archive, tmp_path, capsys):
+    from test_faults_inputs import corrupt_chunk
+
+    subject = Subject(subject_id="rat05", species="Rattus norvegicus", sex="F", age="P120D")
+    session = _small_session(tmp_path / "rat05.nwb", subject)
+    with NWBHDF5IO(session, "a") as nwb_io:
+        nwbfile = nwb_io.read()
+        from mimic_nwb.storage import compressed
+
+        data = np.random.default_rng(0).standard_normal((40000, 8))
+        nwbfile.processing["mimic"].add(TimeSeries(name="big", data=compressed(data), unit="m", rate=50.0))
+        nwb_io.write(nwbfile)
+    corrupt_chunk(session, "processing/mimic/big/data")
+    report = mimic_dandi.validate([session])
+    assert not report.ok
+    assert [f.check for f in report.errors] == ["MIMIC.DATA_INTEGRITY"]
+    assert "dataset /processing/mimic/big/data: cannot be read" in report.errors[0].message
+    dandiset_id = archive.create_dandiset()
+    before = session.read_bytes()
+    with watchdog():
+        code = main(["publish", str(session), "--dandiset", dandiset_id, "--instance", archive.url,
+                     "--dandiset-dir", str(tmp_path / "ds"), "--validate-only"])
+    err = capsys.readouterr().err
+    assert code == 2 and "/processing/mimic/big/data" in err
+    assert session.read_bytes() == before

@@ -124,10 +124,22 @@ class EncodingConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "lags", tuple(float(lag) for lag in np.atleast_1d(self.lags)))
+        # Numbers at the door: NaN and infinity pass comparisons like "> 0" (inf) or fail them
+        # silently, and would then flow into the bin grid and the penalty.
+        for what in ("bin_size", "chunk_duration", "alpha", "l1_wt", "tol"):
+            value = getattr(self, what)
+            if not isinstance(value, int | float | np.integer | np.floating) or not math.isfinite(value):
+                raise ValueError(f"{what} must be a finite number; got {value!r}")
+        if self.pca_variance is not None and not (
+            isinstance(self.pca_variance, int | float | np.integer | np.floating) and math.isfinite(self.pca_variance)
+        ):
+            raise ValueError(f"pca_variance must be a finite number or None; got {self.pca_variance!r}")
         if not self.bin_size > 0:
             raise ValueError(f"bin_size must be positive; got {self.bin_size}")
         if len(self.lags) == 0:
             raise ValueError("lags must not be empty")
+        if not all(math.isfinite(lag) for lag in self.lags):
+            raise ValueError(f"lags must be finite; got {self.lags}")
         if len(set(self.lags)) != len(self.lags):
             raise ValueError(f"lags must be distinct; got {self.lags}")
         for lag in self.lags:
@@ -141,6 +153,8 @@ class EncodingConfig:
             raise ValueError(f"alpha must be >= 0; got {self.alpha}")
         if not 0 <= self.l1_wt <= 1:
             raise ValueError(f"l1_wt must be in [0, 1]; got {self.l1_wt}")
+        if not (isinstance(self.max_iter, int | np.integer) and self.max_iter >= 1):
+            raise ValueError(f"max_iter must be an integer >= 1; got {self.max_iter!r}")
         if self.hessian_rows is not None and self.hessian_rows < 1:
             raise ValueError(f"hessian_rows must be positive or None; got {self.hessian_rows}")
 

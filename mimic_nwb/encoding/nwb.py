@@ -102,6 +102,10 @@ def encode_session(
     """
     config = config or EncodingConfig()
     session = Path(session)
+    if isinstance(q_threshold, bool) or not isinstance(q_threshold, int | float | np.integer | np.floating) or not (
+        np.isfinite(q_threshold) and 0 < q_threshold <= 1
+    ):
+        raise InputError(f"q_threshold: {q_threshold!r} must be a number in (0, 1]")
     with read_session(session) as nwbfile:
         names = list(feature_sets) if feature_sets else available_feature_sets(nwbfile)
         if not names:

@@ -116,7 +116,8 @@ def read_bouts_table(path):
     if not path.is_file():
         raise InputError(f"{path}: no such labels file")
     try:
-        with open(path, newline="") as f:
+        # utf-8-sig: a byte-order mark (spreadsheet exports) is not part of the first column's name.
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter="\t" if path.suffix in (".tsv", ".tab") else ",")
             rows = list(reader)
             header = [name.strip() for name in reader.fieldnames or []]
@@ -198,6 +199,7 @@ def frame_times(num_frames, rate=None, timestamps=None, starting_time=0.0, sourc
     rate = _number(rate, "rate")
     if rate <= 0:
         raise InputError(f"rate: {rate} Hz must be positive")
+    starting_time = _number(starting_time, "starting_time")
     return starting_time + np.arange(num_frames) / rate, 1.0 / rate
 
 
@@ -308,6 +310,10 @@ def import_labels(
     from .. import __version__
     from ..session import append
 
+    if session_end is not None:
+        session_end = _number(session_end, "session_end")
+        if session_end <= 0:
+            raise InputError(f"session_end: {session_end} s must be positive")
     per_frame, frame_timestamps = None, None
     if isinstance(source, (str, Path)):
         path, source_name = Path(source), str(source)

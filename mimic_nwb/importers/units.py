@@ -249,8 +249,11 @@ def read_phy_sample_rate(folder):
 
 def _read_tsv(path):
     """Rows of a tab-separated phy table as dicts of stripped strings."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a byte-order mark is not part of a name
+            rows = list(csv.DictReader(f, delimiter="\t"))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"{path}: not a readable tab-separated phy table ({error})") from None
     return [{(k or "").strip(): (v or "").strip() for k, v in row.items()} for row in rows]
 
 
@@ -369,7 +372,9 @@ def read_unit_table(table, source=None):
         if not path.is_file():
             raise InputError(f"{path}: no such unit table")
         try:
-            with open(path, newline="") as f:
+            # utf-8-sig: spreadsheet programs save CSV with a byte-order mark, which would otherwise
+            # become part of the first column's name ("\ufeffunit").
+            with open(path, newline="", encoding="utf-8-sig") as f:
                 rows = list(csv.DictReader(f, delimiter="\t" if path.suffix in (".tsv", ".tab") else ","))
         except (UnicodeDecodeError, csv.Error) as error:
             raise InputError(f"{path}: not a readable CSV/TSV table ({error})") from None
@@ -408,11 +413,23 @@ def apply_unit_table(units, table, source="unit_table"):
 # Checks
 
 
+def _finite_positive(value, what):
+    """``value`` as a float of seconds; InputError naming ``what`` unless finite and > 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: {value!r} is not a number of seconds") from None
+    if not (np.isfinite(number) and number > 0):
+        raise InputError(f"{what}: {value!r} must be a finite positive number of seconds")
+    return number
+
+
 def check_spike_times(units, source, end=None, end_name=None):
     """Refuse bad spike times (one line naming the unit); leave out units without spikes.
 
-    Times must be finite, >= 0 (the session start), non-decreasing and, when ``end`` (s) is
-    given, not after it (``end_name`` says in errors what that end is).
+    Times must be finite, >= 0 (the session start), strictly increasing within a unit (no
+    duplicates) and, when ``end`` (s) is given, not after it (``end_name`` says in errors what
+    that end is).
     """
     empty = [i for i, t in enumerate(units.spike_times) if t.size == 0]
     if empty:
@@ -431,6 +448,15 @@ def check_spike_times(units, source, end=None, end_name=None):
             raise InputError(
                 f"{source}: unit {name!r}: spike times not sorted "
                 f"(spike {i} at {times[i]:g} s comes after {times[i - 1]:g} s)"
+            )
+        # A unit fires at most once at a time: a repeated time is a sorter or export error
+        # (e.g. a spike counted twice after merging clusters), and would double-count in rates.
+        repeated = int(np.sum(steps == 0))
+        if repeated:
+            first = times[1:][steps == 0][0]
+            raise InputError(
+                f"{source}: unit {name!r}: {repeated} duplicate spike time(s) (first at {first:g} s); "
+                "remove the duplicates before importing"
             )
         if end is not None and times[-1] > end:
             what = end_name or f"the session end, {end:g} s"
@@ -576,6 +602,10 @@ def import_units(
     from ..session import append
     from .labels import keypoints_time_range
 
+    if session_end is not None:
+        session_end = _finite_positive(session_end, "session_end")
+    if isinstance(segment_index, bool) or not isinstance(segment_index, int | np.integer) or segment_index < 0:
+        raise InputError(f"segment_index: {segment_index!r} must be an integer >= 0")
     units = read_units(source, sampling_rate=sampling_rate, keep=keep, segment_index=segment_index)
     source_name = str(source) if isinstance(source, (str, Path)) else units.layout
     if unit_table is not None:

@@ -448,6 +448,8 @@ def compare_rdms(
     import pandas as pd
     from rsatoolbox.rdm import RDMs, compare
 
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int | np.integer) or n_permutations < 0:
+        raise ValueError(f"n_permutations must be an integer >= 0 (0: no p-values); got {n_permutations!r}")
     references = [reference] if isinstance(reference, str) else list(reference)
     if not references:
         raise ValueError("reference must name at least one RDM")

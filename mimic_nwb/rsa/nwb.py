@@ -43,8 +43,14 @@ def rsa_session(
     name="RepresentationalSimilarity",
     replace_existing=False,
 ):
-    """Compute and append RDMs and their comparisons; return (summary line, RSAResult)."""
+    """Compute and append RDMs and their comparisons; return (summary line, RSAResult).
+
+    ``bin_size`` and ``chunk_duration`` are seconds (finite, positive; the chunk a whole number of
+    bins); ``n_folds`` an integer >= 2; ``n_permutations`` an integer >= 1 (the p-values of the
+    comparisons are stored, so a run without them is refused rather than written with NaN).
+    """
     session = Path(session)
+    _check_numbers(bin_size, n_folds, chunk_duration, n_permutations)
     with read_session(session) as nwbfile:
         intervals = (nwbfile.intervals or {}).get(labels_name)
         if intervals is None or len(intervals) == 0:
@@ -100,6 +106,24 @@ def rsa_session(
         f"({result.measure}); most similar: {top}"
     )
     return summary, result
+
+
+def _check_numbers(bin_size, n_folds, chunk_duration, n_permutations):
+    """Refuse bad numbers before the session is read (one line naming the option)."""
+    for what, value in (("bin_size", bin_size), ("chunk_duration", chunk_duration)):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+            raise InputError(f"{what}: {value!r} is not a number of seconds")
+        if not (np.isfinite(value) and value > 0):
+            raise InputError(f"{what}: {value} s must be a finite positive number of seconds")
+    ratio = chunk_duration / bin_size
+    if abs(ratio - round(ratio)) > 1e-6 or round(ratio) < 1:
+        raise InputError(f"chunk_duration: {chunk_duration} s is not a whole number of bins of {bin_size} s")
+    if isinstance(n_folds, bool) or not isinstance(n_folds, int | np.integer) or n_folds < 2:
+        raise InputError(f"n_folds: {n_folds!r} must be an integer >= 2")
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, int | np.integer) or n_permutations < 1:
+        raise InputError(
+            f"n_permutations: {n_permutations!r} must be an integer >= 1 (the permutation test gives the p-values)"
+        )
 
 
 def similarity_to_nwb(result, name="RepresentationalSimilarity"):
