@@ -621,6 +621,16 @@ def build_types():
                 name="significant", neurodata_type_inc="VectorData", dtype="bool", doc="q-value below the threshold."
             ),
             NWBDatasetSpec(
+                name="converged",
+                neurodata_type_inc="VectorData",
+                dtype="bool",
+                doc=(
+                    "Whether the solver converged in every cross-validation fold of the row's fit (files written "
+                    "before 0.2.0 do not have this column)."
+                ),
+                quantity="?",
+            ),
+            NWBDatasetSpec(
                 name="coefficients",
                 neurodata_type_inc="VectorData",
                 dtype="float64",
