@@ -1,0 +1,125 @@
+"""Tracking measured as the paper does (total / pose error, termination, survival) and the
+tracking expert (inverse dynamics + PD through the actuators, optional predictive sampling)."""
+
+import mujoco
+import numpy as np
+import pytest
+
+from mimic_nwb.body_model import build_body_model
+from mimic_nwb.controller import ReferenceTrajectory
+from mimic_nwb.data import data_path
+from mimic_nwb.simulate import run_inverse_dynamics
+from mimic_nwb.simulate.expert import ExpertConfig, TrackingExpert
+from mimic_nwb.simulate.testing import smooth_reference
+from mimic_nwb.simulate.tracking import (
+    TerminationConfig,
+    TrackingMeter,
+    episode_length_quantiles,
+    procrustes_error,
+    survival_curve,
+    tracking_errors,
+)
+
+FPS = 50.0
+
+
+def _rotation(axis, angle):
+    q = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(q, np.asarray(axis, float) / np.linalg.norm(axis), angle)
+    r = np.zeros(9)
+    mujoco.mju_quat2Mat(r, q)
+    return r.reshape(3, 3)
+
+
+def test_rigid_motion_has_zero_pose_error_and_total_error_equal_to_the_offset():
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(23, 3)) * 0.05
+    offset = np.array([0.01, -0.02, 0.005])
+    shifted = points + offset
+    total, pose = tracking_errors(shifted[None], points[None])
+    assert total[0] == pytest.approx(np.linalg.norm(offset), rel=1e-12)
+    assert pose[0] == pytest.approx(0.0, abs=1e-12)
+    moved = points @ _rotation([1, 2, 3], 0.7).T + offset
+    assert procrustes_error(moved, points) == pytest.approx(0.0, abs=1e-12)
+    assert tracking_errors(moved[None], points[None])[0][0] > 0.01
+
+
+def test_pose_error_of_a_deformation_by_hand():
+    # Two points moved apart symmetrically by d each: no rigid motion undoes it, the best
+    # alignment leaves each at distance d; total error is d as well.
+    ref = np.array([[-1.0, 0, 0], [1.0, 0, 0], [0, 0, 0]])
+    model = np.array([[-1.2, 0, 0], [1.2, 0, 0], [0, 0, 0]])
+    assert procrustes_error(model, ref) == pytest.approx(0.4 / 3)
+    total, pose = tracking_errors(model[None], ref[None])
+    assert total[0] == pytest.approx(0.4 / 3) and pose[0] == pytest.approx(0.4 / 3)
+    # a mirror image is not a rotation: the alignment may not reflect
+    mirrored = ref * np.array([1.0, 1.0, -1.0]) + np.array([[0, 0, 0], [0, 0, 0], [0, 0, 1.0]])
+    assert procrustes_error(mirrored, ref) > 0.1
+
+
+def test_bad_points_are_rejected():
+    with pytest.raises(ValueError, match="points"):
+        tracking_errors(np.zeros((2, 3, 2)), np.zeros((2, 3, 2)))
+    with pytest.raises(ValueError, match="same shape"):
+        procrustes_error(np.zeros((3, 3)), np.zeros((4, 3)))
+
+
+def test_survival_curve_from_episode_lengths():
+    durations, proportion = survival_curve([10, 20, 20, 50])
+    assert durations[0] == 0 and durations[-1] == 50
+    assert proportion[0] == 1.0 and proportion[10] == 1.0 and proportion[11] == 0.75
+    assert proportion[20] == 0.75 and proportion[21] == 0.25 and proportion[50] == 0.25
+    assert np.all(np.diff(proportion) <= 0)
+    assert episode_length_quantiles([10, 20, 20, 50])[0.5] == 20.0
+    with pytest.raises(ValueError, match="no episodes"):
+        survival_curve([])
+
+
+def test_termination_rule():
+    rule = TerminationConfig(threshold=0.03, min_episode_frames=5)
+    assert not rule.ends(0.05, 4) and rule.ends(0.05, 5) and not rule.ends(0.02, 50)
+    assert rule.ends(np.nan, 1)
+    with pytest.raises(ValueError, match="threshold"):
+        TerminationConfig(threshold=0.0)
+
+
+@pytest.fixture(scope="module")
+def body_model():
+    return build_body_model(data_path("rat23_rodent_sites.yaml"))
+
+
+@pytest.fixture(scope="module")
+def reference(body_model):
+    qpos = smooth_reference(body_model, 60, FPS, height=0.1, amplitude=0.05)
+    return ReferenceTrajectory.from_inverse_dynamics(run_inverse_dynamics(qpos, body_model, FPS))
+
+
+def test_meter_is_zero_on_the_reference_and_sees_a_shift(body_model, reference):
+    model = body_model.model
+    meter = TrackingMeter(model, reference.qpos)
+    data = mujoco.MjData(model)
+    data.qpos[:] = reference.qpos[7]
+    mujoco.mj_kinematics(model, data)
+    np.testing.assert_allclose(meter.measure(data, 7)[:4], 0.0, atol=1e-12)
+    data.qpos[:3] += [0.0, 0.0, 0.02]  # the whole body 2 cm up: total = body error = 2 cm, pose 0
+    mujoco.mj_kinematics(model, data)
+    row = meter.measure(data, 7)
+    assert row[0] == pytest.approx(0.02) and row[1] == pytest.approx(0.0, abs=1e-9)
+    assert row[2] == pytest.approx(0.02)
+    assert row[3] == pytest.approx(0.5 * 0.02 / 3)  # dm_control: mean |dx| over coordinates, joints 0
+
+
+def test_expert_controls_are_in_range_and_leave_the_state_alone(body_model, reference):
+    model = body_model.model
+    expert = TrackingExpert(model, reference, ExpertConfig())
+    data = mujoco.MjData(model)
+    data.qpos[:] = reference.qpos[3]
+    data.qvel[:] = reference.qvel[3]
+    data.act[:] = reference.activations[3]
+    before = (data.qpos.copy(), data.qvel.copy(), data.act.copy(), data.ctrl.copy())
+    u = expert.controls(data, 3)
+    assert u.shape == (model.nu,) and np.all(np.abs(u) <= 1.0)
+    for a, b in zip(before, (data.qpos, data.qvel, data.act, data.ctrl)):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="natural_frequency"):
+        ExpertConfig(natural_frequency=-1.0)
