@@ -292,6 +292,17 @@ def cmd_download(args):
         print(f"  {path}")
 
 
+def cmd_batch(args):
+    from .batch import run_batch
+
+    result = run_batch(
+        args.source, args.stages, options=args.option or [], scheduler=args.scheduler, n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker, progress=not args.no_progress,
+    )
+    print(result.summary())
+    return 0 if result.ok else 2
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="mimic-nwb",
@@ -523,6 +534,29 @@ def build_parser():
                           choices=["error", "skip", "overwrite", "overwrite-different", "refresh"],
                           help="local files already there (dandi download --existing; default: error)")
     download.set_defaults(func=cmd_download)
+
+    batch = commands.add_parser(
+        "batch", help="run stages over many sessions in parallel on Dask (a local cluster, or --scheduler)",
+        description="One task per session runs its stages in order; sessions run in parallel; a failing session is "
+        "reported and the others go on; stages whose results are already in a session are skipped. "
+        "Exit code 2 when any stage failed.",
+    )
+    batch.add_argument("source", type=Path,
+                       help="manifest (.yaml/.csv: path, keypoints, units, labels, checkpoint, STAGE.KEY options), "
+                       "a folder of .nwb files, or a dandiset folder (sub-*/*.nwb)")
+    batch.add_argument("--stages", required=True,
+                       help="stages in order, comma-separated: import_keypoints, import_units, import_labels, stac, "
+                       "inverse_dynamics, train_controller, simulate, encode, rsa")
+    batch.add_argument("--option", action="append", metavar="STAGE.KEY=VALUE",
+                       help="a stage option (config field or argument; value read as YAML), e.g. "
+                       "stac.smoothness_weight=0.1 (repeatable)")
+    batch.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786 "
+                       "(default: a local cluster)")
+    batch.add_argument("--workers", type=int, help="local worker processes (default: one per core, at most one per session)")
+    batch.add_argument("--threads-per-worker", type=int, default=1,
+                       help="sessions each local worker runs at once (default 1; BLAS/XLA stay at one thread)")
+    batch.add_argument("--no-progress", action="store_true", help="no progress bar")
+    batch.set_defaults(func=cmd_batch)
 
     return parser
 
