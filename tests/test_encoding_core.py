@@ -14,6 +14,7 @@ from scipy.ndimage import gaussian_filter1d
 from statsmodels.stats.multitest import multipletests
 
 from mimic_nwb.encoding import (
+    ConvergenceWarning,
     EncodingConfig,
     FeatureTransform,
     benjamini_hochberg,
@@ -380,8 +381,52 @@ def test_nan_bins_are_dropped_not_extrapolated():
         (dict(n_folds=1), "n_folds"),
         (dict(pca_variance=1.5), "pca_variance"),
         (dict(l1_wt=2.0), "l1_wt"),
+        (dict(bin_size=float("nan")), "bin_size must be a finite number"),
+        (dict(bin_size=float("inf")), "bin_size must be a finite number"),
+        (dict(alpha=float("inf")), "alpha must be a finite number"),
+        (dict(lags=(0.0, float("nan"))), "lags must be finite"),
+        (dict(pca_variance=float("nan")), "pca_variance must be a finite number"),
+        (dict(max_iter=0), "max_iter must be an integer >= 1"),
     ],
 )
 def test_bad_config_raises(kwargs, message):
     with pytest.raises(ValueError, match=message):
         EncodingConfig(**kwargs)
+
+
+def test_significance_is_benjamini_hochberg_within_each_family(small_session):
+    counts, features = small_session
+    rng = np.random.default_rng(3)
+    noise = smooth_features(rng, counts.shape[0], 2)
+    # Units 0-2 driven, 3 constant rate; two families that split the driven units.
+    counts = np.c_[counts, rng.poisson(0.15, counts.shape[0])]
+    result = fit_encoding_models(counts, {"driver": features, "noise": noise}, EncodingConfig(lags=(-0.1, 0.0)))
+    families = {"0": "DLS", "1": "DLS", "2": "MC", "3": "MC"}
+    table = result.significance(0.05, families=families)
+    assert len(table) == 4 * 2 and set(table["family"]) == {"DLS", "MC"}
+    for family, rows in table.groupby("family"):
+        expected = multipletests(rows["p_value_lags"], method="fdr_bh")[1]
+        np.testing.assert_allclose(rows["q_value"], expected)
+    np.testing.assert_array_equal(table["significant"], table["q_value"] < 0.05)
+    driven = table[(table["feature_set"] == "driver") & (table["unit"] != "3")]
+    assert driven["significant"].all() and driven["converged"].all()
+    assert not table[table["unit"] == "3"]["significant"].any()
+    one_family = result.significance(0.05)
+    np.testing.assert_allclose(one_family["q_value"], multipletests(one_family["p_value_lags"], method="fdr_bh")[1])
+    with pytest.raises(ValueError, match="no family for unit"):
+        result.significance(0.05, families={"0": "DLS"})
+    with pytest.raises(ValueError, match="q_threshold"):
+        result.significance(float("nan"))
+
+
+def test_fits_that_do_not_converge_are_flagged_and_warned(small_session):
+    counts, features = small_session
+    config = EncodingConfig(lags=(0.0,), max_iter=1, alpha=0.0)
+    with pytest.warns(ConvergenceWarning, match=r"of 3 unit x feature set x lag fits did not converge within max_iter=1"):
+        result = fit_encoding_models(counts, {"f": features}, config)
+    assert not result.converged.all()
+    table = result.significance()
+    assert not table["converged"].all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert fit_encoding_models(counts, {"f": features}, EncodingConfig(lags=(0.0,))).converged.all()

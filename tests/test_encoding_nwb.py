@@ -60,6 +60,14 @@ def test_encode_appends_a_valid_table_matching_the_fit(session):
         flat_row = list(nwbfile.units["unit_name"][:]).index("flat")
         assert driven[driven["unit"] != flat_row]["significant"].all()
         assert not frame[frame["unit"] == flat_row]["significant"].any()
+        np.testing.assert_array_equal(np.sort(frame["converged"]), np.sort(result.converged.ravel()))
+        assert frame["converged"].dtype == bool and frame["converged"].all()
+        # The stored decision is the core's: BH per brain region at the best lag.
+        decided = result.significance(0.05, families={u: "DLS" for u in result.unit_names})
+        stored = frame.groupby(["unit", "feature_set"])["significant"].first()
+        names = list(nwbfile.units["unit_name"][:])
+        for row in decided.itertuples():
+            assert stored[(names.index(row.unit), row.feature_set)] == row.significant
         assert '"feature_sets": ["joint_angles", "kinematics"]' in table.parameters
     assert validate(path=str(session)) == []
 

@@ -7,6 +7,7 @@ and `mimic_nwb.encoding.glm` for the solver's objective and penalty.
 from .binning import bin_centers, bin_edges, bin_spike_times, lag_features, resample_features
 from .core import (
     DEFAULT_LAGS,
+    ConvergenceWarning,
     EncodingConfig,
     EncodingResult,
     FeatureTransform,
@@ -18,6 +19,7 @@ from .glm import PoissonGLMFit, fit_poisson_glm
 
 __all__ = [
     "DEFAULT_LAGS",
+    "ConvergenceWarning",
     "EncodingConfig",
     "EncodingResult",
     "FeatureTransform",

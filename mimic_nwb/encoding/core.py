@@ -2,8 +2,8 @@
 
 Pure core of ``mimic-nwb encode``: arrays in, an `EncodingResult` out; no files. The NWB
 adapter reads spike counts and feature sets from a session, puts them on one grid of bins
-(`mimic_nwb.encoding.binning`), calls `fit_encoding_models`, applies `benjamini_hochberg` per
-brain region, and appends the result.
+(`mimic_nwb.encoding.binning`), calls `fit_encoding_models`, asks the result for its
+`EncodingResult.significance` (Benjamini-Hochberg per brain region), and appends it.
 
 For every feature set, lag and fold, and all units at once:
 
@@ -38,6 +38,7 @@ metrics of different feature sets and lags are computed on the same bins and com
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ from .glm import fit_poisson_glm
 
 __all__ = [
     "DEFAULT_LAGS",
+    "ConvergenceWarning",
     "EncodingConfig",
     "EncodingResult",
     "FeatureTransform",
@@ -61,6 +63,10 @@ __all__ = [
 #: fine enough to place the peak of a unit's lag tuning, which is broad (behavioural features
 #: are smooth at this scale), and coarse enough to keep a full analysis practical.
 DEFAULT_LAGS: tuple[float, ...] = tuple(round(-1.0 + 0.1 * i, 1) for i in range(14))
+
+
+class ConvergenceWarning(UserWarning):
+    """Some GLM fits stopped at ``max_iter`` before meeting the tolerance (see `EncodingResult.converged`)."""
 
 
 @dataclass(frozen=True)
@@ -394,6 +400,36 @@ class EncodingResult:
         best["p_value_lags"] = np.minimum(1.0, best["p_value"] * len(self.lags))
         return best
 
+    def significance(self, q_threshold: float = 0.05, families: Mapping[str, str] | None = None):
+        """Which unit x feature-set pairs are significant, with Benjamini-Hochberg over each family.
+
+        One row per unit x feature set at its best lag (`best_lags`). The family of a unit is
+        ``families[unit]`` (e.g. its brain region; default: one family of all units): the
+        q-values are BH-adjusted ``p_value_lags`` over all units x feature sets of a family, and
+        ``significant`` is ``q_value < q_threshold``. Each row's ``converged`` says whether its
+        fit converged in every fold (a row that did not is still tested, and flagged).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns of `best_lags` plus ``family``, ``q_value`` and ``significant``.
+        """
+        if not (isinstance(q_threshold, int | float | np.integer | np.floating) and 0 < q_threshold <= 1):
+            raise ValueError(f"q_threshold must be a number in (0, 1]; got {q_threshold!r}")
+        best = self.best_lags()
+        if families is None:
+            best["family"] = "all"
+        else:
+            missing = [u for u in self.unit_names if u not in families]
+            if missing:
+                raise ValueError(f"families: no family for unit(s) {', '.join(missing[:5])}")
+            best["family"] = best["unit"].map({u: str(families[u]) for u in self.unit_names})
+        best["q_value"] = np.nan
+        for _, rows in best.groupby("family").groups.items():
+            best.loc[rows, "q_value"] = benjamini_hochberg(best.loc[rows, "p_value_lags"].to_numpy())
+        best["significant"] = best["q_value"] < q_threshold
+        return best
+
     def feature_set_index(self, name: str) -> int:
         """Position of feature set ``name``; ValueError naming it if unknown."""
         try:
@@ -565,6 +601,21 @@ def fit_encoding_models(
         cv_llr[s] = llr / (n_spikes * math.log(2))
         pseudo_r2[s] = llr / half_null_deviance
         p_value[s] = _wilcoxon_greater(gains)
+
+    if not converged.all():
+        # Not an error: the fit stopped at max_iter and its metrics are those of that point, which
+        # can understate the model. Say how many and where, so the user can raise max_iter.
+        s_bad, lag_bad, u_bad = np.nonzero(~converged)
+        examples = ", ".join(
+            f"{units[u]} x {list(sets)[s]} at {config.lags[i]:+g} s" for s, i, u in list(zip(s_bad, lag_bad, u_bad))[:3]
+        )
+        warnings.warn(
+            f"{s_bad.size} of {converged.size} unit x feature set x lag fits did not converge within "
+            f"max_iter={config.max_iter} Newton iterations in every fold (e.g. {examples}); their rows are "
+            "flagged converged=False",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
 
     return EncodingResult(
         unit_names=units,

@@ -2,8 +2,9 @@
 
 ``encode_session(path)`` bins the neural data (or takes the session's BinnedSpikeCounts),
 resamples every requested feature set onto the bins, fits the cross-validated Poisson GLMs of
-:mod:`mimic_nwb.encoding.core`, computes Benjamini-Hochberg q-values per brain region over all
-units x feature sets, and appends an EncodingResults table.
+:mod:`mimic_nwb.encoding.core`, takes their significance from the core (Benjamini-Hochberg
+q-values per brain region over all units x feature sets, `EncodingResult.significance`), and
+appends an EncodingResults table with each row's convergence flag.
 """
 
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from ..errors import InputError
 from ..features import available_feature_sets, read_feature_set, resample_to_bins
 from ..session import append, read_session
 from .binning import bin_centers, bin_spike_times
-from .core import EncodingConfig, benjamini_hochberg, fit_encoding_models
+from .core import EncodingConfig, fit_encoding_models
 
 
 @dataclass
@@ -132,13 +133,8 @@ def encode_session(
         raise InputError(f"{session}: {error}") from None
     finally:
         close()
-    best = result.best_lags()
     regions = dict(zip(neural.unit_names, neural.brain_regions))
-    best["brain_region"] = best["unit"].map(regions)
-    best["q_value"] = np.nan
-    for _, rows in best.groupby("brain_region").groups.items():
-        best.loc[rows, "q_value"] = benjamini_hochberg(best.loc[rows, "p_value_lags"].to_numpy())
-    best["significant"] = best["q_value"] < q_threshold
+    best = result.significance(q_threshold, families=regions).rename(columns={"family": "brain_region"})
 
     with append(session, replace=[name] if replace_existing else ()) as s:
         s.check_new(name)
@@ -161,6 +157,9 @@ def encode_session(
         f"{len(config.lags)} lags; significant unit x feature-set pairs: {int(best['significant'].sum())}; "
         f"best feature set per unit: {winners}"
     )
+    not_converged = int((~result.converged).sum())
+    if not_converged:
+        summary += f"; {not_converged} fit(s) did not converge (rows flagged converged=False)"
     return summary, result, best
 
 
@@ -174,6 +173,7 @@ def results_table(result, neural, best, q_threshold, name, nwbfile):
     key = best.set_index(["unit", "feature_set"])
     pair = list(zip(table["unit"], table["feature_set"]))
     q_values = key.loc[pair, "q_value"].to_numpy()
+    significant = key.loc[pair, "significant"].to_numpy(dtype=bool)  # decided by the core
     region_of = dict(zip(neural.unit_names, neural.brain_regions))
     unit_row = dict(zip(neural.unit_names, neural.unit_index))
     rows = np.array([unit_row[u] for u in table["unit"]])
@@ -189,7 +189,12 @@ def results_table(result, neural, best, q_threshold, name, nwbfile):
             description="BH q-value of the unit x feature set (best lag, Bonferroni over lags) within its region.",
             data=q_values,
         ),
-        VectorData(name="significant", description=f"q_value < {q_threshold}.", data=q_values < q_threshold),
+        VectorData(name="significant", description=f"q_value < {q_threshold}.", data=significant),
+        VectorData(
+            name="converged",
+            description="Whether the solver converged in every fold of this row's fit.",
+            data=table["converged"].to_numpy(dtype=bool),
+        ),
     ]
     links = {}
     if neural.source == "units":
