@@ -8,6 +8,9 @@ same chunks (~1 MiB, whole rows) and gzip level 4 + shuffle, fed by the same blo
 Each writer runs in its own process so its peak RSS is its own. Then: reading a 10-second window
 of every series, and one crash-safe append of a small result to the 1-hour file.
 Targets (issue 3): peak RSS < 1.5 GB, wall time <= 1.5x raw h5py, window read < 100 ms.
+The cost of the Fletcher32 chunk checksum (mimic_nwb.storage.COMPRESSION) is measured by a third
+writer, raw h5py without it, and the integrity check (`mimic_nwb.storage.verify_datasets`, which
+`inspect` and `publish` run) by reading every dataset of the session once.
 """
 
 import os
@@ -67,13 +70,14 @@ def all_arrays(num_frames):
     return items
 
 
-def write_raw(path, num_frames):
+def write_raw(path, num_frames, checksum=True):
     from mimic_nwb.storage import COMPRESSION, chunk_shape
 
+    settings = dict(COMPRESSION) if checksum else {k: v for k, v in COMPRESSION.items() if k != "fletcher32"}
     with h5py.File(path, "w") as f:
         for name, shape, dtype, gen in all_arrays(num_frames):
             dataset = f.create_dataset(
-                name, shape=shape, dtype=dtype, chunks=chunk_shape(shape, np.dtype(dtype).itemsize), **COMPRESSION
+                name, shape=shape, dtype=dtype, chunks=chunk_shape(shape, np.dtype(dtype).itemsize), **settings
             )
             row = 0
             for block in gen:
@@ -156,7 +160,10 @@ def write_nwb(path, num_frames):
 def child(mode, path, num_frames):
     """Run one writer in this process; print wall time and peak RSS as JSON."""
     start = time.perf_counter()
-    (write_raw if mode == "raw" else write_nwb)(path, num_frames)
+    if mode == "nwb":
+        write_nwb(path, num_frames)
+    else:
+        write_raw(path, num_frames, checksum=mode == "raw")
     wall = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(dict(wall=wall, peak_mb=peak_mb)))
@@ -168,6 +175,29 @@ def run_child(mode, path, num_frames):
         check=True, capture_output=True, text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def checksum_cost(folder, num_frames, repeats=3):
+    """Best-of-``repeats`` write time of the largest series with and without Fletcher32, alternated.
+
+    The separate writer processes above differ by more than the checksum's cost on a shared
+    machine; alternating the two settings on the same in-memory array isolates it.
+    """
+    from mimic_nwb.storage import COMPRESSION, chunk_shape
+
+    columns, dtype = SERIES["activations"]
+    data = np.concatenate(list(blocks(num_frames, columns, dtype, seed=0)))
+    times = {True: [], False: []}
+    for _ in range(repeats):
+        for checksum in (False, True):
+            settings = dict(COMPRESSION, fletcher32=checksum)
+            path = folder / f"checksum_{checksum}.h5"
+            t0 = time.perf_counter()
+            with h5py.File(path, "w") as f:
+                f.create_dataset("x", data=data, chunks=chunk_shape(data.shape, data.itemsize), **settings)
+            times[checksum].append(time.perf_counter() - t0)
+            path.unlink()
+    return min(times[False]), min(times[True]), data.nbytes
 
 
 def time_window_reads(path, seconds=10.0):
@@ -202,7 +232,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None, help="folder for the files (default: a temp folder)")
-    parser.add_argument("--child", choices=["raw", "nwb"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["raw", "raw-no-checksum", "nwb"], help=argparse.SUPPRESS)
     parser.add_argument("--path", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--frames", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,16 +245,34 @@ def main():
     raw_bytes = sum(int(np.prod(shape)) * np.dtype(dtype).itemsize for _, shape, dtype, _ in all_arrays(num_frames))
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads pinned to 1")
     print(f"session: {args.minutes:g} min at {RATE:g} Hz = {num_frames} frames, {raw_bytes / 1e6:.0f} MB uncompressed")
+    plain = run_child("raw-no-checksum", folder / "raw_plain.h5", num_frames)
     raw = run_child("raw", folder / "raw.h5", num_frames)
     nwb = run_child("nwb", folder / "session.nwb", num_frames)
+    size_plain = (folder / "raw_plain.h5").stat().st_size
     size_raw = (folder / "raw.h5").stat().st_size
     size_nwb = (folder / "session.nwb").stat().st_size
-    print(f"{'writer':<22}{'wall s':>9}{'MB/s':>9}{'peak RSS MB':>13}{'file MB':>10}")
-    for label, result, size in [("raw h5py (baseline)", raw, size_raw), ("mimic_nwb streaming", nwb, size_nwb)]:
-        print(f"{label:<22}{result['wall']:>9.1f}{raw_bytes / 1e6 / result['wall']:>9.1f}"
+    print(f"{'writer':<30}{'wall s':>9}{'MB/s':>9}{'peak RSS MB':>13}{'file MB':>10}")
+    for label, result, size in [
+        ("raw h5py, no checksum", plain, size_plain),
+        ("raw h5py + fletcher32 (baseline)", raw, size_raw),
+        ("mimic_nwb streaming", nwb, size_nwb),
+    ]:
+        print(f"{label:<30}{result['wall']:>9.1f}{raw_bytes / 1e6 / result['wall']:>9.1f}"
               f"{result['peak_mb']:>13.0f}{size / 1e6:>10.0f}")
     ratio = nwb["wall"] / raw["wall"]
     print(f"wall-time ratio nwb/raw: {ratio:.2f} (target <= 1.5); peak RSS {nwb['peak_mb']:.0f} MB (target < 1500)")
+    print(f"Fletcher32 checksum: write time x{raw['wall'] / plain['wall']:.3f}, "
+          f"file size {size_raw - size_plain:+d} bytes ({(size_raw - size_plain) / size_plain * 100:+.3f} %)")
+    plain_s, checked_s, nbytes = checksum_cost(folder, num_frames)
+    print(f"Fletcher32 on the activations alone ({nbytes / 1e6:.0f} MB), best of 3 alternated: "
+          f"{plain_s:.2f} s without, {checked_s:.2f} s with (x{checked_s / plain_s:.3f})")
+    from mimic_nwb.storage import verify_datasets
+
+    t0 = time.perf_counter()
+    problems = verify_datasets(folder / "session.nwb")
+    verify_s = time.perf_counter() - t0
+    print(f"integrity check (read every dataset once, chunk by chunk): {verify_s:.1f} s, "
+          f"{raw_bytes / 1e6 / verify_s:.0f} MB/s of data, {len(problems)} problem(s)")
     elapsed, count, nbytes = time_window_reads(folder / "session.nwb")
     print(f"10-s window of all {count} series: {elapsed * 1000:.1f} ms, {nbytes / 1e6:.1f} MB (target < 100 ms)")
     append_s = time_safe_append(folder / "session.nwb")
