@@ -3,8 +3,11 @@
 A feature set is a (T, F) matrix on its own clock (times in seconds on the session clock) with
 column names. Available names depend on what the session holds:
 
-- ``kinematics``: keypoint positions in the egocentric frame of the registered body (origin at
-  the root, x along the root's heading, z up; needs a StacRegistration) and their velocities;
+- ``kinematics``: the positions of the registered model's keypoint sites (the registration's
+  ``model_keypoints``) in the egocentric frame of the body (origin at the root, x along the
+  root's heading, z up; needs a StacRegistration) and their velocities. The model's sites,
+  not the measured keypoints: they are complete in every registered frame, whereas a keypoint
+  missing in a frame (a missed detection) would make the whole feature set NaN there;
 - ``joint_angles``: the hinge columns (radians) of the registered qpos;
 - ``joint_velocities``: their time derivatives (rad/s, central differences);
 - ``inverse_dynamics``: the generalised forces of the hinge degrees of freedom of an
@@ -12,6 +15,11 @@ column names. Available names depend on what the session holds:
 - ``<NetworkActivations name>/<layer>``: every layer of every recorded network rollout.
 
 :func:`resample_to_bins` puts any of them on spike-count bins.
+
+Missing samples (frames the registration did not fit, NaN) are filled by linear interpolation
+when the gap is short: at most ``MAX_INTERPOLATED_GAP`` seconds between the valid samples on
+either side (0.1 s: four missing frames at 50 Hz), which is well below the time scale of
+behaviour. Longer gaps stay NaN, and the encoding models and RSA leave out the bins they touch.
 """
 
 from dataclasses import dataclass
@@ -23,6 +31,8 @@ from ndx_mimic.mimic import pose_as_array
 from .errors import InputError
 
 RESULTS = "mimic"
+#: Longest gap (seconds between the valid samples around it) filled by linear interpolation.
+MAX_INTERPOLATED_GAP = 0.1
 
 
 @dataclass
@@ -71,8 +81,10 @@ def _kinematics(nwbfile):
     root = [names.index(n) for n in ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz")]
     # The measured keypoints, moved into the model frame (floor at z = 0) where qpos lives.
     transform = np.asarray(registration.world_to_model[:]) if registration.world_to_model is not None else np.eye(4)
-    keypoints = pose_as_array(registration.pose_estimation, registration.keypoint_names)
+    keypoints = pose_as_array(registration.model_keypoints, registration.keypoint_names)
     keypoints = keypoints @ transform[:3, :3].T + transform[:3, 3]
+    qpos = fill_short_gaps(qpos, times)
+    keypoints = fill_short_gaps(keypoints.reshape(len(times), -1), times).reshape(keypoints.shape)
     position, yaw = qpos[:, root[:3]], _quat_yaw(qpos[:, root[3:]])
     cos, sin = np.cos(-yaw)[:, None], np.sin(-yaw)[:, None]
     relative = keypoints - position[:, None, :]
@@ -98,7 +110,7 @@ def _joint_angles(nwbfile, velocities=False):
         return None
     keep, names = _hinge_columns(registration.qpos)
     times = registration.qpos.get_timestamps()
-    values = np.asarray(registration.qpos.data[:])[:, keep]
+    values = fill_short_gaps(np.asarray(registration.qpos.data[:])[:, keep], times)
     name = "joint_velocities" if velocities else "joint_angles"
     if velocities:
         values, names = np.gradient(values, times, axis=0), [f"{n}_velocity" for n in names]
@@ -112,13 +124,42 @@ def _inverse_dynamics(nwbfile):
     forces = rollouts[0].generalized_forces
     keep = [i for i, name in enumerate(forces.column_names[:]) if not str(name).startswith("root_")]
     names = [str(forces.column_names[i]) for i in keep]
+    times = forces.get_timestamps()
     return FeatureSet(
         "inverse_dynamics",
-        np.asarray(forces.data[:])[:, keep],
-        forces.get_timestamps(),
+        fill_short_gaps(np.asarray(forces.data[:])[:, keep], times),
+        times,
         names,
         f"processing/{RESULTS}/{rollouts[0].name}/generalized_forces",
     )
+
+
+def fill_short_gaps(values, times, max_gap=MAX_INTERPOLATED_GAP):
+    """Linearly interpolate the NaN runs of each column that are at most ``max_gap`` s long.
+
+    ``values`` (T, F) sampled at ``times`` (T,) seconds. A run is filled when it has a finite
+    sample on both sides and those two samples are at most ``max_gap`` seconds apart; runs at
+    the ends and longer runs stay NaN. Returns a new array (float64).
+    """
+    values = np.array(values, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < 3 or np.isfinite(values).all():
+        return values
+    times = np.asarray(times, dtype=np.float64)
+    n = values.shape[0]
+    finite = np.isfinite(values)
+    index = np.arange(n)[:, None]
+    # For every sample, the last finite sample at or before it and the first at or after it.
+    before = np.maximum.accumulate(np.where(finite, index, -1), axis=0)
+    after = np.minimum.accumulate(np.where(finite, index, n)[::-1], axis=0)[::-1]
+    inside = (before >= 0) & (after < n)
+    span = np.full(values.shape, np.inf)
+    span[inside] = times[after[inside]] - times[before[inside]]
+    fill = ~finite & inside & (span <= max_gap * (1 + 1e-9))
+    for column in np.flatnonzero(fill.any(axis=0)):
+        ok = finite[:, column]
+        rows = fill[:, column]
+        values[rows, column] = np.interp(times[rows], times[ok], values[ok, column])
+    return values
 
 
 def available_feature_sets(nwbfile):

@@ -1,0 +1,152 @@
+"""Encoding models on a session whose keypoints have scattered missing detections (issue 12).
+
+Simulated units (mimic_nwb.groundtruth) are driven by the joint angles at a known lag; 1 % of
+the measured keypoint coordinates are missing at random. The kinematics feature set is built
+from the registration's model keypoints, so it stays complete, and short gaps of unfitted frames
+are interpolated: encoding still runs, the true feature set and lag win, null units do not.
+"""
+
+import numpy as np
+import pytest
+from ndx_pose import Skeletons
+from scipy.ndimage import gaussian_filter1d
+
+from mimic_nwb.encoding import EncodingConfig
+from mimic_nwb.encoding.nwb import encode_session
+from mimic_nwb.features import MAX_INTERPOLATED_GAP, fill_short_gaps, read_feature_set
+from mimic_nwb.groundtruth import simulate_units
+from mimic_nwb.importers.units import import_units
+from mimic_nwb.session import append, read_session
+from ndx_mimic import JointStateSeries, NamedColumnSeries, StacRegistration
+from ndx_mimic.testing import mock
+
+from helpers import new_session
+
+RATE = 50.0
+FRAMES = 3000  # 60 s
+LAG = -0.1  # s: activity leads the joint angles (premotor)
+
+
+def smooth(rng, shape, sigma_frames=5):
+    x = gaussian_filter1d(rng.standard_normal(shape), sigma_frames, axis=0)
+    return x / x.std(axis=0)
+
+
+def session_with_missing_keypoints(folder, missing_share=0.01, seed=0):
+    """Toy registration: smooth random joint angles and (independent) keypoint trajectories;
+    ``missing_share`` of the measured keypoint coordinates NaN at random (whole 3D points), the
+    model keypoints complete, as STAC writes them."""
+    rng = np.random.default_rng(seed)
+    path = new_session(folder)
+    qpos = np.zeros((FRAMES, 9))
+    qpos[:, 2], qpos[:, 3] = 0.05, 1.0
+    qpos[:, 7:9] = 0.5 * smooth(rng, (FRAMES, 2))
+    model = 0.02 * smooth(rng, (FRAMES, 3, 3)) + np.array([0.05, 0.0, 0.03])
+    measured = model + 0.001 * rng.standard_normal(model.shape)
+    missing = rng.random(measured.shape[:2]) < missing_share
+    measured[missing] = np.nan
+    timing = dict(rate=RATE, starting_time=0.0)
+    with append(path) as s:
+        behavior = s.module("behavior", "keypoints")
+        skeleton = mock.mock_Skeleton()
+        behavior.add(Skeletons(skeletons=[skeleton]))
+        pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=measured)
+        behavior.add(pose)
+        body_model = s.add(mock.mock_BodyModel())
+        s.add(
+            StacRegistration(
+                name="StacRegistration",
+                qpos=JointStateSeries(name="qpos", data=qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
+                                      column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy",
+                                      **timing),
+                keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)), unit="meters",
+                                                  column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
+                model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=model),
+                keypoint_sites=mock.mock_KeypointSites(),
+                frame_valid=np.ones(FRAMES, dtype=bool),
+                pose_estimation=pose,
+                body_model=body_model,
+            )
+        )
+    return path, int(missing.sum())
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    path, n_missing = session_with_missing_keypoints(tmp_path_factory.mktemp("missing"))
+    assert n_missing > 0.005 * FRAMES * 3
+    with read_session(path) as nwbfile:
+        driven = simulate_units(nwbfile, [("joint_angles", LAG, "DLS")] * 4, 0.0, FRAMES / RATE, seed=1)
+    rng = np.random.default_rng(2)
+    spikes = dict(zip(driven.names, driven.spike_times))
+    for i in range(2):  # null units: constant rate
+        spikes[f"null{i}"] = np.sort(rng.uniform(0.0, FRAMES / RATE - 0.1, 600))
+    import_units(path, spikes, sampling_rate=30000.0, session_end=FRAMES / RATE,
+                 unit_table={name: {"brain_region": "DLS"} for name in spikes})
+    return path, driven.names
+
+
+def test_kinematics_are_complete_despite_missing_detections(session):
+    path, _ = session
+    with read_session(path) as nwbfile:
+        measured = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["head"].data[:]
+        assert np.isnan(measured).any()
+        kinematics = read_feature_set(nwbfile, "kinematics")
+        assert kinematics.values.shape == (FRAMES, 18) and np.isfinite(kinematics.values).all()
+        assert kinematics.source.endswith("StacRegistration")
+
+
+def test_true_feature_set_and_lag_win_and_null_units_are_not_significant(session):
+    path, driven = session
+    config = EncodingConfig(lags=(-0.3, -0.1, 0.1), chunk_duration=2.0)
+    summary, result, best = encode_session(path, ["kinematics", "joint_angles"], config, progress=False)
+    assert "6 units x 2 feature sets x 3 lags" in summary
+    winners = best.loc[best.groupby("unit")["cv_llr"].idxmax()].set_index("unit")
+    for unit in driven:
+        assert winners.loc[unit, "feature_set"] == "joint_angles", winners
+        assert np.isclose(winners.loc[unit, "lag"], LAG), winners
+        assert winners.loc[unit, "significant"]
+    assert not best[best["unit"].str.startswith("null")]["significant"].any()
+    # Every bin of the session is used except those whose lag partners fall outside it.
+    assert (result.fold_of_bin >= 0).sum() >= FRAMES - int(round(0.4 * RATE)) - 2
+
+
+def test_fill_short_gaps_interpolates_short_runs_only():
+    times = np.arange(40) / RATE
+    values = np.c_[np.sin(times), times * 2.0]
+    holes = values.copy()
+    holes[5:9, 0] = np.nan  # 4 missing frames: neighbours 0.1 s apart -> filled
+    holes[20:30, 1] = np.nan  # 10 missing frames: 0.22 s -> kept NaN
+    holes[0:2, 1] = np.nan  # at the start: nothing to interpolate from
+    filled = fill_short_gaps(holes, times)
+    assert MAX_INTERPOLATED_GAP == 0.1
+    np.testing.assert_allclose(filled[5:9, 0], np.interp(times[5:9], times[[4, 9]], values[[4, 9], 0]))
+    assert np.isnan(filled[20:30, 1]).all() and np.isnan(filled[0:2, 1]).all()
+    np.testing.assert_array_equal(filled[np.isfinite(holes)], holes[np.isfinite(holes)])
+    holes[5:10, 0] = np.nan  # 5 missing frames: 0.12 s apart -> kept
+    assert np.isnan(fill_short_gaps(holes, times)[5:10, 0]).all()
+
+
+def test_unfitted_frames_in_short_gaps_do_not_stop_encoding(tmp_path):
+    """Frames the registration could not fit (NaN qpos): short gaps interpolated, long ones masked."""
+    path, _ = session_with_missing_keypoints(tmp_path, missing_share=0.0, seed=3)
+    import h5py
+
+    with h5py.File(path, "r+") as f:
+        qpos = f["processing/mimic/StacRegistration/qpos/data"]
+        for start in range(100, FRAMES - 100, 97):  # a 2-frame gap every ~2 s
+            qpos[start:start + 2] = np.nan
+        qpos[1500:1550] = np.nan  # one 1-s gap: masked
+    with read_session(path) as nwbfile:
+        angles = read_feature_set(nwbfile, "joint_angles")
+        assert np.isnan(angles.values).any(axis=1).sum() == 50
+        driven = simulate_units(nwbfile, [("joint_angles", LAG, "DLS")] * 2, 0.0, FRAMES / RATE, seed=4)
+    import_units(path, dict(zip(driven.names, driven.spike_times)), sampling_rate=30000.0,
+                 session_end=FRAMES / RATE, unit_table={n: {"brain_region": "DLS"} for n in driven.names})
+    _, result, best = encode_session(path, ["joint_angles"], EncodingConfig(lags=(-0.1, 0.0), chunk_duration=2.0),
+                                     progress=False)
+    assert best["significant"].all()
+    unused = np.flatnonzero(result.fold_of_bin < 0)
+    # Bins centred inside the 1-s gap (51: 29.98 s < centre < 31.00 s), the 5 before it that pair
+    # with it at lag -0.1 s, and the session's last 5 bins (no partner at -0.1 s); nothing else.
+    assert unused.size == 51 + 5 + 5 and unused[0] == 1494 and unused[-6] == 1549
