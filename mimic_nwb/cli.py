@@ -65,6 +65,8 @@ def cmd_import_keypoints(args):
         videos=args.video,
         name=args.name,
         replace=args.replace,
+        keypoint_names=args.keypoint_names,
+        track=args.track,
     )
     print(summary)
 
@@ -330,16 +332,29 @@ def build_parser():
     create.set_defaults(func=cmd_create)
 
     keypoints = commands.add_parser(
-        "import-keypoints", help="import 3D keypoints (DANNCE .mat, or an NWB file with ndx-pose) into a session"
+        "import-keypoints",
+        help="import 3D keypoints (DANNCE .mat, SLEAP 3D .h5, Anipose 3D .csv, or an NWB file with ndx-pose) into a session",
     )
     keypoints.add_argument("session", type=Path)
-    keypoints.add_argument("source", type=Path, help="DANNCE save_data_*.mat, or an NWB file with ndx-pose")
+    keypoints.add_argument(
+        "source", type=Path,
+        help="DANNCE save_data_*.mat, SLEAP analysis .h5 with 3D points, triangulated SLEAP tracks .h5 "
+        "(sleap-anipose points3d.h5), Anipose pose-3d .csv, or an NWB file with ndx-pose",
+    )
     keypoints.add_argument("--skeleton", help="skeleton .mat (joint_names, joints_idx) or a built-in name: rat23, mouse22")
-    keypoints.add_argument("--rate", type=float, help="frame rate in Hz (regular frames)")
+    keypoints.add_argument("--keypoint-names", help="keypoint names in the file's order: NAME,NAME,... or a text file")
+    keypoints.add_argument("--track", help="track (index or name) of a multi-track SLEAP file")
+    keypoints.add_argument(
+        "--rate", type=float,
+        help="frame rate in Hz; the camera rate when the file numbers its frames (DANNCE sampleID, Anipose fnum)",
+    )
     keypoints.add_argument("--timestamps", type=Path, help="per-frame times on the session clock (.npy or text, s)")
     keypoints.add_argument("--starting-time", type=float, default=0.0, help="time of the first frame, s (with --rate)")
     keypoints.add_argument("--animal", type=int, help="animal index of multi-animal predictions (N, A, 3, K)")
-    keypoints.add_argument("--units", default="mm", choices=["mm", "m"], help="units of the source positions")
+    keypoints.add_argument(
+        "--units", choices=["mm", "cm", "m"],
+        help="units of the source positions, overriding what the file declares (default: mm, or an NWB file's own)",
+    )
     keypoints.add_argument("--reference-frame", help="description of the world frame of the keypoints")
     keypoints.add_argument("--video", action="append", help="path of a source video (repeatable)")
     keypoints.add_argument("--name", default="PoseEstimation", help="name of the PoseEstimation in processing/behavior")

@@ -1,6 +1,7 @@
 """Keypoint import: real DANNCE files, ndx-pose files of both layouts, timing, and bad inputs."""
 
 import re
+import warnings
 import h5py
 import numpy as np
 import pytest
@@ -125,7 +126,9 @@ def test_reads_ndx_pose_01_layout(tmp_path, edges):
     with read_session(path) as nwbfile:
         pose = nwbfile.processing["behavior"]["PoseEstimation"]
         np.testing.assert_allclose(pose_as_array(pose), positions)
-        np.testing.assert_allclose(pose.pose_estimation_series["nose"].timestamps[:], np.arange(60) / 30.0)
+        nose = pose.pose_estimation_series["nose"]
+        # the source's regular 30 Hz timestamps are stored as a rate
+        assert nose.timestamps is None and nose.rate == 30.0 and nose.starting_time == 0.0
     assert validate(path=str(path)) == []
 
 
@@ -181,7 +184,7 @@ def _bad_inputs(tmp_path):
         ([str(_mat(tmp_path, "short2.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(short_times)],
          "timestamps: 2 values for 50 frames"),
         ([str(RAT_CLIP), "--skeleton", "rat23"], "give the frame rate"),
-        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "-50"], "rate: -50.0 Hz must be positive"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "-50"], "rate: -50.0 Hz must be finite and positive"),
         ([str(_mat(tmp_path, "pmax.mat", pred=PRED, p_max=np.ones((49, 23)))), "--skeleton", "rat23", "--rate", "50"],
          "p_max has shape \\(49, 23\\)"),
         ([str(_mat(tmp_path, "ids.mat", pred=PRED, sampleID=np.arange(10))), "--skeleton", "rat23", "--rate", "50"],
@@ -221,3 +224,187 @@ def test_not_nwb_session_is_refused(tmp_path, capsys):
     assert main(["import-keypoints", str(fake), str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50"]) == 2
     assert "not an NWB file" in capsys.readouterr().err
     assert fake.read_text() == "hello"
+
+
+# --- issue 12: units, names, clocks and frame ids of keypoints written by other tools ---------
+
+RAT23 = load_skeleton("rat23").nodes
+
+
+def _ndx_pose_01_rat(path, positions_m, unit="pixels", rate=30.0, order=None):
+    """An ndx-pose 0.1.x file as another tool wrote it: rat23's keypoints in millimetres declared
+    as ``unit``, a regular clock stored as timestamps, and no skeleton name of its own."""
+    order = order or RAT23
+    with h5py.File(path, "w") as f:
+        f.attrs["nwb_version"] = "2.5.0"
+        group = f.create_group("processing/behavior/PoseEstimation")
+        group.attrs.update(neurodata_type="PoseEstimation", namespace="ndx-pose", object_id="x")
+        group.create_dataset("nodes", data=np.array(order, dtype=object), dtype=h5py.string_dtype())
+        group.create_dataset("edges", data=np.zeros((0, 2), dtype="uint8"))
+        group.create_dataset("source_software", data="DANNCE")
+        times = np.arange(len(positions_m)) / rate
+        for node in order:
+            series = group.create_group(node)
+            series.attrs.update(neurodata_type="PoseEstimationSeries", namespace="ndx-pose")
+            data = series.create_dataset("data", data=positions_m[:, RAT23.index(node)] * 1000.0)
+            data.attrs.update(unit=unit, conversion=1.0, resolution=-1.0)
+            series.create_dataset("reference_frame", data="arena centre")
+            series.create_dataset("timestamps", data=times)
+
+
+def _inspector_findings(path, *names):
+    nwbinspector = pytest.importorskip("nwbinspector")
+    return [m for m in nwbinspector.inspect_nwbfile(nwbfile_path=str(path)) if m.check_function_name in names]
+
+
+def test_ndx_pose_01_in_pixels_imports_with_units_mm_as_rat23_at_a_rate(tmp_path, capsys):
+    positions = np.transpose(PRED[:50], (0, 2, 1))[:, :, :] / 1000.0
+    positions = np.concatenate([positions, positions[::-1]])  # 100 frames
+    shuffled = list(np.random.default_rng(3).permutation(RAT23))
+    source = tmp_path / "other_tool.nwb"
+    _ndx_pose_01_rat(source, positions, order=shuffled)
+    path = new_session(tmp_path)
+    before = digest(path)
+    assert main(["import-keypoints", str(path), str(source)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is in 'pixels'; only length units" in err and "--units" in err and "\n" not in err
+    assert main(["import-keypoints", str(path), str(source), "--units", "m"]) == 2  # size check still applies
+    assert "implausible with units 'm'" in capsys.readouterr().err
+    assert digest(path) == before
+    assert main(["import-keypoints", str(path), str(source), "--units", "mm"]) == 0
+    out = capsys.readouterr().out
+    assert "has exactly rat23's keypoints: stored as rat23" in out and "read as mm (the file declares 'pixels')" in out
+    with read_session(path) as nwbfile:
+        pose = nwbfile.processing["behavior"]["PoseEstimation"]
+        assert pose.skeleton.name == "rat23" and list(pose.skeleton.nodes[:]) == RAT23
+        np.testing.assert_allclose(pose_as_array(pose), positions)
+        snout = pose.pose_estimation_series["Snout"]
+        assert snout.unit == "meters" and snout.timestamps is None and snout.rate == 30.0
+    assert validate(path=str(path)) == []
+    assert _inspector_findings(path, "check_regular_timestamps", "check_data_orientation") == []
+
+
+def test_site_map_found_by_keypoint_names_when_the_skeleton_name_is_unknown():
+    from mimic_nwb.stac.nwb import _site_map_for
+
+    assert _site_map_for("subject1_skeleton", None, list(reversed(RAT23))) == data_path("rat23_rodent_sites.yaml")
+    with pytest.raises(InputError, match="skeleton 'subject1_skeleton': no built-in site map"):
+        _site_map_for("subject1_skeleton", None, RAT23[:-1])
+
+
+def test_units_override_a_current_ndx_pose_file(tmp_path):
+    first = new_session(tmp_path, "first.nwb")
+    import_keypoints(first, RAT_CLIP, skeleton="rat23", rate=50.0)
+    with h5py.File(first, "a") as f:  # another tool's mistake: meters declared as pixels
+        for node in RAT23:
+            f[f"processing/behavior/PoseEstimation/{node}/data"].attrs["unit"] = "pixels"
+    with pytest.raises(InputError, match="is in 'pixels'"):
+        read_nwb_pose(first)
+    keypoints = read_nwb_pose(first, units="m")
+    np.testing.assert_allclose(keypoints.positions, np.transpose(scipy.io.loadmat(RAT_CLIP)["pred"], (0, 2, 1)) / 1000)
+
+
+def test_keypoint_names_instead_of_a_skeleton_file(tmp_path):
+    path = new_session(tmp_path)
+    names = tmp_path / "names.txt"
+    names.write_text("\n".join(RAT23))
+    summary = import_keypoints(path, RAT_CLIP, keypoint_names=names, rate=50.0)
+    assert "(rat23, 50 Hz" in summary
+
+
+def _dannce_with_ids(tmp_path, ids, name="ids.mat"):
+    pred = scipy.io.loadmat(RAT_CLIP)["pred"][: len(ids)]
+    return _mat(tmp_path, name, pred=pred, sampleID=np.asarray(ids, dtype=np.float64)[None, :])
+
+
+def test_dannce_sample_ids_every_10th_frame_at_100_hz_is_a_100_s_clip(tmp_path):
+    ids = 1 + 10 * np.arange(1000)  # sampleID 1, 11, 21, ...
+    source = _dannce_with_ids(tmp_path, ids)
+    path = new_session(tmp_path)
+    summary = import_keypoints(path, source, skeleton="rat23", rate=100.0, starting_time=2.0)
+    assert "sampleID steps by 10" in summary
+    with read_session(path) as nwbfile:
+        behavior = nwbfile.processing["behavior"]
+        snout = behavior["PoseEstimation"].pose_estimation_series["Snout"]
+        assert snout.rate == 10.0 and snout.starting_time == 2.0  # regular: 10 Hz from the ids
+        duration = (len(snout.data) - 1) / snout.rate
+        assert duration == pytest.approx(99.9)
+        frame_ids = behavior["PoseEstimation_frame_ids"]
+        np.testing.assert_array_equal(frame_ids.data[:], ids)
+        assert frame_ids.rate == 10.0 and "sampleID" in frame_ids.description
+        assert "PoseEstimation_frame_ids" in behavior["PoseEstimation"].description
+    assert validate(path=str(path)) == []
+
+
+def test_dannce_sample_ids_with_gaps_give_timestamps(tmp_path):
+    ids = np.r_[0:300, 350:1050]  # a 50-frame gap
+    source = _dannce_with_ids(tmp_path, ids)
+    path = new_session(tmp_path)
+    import_keypoints(path, source, skeleton="rat23", rate=50.0)
+    with read_session(path) as nwbfile:
+        series = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["Snout"]
+        np.testing.assert_allclose(series.timestamps[:], ids / 50.0)
+        ids_series = nwbfile.processing["behavior"]["PoseEstimation_frame_ids"]
+        np.testing.assert_allclose(ids_series.timestamps[:], ids / 50.0)
+    # replacing the keypoints replaces their frame ids too
+    import_keypoints(path, RAT_CLIP, skeleton="rat23", rate=50.0, replace=True)
+    with read_session(path) as nwbfile:
+        assert "PoseEstimation_frame_ids" not in nwbfile.processing["behavior"].data_interfaces
+
+
+def test_regular_timestamps_become_a_rate(tmp_path):
+    times = 3.0 + np.arange(1000) / 50.0 + np.random.default_rng(0).uniform(-1e-9, 1e-9, 1000)
+    np.save(tmp_path / "times.npy", times)
+    path = new_session(tmp_path)
+    summary = import_keypoints(path, RAT_CLIP, skeleton="rat23", timestamps=tmp_path / "times.npy")
+    assert "regular timestamps stored as 50 Hz from 3 s" in summary
+    with read_session(path) as nwbfile:
+        snout = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["Snout"]
+        assert snout.timestamps is None and snout.rate == 50.0 and snout.starting_time == pytest.approx(3.0, abs=1e-8)
+
+
+def test_odd_numbers_are_refused_at_the_door(tmp_path, capsys):
+    path = new_session(tmp_path)
+    before = digest(path)
+    text = tmp_path / "text.mat"
+    scipy.io.savemat(text, {"pred": np.array(["12.5", "13.0"])})
+    cells = tmp_path / "cells.mat"
+    scipy.io.savemat(cells, {"pred": np.array([["a", 1.0]], dtype=object)})
+    complex_ = _mat(tmp_path, "complex.mat", pred=PRED * (1 + 1e-3j))
+    ids = 1 + 10 * np.arange(50)
+    cases = [
+        ([str(text), "--skeleton", "rat23", "--rate", "50"], "text.mat: pred: holds text, not numbers"),
+        ([str(cells), "--skeleton", "rat23", "--rate", "50"], "cells.mat: pred: holds text or cells, not numbers"),
+        ([str(complex_), "--skeleton", "rat23", "--rate", "50"], "complex.mat: pred: complex values"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "inf"], "rate: inf Hz must be finite and positive"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "nan"], "rate: nan Hz must be finite and positive"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time", "nan"],
+         "starting_time: nan s must be a finite number of seconds"),
+        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time=-inf"],
+         "starting_time: -inf s must be a finite"),
+        ([str(_mat(tmp_path, "one.mat", pred=PRED[:1])), "--skeleton", "rat23", "--rate", "50"],
+         "one.mat: 1 frame\\(s\\); a clip needs at least 3 frames"),
+        ([str(_mat(tmp_path, "two.mat", pred=PRED[:2])), "--skeleton", "rat23", "--rate", "50"],
+         "a clip needs at least 3 frames"),
+        ([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup.mat")), "--skeleton", "rat23", "--rate", "100"],
+         "dup.mat: sampleID repeats at frame 20 \\(191 then 191\\)"),
+        ([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[5], ids[21:]], "back.mat")), "--skeleton", "rat23",
+          "--rate", "100"], "back.mat: sampleID goes back at frame 20 \\(191 then 51\\)"),
+        ([str(_dannce_with_ids(tmp_path, ids + 0.5, "half.mat")), "--skeleton", "rat23", "--rate", "100"],
+         "sampleID holds values that are not whole frame numbers"),
+        ([str(_mat(tmp_path, "nans.mat", pred=PRED)), "--skeleton", "rat23", "--keypoint-names", "a,b"],
+         "give --skeleton or --keypoint-names, not both"),
+    ]
+    times = tmp_path / "times.txt"
+    times.write_text("\n".join(str(t) for t in np.arange(50) / 10.0))
+    cases.append(([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup2.mat")), "--skeleton", "rat23",
+                   "--timestamps", str(times)], "dup2.mat: sampleID repeats at frame 20"))
+    for argv, message in cases:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # refused, not a warning
+            code = main(["import-keypoints", str(path), *argv])
+        err = capsys.readouterr().err.strip()
+        assert code == 2, (argv, err)
+        assert err.startswith("mimic-nwb: error: ") and "\n" not in err, err
+        assert re.search(message, err), (message, err)
+        assert digest(path) == before

@@ -1,10 +1,29 @@
-"""3D keypoints into ndx-pose: DANNCE predictions and NWB files written by other tools.
+"""3D keypoints into ndx-pose: DANNCE, SLEAP (3D), Anipose and NWB files written by other tools.
 
-Core: :func:`load_skeleton`, :func:`read_dannce`, :func:`read_nwb_pose` return arrays in SI
-units; :func:`import_keypoints` appends them to a session as ``processing/behavior``
-Skeletons + PoseEstimation. Missing detections (NaN) stay NaN and are counted, never filled.
+Core: :func:`load_skeleton`, :func:`read_dannce`, :func:`read_nwb_pose` (and the readers in
+:mod:`.sleap` and :mod:`.anipose`) return :class:`Keypoints` in SI units; :func:`set_timing`
+places the frames on the session clock; :func:`import_keypoints` appends them to a session as
+``processing/behavior`` Skeletons + PoseEstimation. Missing detections (NaN) stay NaN and are
+counted, never filled.
+
+Rules shared by every source:
+
+- ``units`` states the unit of the values as stored in the source and overrides whatever unit
+  the source declares (an ndx-pose series declared ``pixels`` that holds millimetres imports with
+  ``units="mm"``); the body-size sanity check applies to the result either way.
+- A skeleton without a known name whose keypoint names are exactly those of a built-in skeleton
+  (``rat23``, ``mouse22``) is stored as that skeleton (keypoints in its order), so that STAC finds
+  its site map.
+- Timestamps regular within :data:`REGULAR_CLOCK_TOLERANCE` of the frame period are stored as a
+  rate and a starting time (NWB best practice; nwbinspector's ``check_regular_timestamps``).
+- Frame numbers of the source (DANNCE ``sampleID``, Anipose ``fnum``, the triangulated SLEAP
+  ``frames`` range) place the frames when a rate is given: ``rate`` is then the *camera* rate and
+  frame ``i`` is at ``starting_time + (frame_id[i] - frame_id[0]) / rate``. They are stored in
+  ``processing/behavior/<name>_frame_ids``.
+- A clip needs at least :data:`MIN_FRAMES` frames (see there).
 """
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +36,20 @@ from ..data import data_path
 from ..errors import InputError
 
 BUILTIN_SKELETONS = {"rat23": "rat23_skeleton.mat", "mouse22": "mouse22_skeleton.mat"}
-UNIT_SCALE = {"mm": 1e-3, "millimeters": 1e-3, "m": 1.0, "meters": 1.0, "cm": 1e-2, "centimeters": 1e-2}
+UNIT_SCALE = {
+    "mm": 1e-3, "millimeters": 1e-3, "millimetres": 1e-3,
+    "cm": 1e-2, "centimeters": 1e-2, "centimetres": 1e-2,
+    "m": 1.0, "meters": 1.0, "metres": 1.0,
+}
 # Body size (median over frames of the largest distance between two keypoints) of any animal
 # this pipeline handles, in meters: a fly is ~3 mm long, a rat ~0.5 m with tail and limbs.
 PLAUSIBLE_BODY_SIZE = (0.002, 2.0)
+# Timestamps within this fraction of a frame period of a regular grid are a regular clock.
+REGULAR_CLOCK_TOLERANCE = 1e-6
+# Fewest frames a clip may have: each PoseEstimationSeries is (frames, 3), and nwbinspector's
+# check_data_orientation (CRITICAL) flags a series with more columns than rows. Later stages
+# write wider series and state their own minimum (STAC: the model's number of qpos, 74 for the rat).
+MIN_FRAMES = 3
 BEHAVIOR_MODULE = "behavior"
 DANNCE_REFERENCE_FRAME = (
     "DANNCE world frame: the calibrated 3D frame of the camera rig (origin and axes as set by the "
@@ -39,7 +68,11 @@ class SkeletonSpec:
 
 @dataclass
 class Keypoints:
-    """3D keypoints ready to write: positions (N, K, 3) in meters, NaN where missing."""
+    """3D keypoints ready to write: positions (N, K, 3) in meters, NaN where missing.
+
+    ``frame_ids`` (N,) are the source's frame numbers (``frame_ids_name`` says which field),
+    ``rate`` (Hz) and ``starting_time`` (s) a regular clock, or ``timestamps`` (N,) in seconds.
+    """
 
     positions: np.ndarray
     skeleton: SkeletonSpec
@@ -52,6 +85,8 @@ class Keypoints:
     starting_time: float | None = None
     timestamps: np.ndarray | None = None
     confidence_definition: str = "DANNCE p_max: maximum of the keypoint's 3D probability map"
+    frame_ids_name: str = "sampleID"
+    named_by_source: bool = True  # False when the source file has no skeleton name of its own
     notes: list[str] = field(default_factory=list)
 
     def missing_per_keypoint(self):
@@ -68,7 +103,47 @@ class Keypoints:
             f"{n} frames x {k} keypoints ({self.skeleton.name}, {timing}, layout: {self.layout}); "
             f"missing detections: {int(missing.sum())} of {n * k} ({100 * missing.sum() / (n * k):.2f} %)"
         )
-        return text + (f", most in {worst}" if worst else "")
+        text += f", most in {worst}" if worst else ""
+        return text + "".join(f"; {note}" for note in self.notes)
+
+    def reordered(self, nodes):
+        """The same keypoints with the keypoint axis in ``nodes`` order (a permutation)."""
+        order = [self.skeleton.nodes.index(n) for n in nodes]
+        self.positions = self.positions[:, order]
+        if self.confidence is not None:
+            self.confidence = self.confidence[:, order]
+        return self
+
+
+def real_array(values, what, dtype=np.float64):
+    """``values`` as a real ``dtype`` array, or an InputError naming ``what`` (text, cells, complex)."""
+    array = np.asarray(values)
+    if array.dtype.kind == "c":
+        raise InputError(f"{what}: complex values; keypoints and times must be real numbers")
+    if array.dtype.kind not in "iuf":
+        kind = {"U": "text", "S": "text", "O": "text or cells", "b": "true/false values"}.get(array.dtype.kind, str(array.dtype))
+        raise InputError(f"{what}: holds {kind}, not numbers")
+    return array.astype(dtype)
+
+
+def check_rate(rate, what="rate"):
+    """A sampling rate in Hz: finite and > 0."""
+    if rate is None:
+        return None
+    rate = float(rate)
+    if not math.isfinite(rate) or rate <= 0:
+        raise InputError(f"{what}: {rate} Hz must be finite and positive")
+    return rate
+
+
+def check_time(value, what="starting_time"):
+    """A time on the session clock in seconds: finite and >= 0 (not before session_start_time)."""
+    value = float(value)
+    if not math.isfinite(value):
+        raise InputError(f"{what}: {value} s must be a finite number of seconds")
+    if value < 0:
+        raise InputError(f"{what}: {value} s is before session_start_time")
+    return value
 
 
 def _loadmat(path):
@@ -93,6 +168,8 @@ def load_skeleton(skeleton):
     """A built-in skeleton name ('rat23', 'mouse22') or a Label3D/DANNCE skeleton .mat path."""
     if skeleton is None:
         raise InputError("skeleton: give a skeleton .mat or a built-in name (rat23, mouse22)")
+    if isinstance(skeleton, SkeletonSpec):
+        return skeleton
     skeleton = str(skeleton)
     if skeleton in BUILTIN_SKELETONS:
         path, name = data_path(BUILTIN_SKELETONS[skeleton]), skeleton
@@ -105,7 +182,7 @@ def load_skeleton(skeleton):
         if key not in content:
             raise InputError(f"{path}: skeleton file has no '{key}'")
     nodes = _cell_strings(content["joint_names"])
-    edges = np.asarray(content["joints_idx"], dtype=np.int64)
+    edges = real_array(content["joints_idx"], f"{path}: joints_idx", np.int64)
     if edges.ndim != 2 or edges.shape[1] != 2:
         raise InputError(f"{path}: joints_idx must have shape (E, 2), got {edges.shape}")
     edges = edges - 1  # one-based in Label3D/DANNCE
@@ -114,6 +191,86 @@ def load_skeleton(skeleton):
     if len(set(nodes)) != len(nodes) or not all(nodes):
         raise InputError(f"{path}: joint_names must be unique and non-empty")
     return SkeletonSpec(name=name, nodes=nodes, edges=edges)
+
+
+def parse_keypoint_names(names, what="keypoint names"):
+    """Keypoint names from a list, a comma-separated string or a text file (one name per line)."""
+    if isinstance(names, (str, Path)):
+        path = Path(names)
+        if path.suffix in (".txt", ".csv") or path.is_file():
+            if not path.is_file():
+                raise InputError(f"{path}: no such keypoint-names file")
+            names = [line.strip() for line in path.read_text().replace(",", "\n").splitlines()]
+        else:
+            names = str(names).split(",")
+        names = [n.strip() for n in names if n.strip()]
+    names = [str(n) for n in names]
+    if not names:
+        raise InputError(f"{what}: no names given")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"{what}: repeated names {duplicates}")
+    return names
+
+
+def builtin_skeleton_with(names):
+    """The built-in skeleton whose keypoint names are exactly ``names`` (any order), else None."""
+    for builtin in BUILTIN_SKELETONS:
+        skeleton = load_skeleton(builtin)
+        if sorted(skeleton.nodes) == sorted(names):
+            return skeleton
+    return None
+
+
+def skeleton_for_names(names, fallback_name):
+    """A built-in skeleton with exactly these keypoints, else one without edges named ``fallback_name``."""
+    return builtin_skeleton_with(names) or SkeletonSpec(
+        name=fallback_name, nodes=list(names), edges=np.zeros((0, 2), dtype=np.int64)
+    )
+
+
+def resolve_skeleton(keypoints, skeleton=None, keypoint_names=None, source="keypoints"):
+    """Name and order the keypoints: by the given skeleton, or by a built-in one with the same names.
+
+    ``skeleton`` (a built-in name, a .mat path or a SkeletonSpec) or ``keypoint_names`` must
+    name exactly the source's keypoints (in any order; the keypoints are put in its order). With
+    neither, a source skeleton without a known name whose names are exactly a built-in
+    skeleton's becomes that skeleton.
+    """
+    have = list(keypoints.skeleton.nodes)
+    if skeleton is not None or keypoint_names is not None:
+        if skeleton is not None:
+            spec = load_skeleton(skeleton)
+        else:
+            names = parse_keypoint_names(keypoint_names)
+            spec = skeleton_for_names(names, keypoints.skeleton.name)
+            if spec.name in BUILTIN_SKELETONS:
+                spec = SkeletonSpec(spec.name, names, _edges_in(spec, names))
+        if sorted(spec.nodes) != sorted(have):
+            extra, missing = sorted(set(spec.nodes) - set(have)), sorted(set(have) - set(spec.nodes))
+            raise InputError(
+                f"{source}: skeleton {spec.name} does not name the file's keypoints "
+                f"(not in the file: {extra or 'none'}; not in the skeleton: {missing or 'none'})"
+            )
+        keypoints.reordered(spec.nodes)
+        keypoints.skeleton = spec
+        return keypoints
+    if keypoints.skeleton.name in BUILTIN_SKELETONS and keypoints.named_by_source:
+        return keypoints
+    builtin = builtin_skeleton_with(have)
+    if builtin is not None:
+        keypoints.reordered(builtin.nodes)
+        keypoints.notes.append(
+            f"skeleton {keypoints.skeleton.name!r} has exactly {builtin.name}'s keypoints: stored as {builtin.name}"
+        )
+        keypoints.skeleton = builtin
+    return keypoints
+
+
+def _edges_in(spec, names):
+    """``spec``'s edges re-indexed into ``names`` (a permutation of its nodes)."""
+    index = {n: names.index(n) for n in spec.nodes}
+    return np.array([[index[spec.nodes[a]], index[spec.nodes[b]]] for a, b in spec.edges], dtype=np.int64).reshape(-1, 2)
 
 
 def check_body_size(positions_m, source, declared):
@@ -136,17 +293,41 @@ def check_body_size(positions_m, source, declared):
     return size
 
 
-def read_dannce(path, skeleton, units="mm", animal=None):
+def unit_scale(units, what="units"):
+    """Metres per ``units`` (mm, cm, m and their spelled-out names)."""
+    if units not in UNIT_SCALE:
+        raise InputError(f"{what} {units!r}: use one of mm, cm, m")
+    return UNIT_SCALE[units]
+
+
+def check_positions(positions, source, units):
+    """Shared checks of positions (N, K, 3) in metres: enough frames, no infinities, plausible size."""
+    if positions.shape[0] < MIN_FRAMES:
+        raise InputError(
+            f"{source}: {positions.shape[0]} frame(s); a clip needs at least {MIN_FRAMES} frames "
+            "(nwbinspector's data orientation check on the (frames, 3) keypoint series)"
+        )
+    if np.isinf(positions).any():
+        raise InputError(f"{source}: positions contain infinite values")
+    check_body_size(positions, source, units)
+
+
+def read_dannce(path, skeleton=None, units=None, animal=None, keypoint_names=None):
     """Read a DANNCE ``save_data_*.mat``: ``pred`` (N, 3, K) or (N, A, 3, K) → (N, K, 3) meters.
 
-    ``p_max`` becomes the confidence, ``sampleID`` the frame ids. ``animal`` picks one animal of
-    multi-animal predictions.
+    ``units`` is the unit of ``pred`` (default mm). ``p_max`` becomes the confidence,
+    ``sampleID`` the frame ids. ``animal`` picks one animal of multi-animal predictions; the
+    keypoints are named by ``skeleton`` or ``keypoint_names``.
     """
     path = Path(path)
+    units = units or "mm"
+    scale = unit_scale(units)
+    if skeleton is None and keypoint_names is None:
+        load_skeleton(None)  # the error that asks for one
     content = _loadmat(path)
     if "pred" not in content:
         raise InputError(f"{path}: no 'pred' array (not a DANNCE prediction file)")
-    pred = np.asarray(content["pred"], dtype=np.float64)
+    pred = real_array(content["pred"], f"{path}: pred")
     p_max = content.get("p_max")
     if pred.ndim == 4:
         num_animals = pred.shape[1]
@@ -156,7 +337,7 @@ def read_dannce(path, skeleton, units="mm", animal=None):
             raise InputError(f"{path}: animal {animal} is out of range 0..{num_animals - 1}")
         pred = pred[:, animal]
         if p_max is not None and np.ndim(p_max) == 3:
-            p_max = p_max[:, animal]
+            p_max = np.asarray(p_max)[:, animal]
     elif animal not in (None, 0):
         raise InputError(f"{path}: pred holds one animal; animal {animal} does not exist")
     if pred.ndim != 3 or pred.shape[1] != 3:
@@ -164,27 +345,31 @@ def read_dannce(path, skeleton, units="mm", animal=None):
     num_frames, _, num_keypoints = pred.shape
     if num_frames == 0:
         raise InputError(f"{path}: pred has no frames")
-    if num_keypoints != len(skeleton.nodes):
-        raise InputError(
-            f"{path}: pred has {num_keypoints} keypoints but skeleton {skeleton.name} has {len(skeleton.nodes)}"
-        )
-    if units not in UNIT_SCALE:
-        raise InputError(f"units {units!r}: use one of {', '.join(UNIT_SCALE)}")
-    positions = np.transpose(pred, (0, 2, 1)) * UNIT_SCALE[units]
-    if np.isinf(positions).any():
-        raise InputError(f"{path}: pred contains infinite values")
-    check_body_size(positions, path, units)
+    spec = load_skeleton(skeleton) if skeleton is not None else None
+    names = spec.nodes if spec is not None else parse_keypoint_names(keypoint_names)
+    if num_keypoints != len(names):
+        label = f"skeleton {spec.name}" if spec is not None else "--keypoint-names"
+        raise InputError(f"{path}: pred has {num_keypoints} keypoints but {label} has {len(names)}")
+    positions = np.transpose(pred, (0, 2, 1)) * scale
+    check_positions(positions, path, units)
     confidence = None
     if p_max is not None:
-        confidence = np.asarray(p_max, dtype=np.float64)
+        confidence = real_array(p_max, f"{path}: p_max")
         if confidence.shape != (num_frames, num_keypoints):
             raise InputError(f"{path}: p_max has shape {confidence.shape}, expected {(num_frames, num_keypoints)}")
     frame_ids = None
     if "sampleID" in content:
-        frame_ids = np.asarray(content["sampleID"]).ravel()
+        frame_ids = real_array(content["sampleID"], f"{path}: sampleID").ravel()
         if frame_ids.size != num_frames:
             raise InputError(f"{path}: sampleID has {frame_ids.size} entries but pred has {num_frames} frames")
-    return Keypoints(positions=positions, skeleton=skeleton, confidence=confidence, frame_ids=frame_ids)
+    keypoints = Keypoints(
+        positions=positions,
+        skeleton=spec or SkeletonSpec(path.stem, names, np.zeros((0, 2), dtype=np.int64)),
+        confidence=confidence,
+        frame_ids=frame_ids,
+        named_by_source=spec is not None,
+    )
+    return resolve_skeleton(keypoints, source=path) if spec is None else keypoints
 
 
 def _attr(obj, name, default=None):
@@ -196,12 +381,14 @@ def _strings(dataset):
     return [v.decode() if isinstance(v, bytes) else str(v) for v in dataset[:]]
 
 
-def read_nwb_pose(path, name=None):
+def read_nwb_pose(path, name=None, units=None):
     """Read 3D keypoints from an NWB file written by another tool with ndx-pose (any version).
 
     Works on the current layout (Skeleton linked from PoseEstimation) and on ndx-pose 0.1.x
     (``nodes``/``edges`` inside PoseEstimation, which current ndx-pose refuses), reading HDF5
-    directly. Returns Keypoints with ``layout`` naming what was found.
+    directly. ``units``, when given, is the unit of the stored values (times ``conversion``,
+    plus ``offset``) and overrides the series' declared unit. Returns Keypoints with
+    ``layout`` naming what was found.
     """
     path = Path(path)
     found = []
@@ -217,21 +404,22 @@ def read_nwb_pose(path, name=None):
                 found = matches
             if len(found) > 1:
                 raise InputError(f"{path}: several PoseEstimation groups ({', '.join(found)}); choose one by name")
-            return _read_pose_group(path, f[found[0]])
+            return _read_pose_group(path, f[found[0]], units)
     except OSError as error:
         raise InputError(f"{path}: cannot be read as HDF5 ({error})") from None
 
 
-def _read_pose_group(path, group):
+def _read_pose_group(path, group, units=None):
     series = {key: obj for key, obj in group.items() if _attr(obj, "neurodata_type") == "PoseEstimationSeries"}
     # ndx-pose >= 0.2 links its Skeleton under the skeleton's own name.
     skeleton = next((obj for obj in group.values() if _attr(obj, "neurodata_type") == "Skeleton"), None)
     if "nodes" in group:
         layout = "ndx-pose 0.1.x (nodes and edges inside PoseEstimation)"
-        holder, skeleton_name = group, Path(group.name).name
+        # 0.1.x skeletons have no name of their own: the group's name stands in
+        holder, skeleton_name, named = group, Path(group.name).name, False
     elif skeleton is not None:
         layout = "ndx-pose >= 0.2 (linked Skeleton)"
-        holder, skeleton_name = skeleton, Path(skeleton.name).name
+        holder, skeleton_name, named = skeleton, Path(skeleton.name).name, True
     else:
         raise InputError(f"{path}: PoseEstimation '{group.name}' has no skeleton (neither nodes nor a Skeleton link)")
     nodes = _strings(holder["nodes"])
@@ -240,32 +428,48 @@ def _read_pose_group(path, group):
     if missing:
         raise InputError(f"{path}: PoseEstimation '{group.name}' lacks series for keypoints {missing}")
     first = series[nodes[0]]
+    declared_units = {_attr(series[node]["data"], "unit", "meters") for node in nodes}
+    if units is None and len(declared_units) > 1:
+        raise InputError(f"{path}: its keypoint series declare different units {sorted(declared_units)}; give --units")
     positions, confidence = [], []
     for node in nodes:
         data = series[node]["data"]
+        where = f"{path}: series '{node}'"
         if data.ndim != 2 or data.shape[1] != 3:
-            raise InputError(f"{path}: series '{node}' has shape {data.shape}; only 3D keypoints (N, 3) are imported")
+            raise InputError(f"{where} has shape {data.shape}; only 3D keypoints (N, 3) are imported")
         unit = _attr(data, "unit", "meters")
-        if unit not in UNIT_SCALE:
-            raise InputError(f"{path}: series '{node}' is in {unit!r}; only length units (m, mm, cm) are imported")
-        scale = UNIT_SCALE[unit] * float(_attr(data, "conversion", 1.0))
-        positions.append(data[:] * scale)
-        confidence.append(series[node]["confidence"][:] if "confidence" in series[node] else None)
+        if units is None and unit not in UNIT_SCALE:
+            raise InputError(
+                f"{where} is in {unit!r}; only length units (m, mm, cm) are imported "
+                "(give --units if the values are lengths whatever the file declares)"
+            )
+        scale = unit_scale(units or unit, "units")
+        conversion = real_array(_attr(data, "conversion", 1.0), f"{where}: conversion")
+        offset = real_array(_attr(data, "offset", 0.0), f"{where}: offset")
+        positions.append((real_array(data[:], f"{where}: data") * conversion + offset) * scale)
+        if "confidence" in series[node]:
+            confidence.append(real_array(series[node]["confidence"][:], f"{where}: confidence"))
+        else:
+            confidence.append(None)
     positions = np.stack(positions, axis=1).astype(np.float64)
     if positions.shape[0] == 0:
         raise InputError(f"{path}: PoseEstimation '{group.name}' has no frames")
-    check_body_size(positions, path, _attr(first["data"], "unit", "meters"))
+    declared = declared_units.pop() if len(declared_units) == 1 else "mixed"
+    check_positions(positions, path, units or declared)
     keypoints = Keypoints(
         positions=positions,
-        skeleton=SkeletonSpec(name=skeleton_name, nodes=nodes, edges=np.asarray(edges, dtype=np.int64)),
+        skeleton=SkeletonSpec(name=skeleton_name, nodes=nodes, edges=np.asarray(edges, dtype=np.int64).reshape(-1, 2)),
         confidence=np.stack(confidence, axis=1) if all(c is not None for c in confidence) else None,
         source_software=_scalar_text(group, "source_software") or "unknown",
         layout=layout,
         reference_frame=_attr(first, "reference_frame", None) or _scalar_text(first, "reference_frame") or "unknown",
         confidence_definition=_attr(first.get("confidence", first), "definition", None) or "as in the source file",
+        named_by_source=named,
     )
+    if units is not None and units != declared:
+        keypoints.notes.append(f"values read as {units} (the file declares {declared!r})")
     if "timestamps" in first:
-        keypoints.timestamps = first["timestamps"][:]
+        keypoints.timestamps = real_array(first["timestamps"][:], f"{path}: series '{nodes[0]}': timestamps")
     elif "starting_time" in first:
         keypoints.starting_time = float(first["starting_time"][()])
         keypoints.rate = float(_attr(first["starting_time"], "rate"))
@@ -279,11 +483,39 @@ def _scalar_text(group, key):
     return None
 
 
+def check_frame_ids(keypoints, source):
+    """The keypoints' frame ids as int64, refused unless whole numbers strictly increasing."""
+    name = keypoints.frame_ids_name
+    ids = real_array(keypoints.frame_ids, f"{source}: {name}").ravel()
+    if not np.all(np.isfinite(ids)) or not np.all(ids == np.round(ids)):
+        raise InputError(f"{source}: {name} holds values that are not whole frame numbers")
+    steps = np.diff(ids)
+    if np.any(steps <= 0):
+        i = int(np.argmax(steps <= 0))
+        what = "repeats" if steps[i] == 0 else "goes back"
+        raise InputError(
+            f"{source}: {name} {what} at frame {i + 1} ({ids[i]:.0f} then {ids[i + 1]:.0f}); "
+            "frame numbers must increase with the frame times"
+        )
+    return ids.astype(np.int64)
+
+
 def set_timing(keypoints, rate=None, timestamps=None, starting_time=0.0, source="keypoints"):
-    """Place the frames on the session clock: a regular ``rate`` (Hz) or per-frame ``timestamps`` (s)."""
+    """Place the frames on the session clock.
+
+    ``timestamps`` (N,) in seconds; or ``rate`` in Hz from ``starting_time`` in seconds. When the
+    source numbers its frames (``frame_ids``), ``rate`` is the camera rate and the frame ids give
+    each frame's time. Without either, the source's own clock (NWB) is kept. Regular timestamps
+    become a rate (:func:`regularize_clock`).
+    """
     num_frames = keypoints.positions.shape[0]
+    rate = check_rate(rate)
+    starting_time = check_time(starting_time if starting_time is not None else 0.0)
     if rate is not None and timestamps is not None:
         raise InputError(f"{source}: give a frame rate or timestamps, not both")
+    ids = check_frame_ids(keypoints, source) if keypoints.frame_ids is not None else None
+    if ids is not None:
+        keypoints.frame_ids = ids
     if timestamps is not None:
         timestamps = _load_timestamps(timestamps)
         if timestamps.shape != (num_frames,):
@@ -296,14 +528,55 @@ def set_timing(keypoints, rate=None, timestamps=None, starting_time=0.0, source=
         if timestamps[0] < 0:
             raise InputError("timestamps: negative times (before session_start_time)")
         keypoints.timestamps, keypoints.rate, keypoints.starting_time = timestamps, None, None
+    elif rate is not None and ids is not None:
+        steps = np.unique(np.diff(ids))
+        if steps.size <= 1:
+            step = int(steps[0]) if steps.size else 1
+            keypoints.rate, keypoints.starting_time, keypoints.timestamps = rate / step, starting_time, None
+            if step != 1:
+                keypoints.notes.append(
+                    f"{keypoints.frame_ids_name} steps by {step}: one frame in {step} of the {rate:g} Hz camera"
+                )
+        else:
+            keypoints.timestamps = starting_time + (ids - ids[0]) / rate
+            keypoints.rate = keypoints.starting_time = None
+            keypoints.notes.append(f"frame times from {keypoints.frame_ids_name} at the {rate:g} Hz camera rate")
     elif rate is not None:
-        if not rate > 0:
-            raise InputError(f"rate: {rate} Hz must be positive")
-        if starting_time < 0:
-            raise InputError(f"starting_time: {starting_time} s is before session_start_time")
-        keypoints.rate, keypoints.starting_time, keypoints.timestamps = float(rate), float(starting_time), None
+        keypoints.rate, keypoints.starting_time, keypoints.timestamps = rate, starting_time, None
     elif keypoints.rate is None and keypoints.timestamps is None:
         raise InputError(f"{source}: give the frame rate (--rate) or per-frame timestamps (--timestamps)")
+    if keypoints.rate is not None:  # a source's own clock (NWB) is checked like a given one
+        keypoints.rate = check_rate(keypoints.rate, f"{source}: rate")
+        keypoints.starting_time = check_time(keypoints.starting_time or 0.0, f"{source}: starting_time")
+    elif keypoints.timestamps is not None and not np.all(np.isfinite(keypoints.timestamps)):
+        raise InputError(f"{source}: timestamps contain NaN or infinite values")
+    return regularize_clock(keypoints)
+
+
+def regular_clock(timestamps, tolerance=REGULAR_CLOCK_TOLERANCE):
+    """``(rate Hz, starting_time s)`` when every timestamp is within ``tolerance`` frame periods
+    of a regular grid through the first and last ones, else None."""
+    timestamps = np.asarray(timestamps, dtype=np.float64)
+    if timestamps.size < 2:
+        return None
+    period = (timestamps[-1] - timestamps[0]) / (timestamps.size - 1)
+    if not period > 0:
+        return None
+    grid = np.arange(timestamps.size)
+    for rate in (float(f"{1 / period:.9g}"), 1 / period):  # the round rate when it fits as well
+        if np.max(np.abs(timestamps - (timestamps[0] + grid / rate))) <= tolerance * period:
+            return rate, float(timestamps[0])
+    return None
+
+
+def regularize_clock(keypoints):
+    """Store regular timestamps as a rate and a starting time (see :func:`regular_clock`)."""
+    if keypoints.timestamps is not None:
+        clock = regular_clock(keypoints.timestamps)
+        if clock is not None:
+            keypoints.rate, keypoints.starting_time = clock
+            keypoints.timestamps = None
+            keypoints.notes.append(f"regular timestamps stored as {keypoints.rate:g} Hz from {keypoints.starting_time:g} s")
     return keypoints
 
 
@@ -313,10 +586,11 @@ def _load_timestamps(timestamps):
         if not path.exists():
             raise InputError(f"{path}: no such timestamps file")
         try:
-            return np.load(path).astype(np.float64).ravel() if path.suffix == ".npy" else np.loadtxt(path).ravel()
+            values = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
         except ValueError as error:
-            raise InputError(f"{path}: not a list of numbers ({error})") from None
-    return np.asarray(timestamps, dtype=np.float64).ravel()
+            raise InputError(f"{path}: not a list of numbers ({str(error).splitlines()[0][:80]})") from None
+        return real_array(values, f"{path}").ravel()
+    return real_array(timestamps, "timestamps").ravel()
 
 
 def skeleton_to_nwb(spec, subject=None):
@@ -368,15 +642,77 @@ def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=No
         series.append(one)
         if keypoints.timestamps is not None and len(series) == 1:
             timing = dict(timestamps=one)  # irregular clock: link, don't copy
+    if description is None:
+        description = f"3D keypoints from {keypoints.source_software} ({keypoints.layout})"
+        if keypoints.frame_ids is not None:
+            description += (
+                f"; source frame numbers ({keypoints.frame_ids_name}) {keypoints.frame_ids[0]} to "
+                f"{keypoints.frame_ids[-1]} in processing/{BEHAVIOR_MODULE}/{name}_frame_ids"
+            )
     pose = PoseEstimation(
         name=name,
         pose_estimation_series=series,
-        description=description or f"3D keypoints from {keypoints.source_software} ({keypoints.layout})",
+        description=description,
         source_software=keypoints.source_software,
         skeleton=skeleton,
         source_video=source_video,
     )
     return pose
+
+
+def frame_ids_to_nwb(keypoints, pose, name):
+    """A TimeSeries of the source's frame number of each keypoint frame, on the keypoints' clock."""
+    from pynwb import TimeSeries
+
+    first = next(iter(pose.pose_estimation_series.values()))
+    timing = dict(rate=keypoints.rate, starting_time=keypoints.starting_time) if keypoints.rate else dict(timestamps=first)
+    return TimeSeries(
+        name=f"{name}_frame_ids",
+        data=np.asarray(keypoints.frame_ids, dtype=np.int64),
+        unit="frames",
+        description=(
+            f"Frame number ({keypoints.frame_ids_name} of {keypoints.source_software}) in the source videos of "
+            f"each frame of processing/{BEHAVIOR_MODULE}/{name}."
+        ),
+        **timing,
+    )
+
+
+def read_source(source, skeleton=None, keypoint_names=None, units=None, animal=None, track=None):
+    """Keypoints of any supported file, by its content: DANNCE .mat, Anipose .csv, NWB with
+    ndx-pose, SLEAP analysis .h5 or triangulated SLEAP ``tracks`` .h5."""
+    source = Path(source)
+    if skeleton is not None and keypoint_names is not None:
+        raise InputError("keypoint names: give --skeleton or --keypoint-names, not both")
+    if not source.exists():
+        raise InputError(f"{source}: no such file")
+    if source.suffix.lower() == ".csv":
+        from .anipose import read_anipose_csv
+
+        return read_anipose_csv(source, units=units, skeleton=skeleton, keypoint_names=keypoint_names)
+    hdf5 = h5py.is_hdf5(source)
+    if source.suffix.lower() in (".nwb", ".h5", ".hdf5") and not hdf5:
+        raise InputError(f"{source}: not an HDF5 file (NWB and SLEAP files are HDF5)")
+    if source.suffix.lower() == ".mat" or not hdf5:
+        if track is not None:
+            raise InputError(f"{source}: --track is for SLEAP files; DANNCE files choose with --animal")
+        return read_dannce(source, skeleton, units=units, animal=animal, keypoint_names=keypoint_names)
+    try:
+        with h5py.File(source, "r") as f:
+            is_nwb = "nwb_version" in f.attrs
+            is_sleap = "tracks" in f
+    except OSError as error:
+        raise InputError(f"{source}: cannot be read as HDF5 ({error})") from None
+    if is_nwb:
+        if animal is not None or track is not None:
+            raise InputError(f"{source}: --animal and --track do not apply to NWB sources")
+        keypoints = read_nwb_pose(source, units=units)
+        return resolve_skeleton(keypoints, skeleton, keypoint_names, source)
+    if is_sleap:
+        from .sleap import read_sleap_h5
+
+        return read_sleap_h5(source, skeleton=skeleton, keypoint_names=keypoint_names, track=track, units=units)
+    raise InputError(f"{source}: HDF5 file neither NWB (ndx-pose) nor SLEAP (no 'tracks' dataset)")
 
 
 def import_keypoints(
@@ -387,30 +723,39 @@ def import_keypoints(
     timestamps=None,
     starting_time=0.0,
     animal=None,
-    units="mm",
+    units=None,
     reference_frame=None,
     videos=None,
     name="PoseEstimation",
     replace=False,
+    keypoint_names=None,
+    track=None,
 ):
-    """Append keypoints from ``source`` (DANNCE .mat or NWB with ndx-pose) to a session; return a summary line."""
+    """Append keypoints from ``source`` to a session; return a summary line.
+
+    Sources: DANNCE .mat, an NWB file with ndx-pose (0.1.x or later), a SLEAP analysis .h5 with
+    3D points, a triangulated SLEAP ``tracks`` .h5 (sleap-anipose ``points3d.h5``) or an Anipose
+    3D .csv. ``units`` is the unit of the source's values (default mm, or the unit an NWB source
+    declares); ``rate`` in Hz (the camera rate when the source numbers its frames), ``timestamps``
+    in s, ``starting_time`` in s.
+    """
     from pynwb.image import ImageSeries
 
     from ..session import append
 
     source = Path(source)
-    if source.suffix == ".nwb" or (source.exists() and h5py.is_hdf5(source) and source.suffix != ".mat"):
-        keypoints = read_nwb_pose(source)
-        if skeleton is not None:
-            raise InputError(f"{source}: the NWB file brings its own skeleton; do not pass one")
-    else:
-        keypoints = read_dannce(source, load_skeleton(skeleton), units=units, animal=animal)
+    # Numbers are checked at the door, before any file is read.
+    check_rate(rate)
+    check_time(starting_time if starting_time is not None else 0.0)
+    keypoints = read_source(source, skeleton, keypoint_names, units=units, animal=animal, track=track)
     set_timing(keypoints, rate=rate, timestamps=timestamps, starting_time=starting_time, source=str(source))
     if reference_frame:
         keypoints.reference_frame = reference_frame
-    replace_names = [f"behavior/{name}"] if replace else ()
+    replace_names = [f"{BEHAVIOR_MODULE}/{name}", f"{BEHAVIOR_MODULE}/{name}_frame_ids"] if replace else ()
     with append(session, replace=replace_names) as s:
         s.check_new(name, BEHAVIOR_MODULE)
+        if keypoints.frame_ids is not None:
+            s.check_new(f"{name}_frame_ids", BEHAVIOR_MODULE)
         module, skeleton = behavior_skeleton(s, keypoints.skeleton, source)
         timing = (
             dict(rate=keypoints.rate, starting_time=keypoints.starting_time)
@@ -436,4 +781,6 @@ def import_keypoints(
             keypoints, skeleton, name=name, source_video=video_series[0] if len(video_series) == 1 else None
         )
         module.add(pose)
-    return f"{session}: processing/behavior/{name}: {keypoints.summary()}"
+        if keypoints.frame_ids is not None:
+            module.add(frame_ids_to_nwb(keypoints, pose, name))
+    return f"{session}: processing/{BEHAVIOR_MODULE}/{name}: {keypoints.summary()}"

@@ -67,11 +67,19 @@ def read_keypoints(nwbfile, path, name="PoseEstimation"):
     return pose, positions, names, series[0]
 
 
-def _site_map_for(skeleton_name, site_map):
+def _site_map_for(skeleton_name, site_map, keypoint_names=None):
+    """The site map given, else the built-in one of the skeleton's name, else the built-in one whose
+    keypoints are exactly ``keypoint_names`` (any order): a skeleton without a known name."""
     if site_map is not None:
         return site_map
     if skeleton_name in BUILTIN_SITE_MAPS:
         return data_path(BUILTIN_SITE_MAPS[skeleton_name])
+    if keypoint_names is not None:
+        from ..body_model import load_site_map
+
+        for file_name in BUILTIN_SITE_MAPS.values():
+            if sorted(load_site_map(data_path(file_name)).keypoint_names) == sorted(keypoint_names):
+                return data_path(file_name)
     raise InputError(
         f"skeleton {skeleton_name!r}: no built-in site map; pass one (--site-map SITES.yaml) "
         f"(built in: {', '.join(BUILTIN_SITE_MAPS)})"
