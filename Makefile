@@ -1,25 +1,35 @@
 # Two commands on a fresh clone: `make demo` (the whole pipeline on the shipped real data)
-# and `make test`. Each creates the environment it needs first.
+# and `make test`. Each creates the environment it needs first, from the lock file.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_OUT ?= demo_output
+LOCK := requirements-lock.txt
 export MUJOCO_GL ?= osmesa
 
-.PHONY: demo test install system-deps clean
+.PHONY: demo test install system-deps lint docs lock clean
 
 install: $(VENV)/.installed
 
-# MuJoCo renders offscreen on CPU through OSMesa (Debian: libosmesa6).
+# MuJoCo renders offscreen on CPU through OSMesa (Debian: libosmesa6); the report's browser test
+# uses Debian's chromium + chromium-driver. Installed when run as root (CI), else named.
+SYSTEM_PACKAGES := libosmesa6 chromium chromium-driver
 system-deps:
-	@ldconfig -p | grep -q libOSMesa || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libosmesa6; \
-	  else echo "install libosmesa6 (e.g. sudo apt-get install libosmesa6) for offscreen rendering"; fi; }
+	@missing=""; \
+	ldconfig -p | grep -q libOSMesa || missing="$$missing libosmesa6"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "install$$missing (e.g. sudo apt-get install$$missing): offscreen rendering and the browser test need them"; fi; \
+	fi
 
-$(VENV)/.installed: pyproject.toml | system-deps
+# The package with its test, lint and docs tools, every dependency at the exact version of the
+# lock file (made by `make lock`; pip takes it as constraints).
+$(VENV)/.installed: pyproject.toml $(LOCK) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $@
 
 demo: install
@@ -28,5 +38,17 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# The API reference from the docstrings; warnings are errors.
+docs: install
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+
+# Refresh the lock after changing dependencies in pyproject.toml (needs uv: pip install uv).
+lock:
+	uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade -o $(LOCK)
+
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache docs/_build docs/api
