@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 
+import h5py
 import numpy as np
 import pytest
 from pynwb import NWBHDF5IO, validate
@@ -74,7 +75,7 @@ def test_replace_refuses_dangling_links_or_takes_dependents(tmp_path):
     with NWBHDF5IO(path, "w") as io:
         io.write(mock.mock_session())
     before = digest(path)
-    with pytest.raises(InputError, match="SimulationRollout_closed_loop links StacRegistration"):
+    with pytest.raises(InputError, match="mimic/SimulationRollout_closed_loop links StacRegistration"):
         with append(path, replace=["StacRegistration"]) as s:
             pass
     assert digest(path) == before
@@ -154,5 +155,83 @@ def test_kill_9_at_random_moments_leaves_old_or_new_file(tmp_path):
         # a later writer cleans up and succeeds
         with append(copy, replace=["rollout_0"]) as s:
             pass
-        assert not list(tmp_path.glob(f".{copy.name}.*"))
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no working copy, no lock
     assert outcomes["old"] > 0, outcomes
+
+
+def _session_with_linked_clock(tmp_path):
+    """Keypoints on an irregular clock and a registration whose qpos links the keypoints' timestamps.
+
+    This is what ``stac`` writes for keypoints without a rate (e.g. imported from another tool's NWB).
+    """
+    from ndx_pose import PoseEstimation, PoseEstimationSeries, Skeletons
+
+    path = new_session(tmp_path)
+    times = np.cumsum(np.random.default_rng(0).uniform(0.015, 0.025, mock.NUM_FRAMES))
+    with append(path) as s:
+        skeleton = mock.mock_Skeleton()
+        behavior = s.module("behavior", "keypoints")
+        behavior.add(Skeletons(skeletons=[skeleton]))
+        first = None
+        series = []
+        for k, keypoint in enumerate(mock.TOY_KEYPOINTS):
+            series.append(PoseEstimationSeries(
+                name=keypoint, description="toy", data=np.full((mock.NUM_FRAMES, 3), 0.01 * k), unit="meters",
+                reference_frame="arena", timestamps=times if first is None else first,
+            ))
+            first = first or series[0]
+        pose = PoseEstimation(name="PoseEstimation", pose_estimation_series=series, description="toy",
+                              skeleton=skeleton)
+        behavior.add(pose)
+        body_model = s.add(mock.mock_BodyModel())
+        qpos = mock.mock_JointStateSeries(body_model, "qpos", rate=None, starting_time=None, timestamps=first)
+        s.add(mock.mock_StacRegistration(body_model=body_model, pose_estimation=pose, qpos=qpos))
+    return path
+
+
+def test_replace_follows_links_from_dependents_only(tmp_path):
+    """Issue 12: the registration links the keypoints' clock; replacing it must not be refused."""
+    path = _session_with_linked_clock(tmp_path)
+    with h5py.File(path, "r") as f:  # the clock is a link, as stac writes it
+        assert isinstance(f["processing/mimic/StacRegistration/qpos"].get("timestamps", getlink=True), h5py.SoftLink)
+    before = digest(path)
+    # The keypoints are depended on by the registration: refused, naming it.
+    with pytest.raises(InputError, match="mimic/StacRegistration links PoseEstimation"):
+        with append(path, replace=["processing/behavior/PoseEstimation"]):
+            pass
+    assert digest(path) == before
+    # The registration depends on the keypoints, not the other way: it can be replaced.
+    with append(path, replace=["StacRegistration", "BodyModel"]) as s:
+        assert set(s.replaced) == {"StacRegistration", "BodyModel"}
+        body_model = s.add(mock.mock_BodyModel(model_name="second"))
+        pose = s.input("processing/behavior/PoseEstimation")
+        first = next(iter(pose.pose_estimation_series.values()))
+        qpos = mock.mock_JointStateSeries(body_model, "qpos", rate=None, starting_time=None, timestamps=first)
+        s.add(mock.mock_StacRegistration(body_model=body_model, pose_estimation=pose, qpos=qpos))
+    with read_session(path) as nwbfile:
+        stac = nwbfile.processing["mimic"]["StacRegistration"]
+        assert stac.body_model.model_name == "second"
+        np.testing.assert_array_equal(stac.qpos.timestamps[:], nwbfile.processing["behavior"]["PoseEstimation"]
+                                      .pose_estimation_series["head"].timestamps[:])
+    assert validate(path=str(path)) == []
+
+
+def test_replace_takes_or_refuses_results_computed_from_it(tmp_path):
+    """A result whose parameters name the replaced one is derived from it, even without a link."""
+    path = new_session(tmp_path)
+    with append(path) as s:
+        body_model = s.add(mock.mock_BodyModel())
+        s.add(mock.mock_SimulationRollout(body_model=body_model, mode="inverse_dynamics"))
+        s.add(mock.mock_ControllerNetwork(with_weights=False),
+              parameters={"inverse_dynamics": "SimulationRollout_inverse_dynamics", "steps": 10})
+        s.add(mock.mock_BinnedSpikeCounts(), parameters={"bin_size": 0.02, "note": "SimulationRollout_inverse"})
+    before = digest(path)
+    with pytest.raises(InputError, match=r"mimic/ControllerNetwork was computed from SimulationRollout_inverse_dynamics"
+                                         r" \(its parameters name it\).*--replace-dependents"):
+        with append(path, replace=["SimulationRollout_inverse_dynamics"]):
+            pass
+    assert digest(path) == before
+    with append(path, replace=["SimulationRollout_inverse_dynamics"], replace_dependents=True) as s:
+        assert set(s.replaced) == {"SimulationRollout_inverse_dynamics", "ControllerNetwork"}
+    with read_session(path) as nwbfile:
+        assert set(nwbfile.processing["mimic"].data_interfaces) == {"BodyModel", "BinnedSpikeCounts"}
