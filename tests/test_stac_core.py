@@ -28,6 +28,7 @@ from mimic_nwb.data import data_path
 from mimic_nwb.stac import StacConfig, model_keypoint_positions, run_stac
 from mimic_nwb.stac.arena import model_floor_clearance
 from mimic_nwb.stac.fitter import PoseFitter, SolverSettings
+from mimic_nwb.stac.geometry import GeomSupport, floor_contact_geoms
 
 NOISE = 0.001  # m, per axis
 NOISE_DISTANCE = NOISE * np.sqrt(8 / np.pi)  # mean length of a 3D Gaussian noise vector
@@ -44,9 +45,12 @@ def synthetic_clip(bm, n_frames, seed=0, amplitude=0.6, turns=1.0, offset_sd=0.0
     """Ground truth from the rodent model itself.
 
     Every limited hinge follows a sinusoid (0.3-1 Hz at 50 Hz) inside its range, around 0 (or
-    inside the middle half of the range); the root walks a 10 cm circle at standing height,
-    turning ``turns`` full turns (every heading). Offsets = the site map's, moved by
-    ``offset_sd`` per axis except for the regularised keypoints.
+    inside the middle half of the range); the root walks a 10 cm circle, turning ``turns`` full
+    turns (every heading), at the height that puts its lowest geom, the tail's aside, exactly on
+    the floor (z = 0) in every frame: physically valid, and the floor term is active (noise
+    pushes that geom below the floor in about half the frames). The unobserved joints stay at
+    rest: the tail hangs through the floor, and the prior must lift it. Offsets = the site
+    map's, moved by ``offset_sd`` per axis except for the regularised keypoints.
 
     Returns qpos (T, nq), offsets (K, 3), keypoints (T, K, 3) (noise-free), metres.
     """
@@ -67,10 +71,27 @@ def synthetic_clip(bm, n_frames, seed=0, amplitude=0.6, turns=1.0, offset_sd=0.0
     qpos[:, 1] = 0.1 * np.sin(heading)
     qpos[:, 3] = np.cos(heading / 2)
     qpos[:, 6] = np.sin(heading / 2)
+    qpos[:, 2] -= lowest_geom(bm, qpos, tail=False)
     regularized = np.isin(bm.keypoint_names, bm.site_map.regularized_keypoints)
     offsets = bm.initial_offsets + np.where(
         regularized[:, None], 0.0, rng.normal(0, offset_sd, (len(regularized), 3)))
     return qpos, offsets, model_keypoint_positions(bm, qpos, offsets)
+
+
+def lowest_geom(bm, qpos, tail=True):
+    """(T,) height (m) of the lowest geom that can touch the floor in each pose (qpos (T, nq)),
+    the tail's (bodies vertebra_C*) left out when ``tail`` is False."""
+    m = bm.model
+    geoms = floor_contact_geoms(m)
+    if not tail:
+        geoms = [g for g in geoms if not m.body(m.geom_bodyid[g]).name.startswith("vertebra_C")]
+    support, data = GeomSupport(m, geoms), mujoco.MjData(m)
+    out = []
+    for q in np.atleast_2d(qpos):
+        data.qpos[:] = q
+        mujoco.mj_kinematics(m, data)
+        out.append(support.heights(data).min())
+    return np.array(out)
 
 
 def heading_of(qpos):

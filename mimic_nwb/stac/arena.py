@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from .fitter import kabsch
+from .geometry import GeomSupport, kabsch
 
 
 @dataclass(frozen=True)
@@ -79,29 +79,8 @@ def model_floor_clearance(model: mujoco.MjModel, keypoints_z: np.ndarray) -> flo
     keep = np.flatnonzero(model.geom_type != mujoco.mjtGeom.mjGEOM_PLANE)
     if len(keep) == 0:
         return 0.0
-    lowest = min(_geom_bottom(model, data, g) for g in keep)
+    lowest = GeomSupport(model, keep).heights(data).min()
     return float(np.min(keypoints_z) - lowest)
-
-
-def _geom_bottom(model, data, g) -> float:
-    """Lowest world z of geom g (exact for primitives, bounding box otherwise)."""
-    size = model.geom_size[g]
-    rz = data.geom_xmat[g].reshape(3, 3)[2]  # z row: world z of the geom's local axes
-    z = data.geom_xpos[g, 2]
-    kind = model.geom_type[g]
-    t = mujoco.mjtGeom
-    if kind == t.mjGEOM_SPHERE:
-        return z - size[0]
-    if kind == t.mjGEOM_CAPSULE:
-        return z - abs(rz[2]) * size[1] - size[0]
-    if kind == t.mjGEOM_CYLINDER:
-        return z - abs(rz[2]) * size[1] - size[0] * np.sqrt(max(0.0, 1.0 - rz[2] ** 2))
-    if kind == t.mjGEOM_ELLIPSOID:
-        return z - float(np.sqrt(((rz * size) ** 2).sum()))
-    if kind == t.mjGEOM_BOX:
-        return z - float(np.abs(rz) @ size)
-    center = z + rz @ model.geom_aabb[g, :3]
-    return center - float(np.abs(rz) @ model.geom_aabb[g, 3:])
 
 
 def estimate_floor(

@@ -10,11 +10,20 @@ The algorithm (Wu et al. 2013, "STAC"; as used by Aldarondo et al. 2024 and talm
    with the poses fixed: regularised linear least squares that pulls the site map's
    ``regularized_keypoints`` toward their initial offsets. Skipped when offsets are given
    (offsets calibrated on another session of the same animal).
+   **Floor height from the model.** A keypoint floor sits where the keypoints are, not where the
+   model's geoms are (a paw keypoint marks the top of the paw; the model's foot may be thicker).
+   So when the floor was estimated, the first round's poses (fitted without the floor term) set
+   its height: the ``floor_percentile`` percentile over frames of the lowest geom's height
+   becomes z = 0. The floor term is on from then on.
 3. **Pose fitting** of every frame: bounded Levenberg–Marquardt on MuJoCo's analytic Jacobians,
    warm-started from the previous frame; a fresh rigid root fit (Kabsch on the trunk keypoints,
    heading-free) starts each run of frames and rescues frames where tracking was lost. Frames are
    split in contiguous chunks fitted in parallel processes; each chunk starts ``chunk_overlap``
-   frames early and drops them, so its first kept frame is already warm.
+   frames early and drops them, so its first kept frame is already warm. A one-sided floor term
+   keeps every geom the fitted joints move above the floor (``fitter``).
+4. **Unobserved joints** (no keypoint on their body or below it: the rodent's tail, toes,
+   fingers, jaw) get a pose that clears the floor and is smooth in time (``unobserved``).
+5. **Penetration** of every body below the floor is measured in every frame and returned.
 
 Units: metres, radians, seconds. Frames with fewer than ``min_keypoints`` observed (non-NaN)
 keypoints are *invalid*: their qpos, model keypoints and errors are NaN (never interpolated).
@@ -37,6 +46,8 @@ import numpy as np
 from ..body_model import BodyModel
 from .arena import Floor, apply_transform, estimate_floor, model_floor_clearance
 from .fitter import PoseFitter, SolverSettings
+from .geometry import body_penetration
+from .unobserved import UnobservedPrior
 
 __all__ = [
     "StacConfig",
@@ -50,6 +61,8 @@ __all__ = [
 _MAX_SIZE_RATIO = 4.0
 # Calibration frames fitted in one warm-started run (first round).
 _CALIBRATION_RUN = 32
+# Depth below the floor that counts as penetration in the summary statistics, metres.
+PENETRATION_TOLERANCE = 0.001
 
 
 def default_n_workers() -> int:
@@ -87,6 +100,19 @@ class StacConfig:
         reinit_error: mean keypoint error (m) above which a frame is refitted from a fresh
             rigid root fit (lost track), keeping the better of the two.
         min_keypoints: frames with fewer observed keypoints are invalid (NaN, not fitted).
+        floor_weight: weight of the one-sided floor term, m^2 of keypoint error per m^2 of depth
+            of a geom below the floor (0 = off). 100: a geom 1 mm deep costs as much as one
+            keypoint 10 mm off, so a geom stays within a few hundredths of a millimetre of the
+            floor unless many keypoints pull it down together.
+
+    Floor and unobserved joints:
+        floor_percentile: when the floor is estimated, the lowest fitted geom (floor term off)
+            sits at or above the floor in this percentage of the calibration frames. 10: the
+            DANNCE rat's feet then rest on the floor in most frames and the term lifts them by
+            under a millimetre in the rest (50 lifts a quarter of the frames by 1-3 mm and costs
+            keypoint error). None keeps the keypoint floor.
+        unobserved_smoothing: Gaussian sigma of the time smoothing of unobserved joints, frames
+            (0 = none); 3 frames = 60 ms at 50 Hz.
 
     Arena:
         up_direction: (3,) up in the keypoints' frame; None = estimate.
@@ -110,6 +136,9 @@ class StacConfig:
     smoothness_weight: float = 0.0
     reinit_error: float = 0.012
     min_keypoints: int = 6
+    floor_weight: float = 100.0
+    floor_percentile: float | None = 10.0
+    unobserved_smoothing: float = 3.0
     up_direction: tuple[float, float, float] | None = None
     floor_height: float | None = None
     align_floor: bool = True
@@ -127,10 +156,12 @@ class StacConfig:
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"StacConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
         for name in ("offset_regularization", "tolerance", "prior_weight", "smoothness_weight",
-                     "reinit_error"):
+                     "reinit_error", "floor_weight", "unobserved_smoothing"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"StacConfig.{name}: must be finite and >= 0, got {v!r}")
+        if self.floor_percentile is not None and not (0 <= self.floor_percentile <= 100):
+            raise ValueError(f"StacConfig.floor_percentile: must be in [0, 100] or None, got {self.floor_percentile!r}")
         if self.min_keypoints < 3:
             raise ValueError(f"StacConfig.min_keypoints: must be >= 3, got {self.min_keypoints}")
         if self.up_direction is not None:
@@ -145,6 +176,7 @@ class StacConfig:
             max_iterations=self.max_iterations, init_iterations=self.init_iterations,
             tolerance=self.tolerance, prior_weight=self.prior_weight,
             smoothness_weight=self.smoothness_weight, reinit_error=self.reinit_error,
+            floor_weight=self.floor_weight,
         )
 
     def to_dict(self) -> dict:
@@ -177,7 +209,16 @@ class StacResult:
         timings: seconds: ``startup`` (processes), ``floor``, ``calibration``, ``pose_fitting``,
             ``total``.
         keypoint_names, keypoint_bodies, qpos_names: column names.
-        fitted_dofs: (nv,) bool, degrees of freedom moved by some keypoint (others stay at qpos0).
+        fitted_dofs: (nv,) bool, degrees of freedom moved by some keypoint; the others are
+            posed by the unobserved-joint prior.
+        penetration: (T, B) depth below the floor (z = 0) of each body's deepest geom, metres,
+            >= 0 (0 when clear); NaN rows for invalid frames. Columns: ``penetration_bodies``
+            (the bodies that own a geom that can touch the floor).
+        floor_shift: metres the floor was lowered from the keypoint estimate to the model's
+            feet (``floor_percentile``); 0 when not re-estimated.
+        unobserved_groups: root body of each group of unobserved joints; unobserved_directions:
+            the bend direction chosen for each; unobserved_bends: (T, G) their bends (radians
+            along the direction; NaN for invalid frames).
         config: the StacConfig used; n_workers: processes used (at most one per chunk).
     """
 
@@ -203,11 +244,33 @@ class StacResult:
     fitted_dofs: np.ndarray
     config: StacConfig
     n_workers: int
+    penetration: np.ndarray
+    penetration_bodies: tuple[str, ...]
+    floor_shift: float
+    unobserved_groups: tuple[str, ...]
+    unobserved_directions: tuple[str, ...]
+    unobserved_bends: np.ndarray
 
     @property
     def mean_error(self) -> float:
         """Mean keypoint error over observed keypoints of valid frames, metres."""
         return float(np.nanmean(self.errors))
+
+    @property
+    def max_penetration(self) -> tuple[float, str]:
+        """(depth in metres, body) of the deepest geom below the floor over all valid frames."""
+        depth = np.where(np.isfinite(self.penetration), self.penetration, 0.0)
+        if depth.size == 0:
+            return 0.0, ""
+        t, b = np.unravel_index(np.argmax(depth), depth.shape)
+        return float(depth[t, b]), self.penetration_bodies[b]
+
+    @property
+    def frames_penetrating(self) -> np.ndarray:
+        """(T,) bool, valid frames with a geom more than ``PENETRATION_TOLERANCE`` (1 mm) below
+        the floor."""
+        with np.errstate(invalid="ignore"):
+            return (self.penetration > PENETRATION_TOLERANCE).any(axis=1) & self.valid
 
     @property
     def frames_at_limit(self) -> np.ndarray:
@@ -292,8 +355,14 @@ def run_stac(
     with _Workers(n_workers, body_model, trunk, settings) as workers:
         timings["startup"] = time.perf_counter() - t0
 
-        # 2. Calibration.
+        # 2. Calibration (and the floor's height from the model's geoms).
         t0 = time.perf_counter()
+        # An estimated floor is moved to the model's feet after a first fit without the floor
+        # term; a given floor is used as it is, with the floor term from the start.
+        refloor = (floor.estimated and config.floor_percentile is not None
+                   and config.floor_weight > 0 and len(local.floor_support.geoms) > 0)
+        floor_on = not refloor
+        floor_shift = 0.0
         if offsets is None:
             cal_frames = _calibration_frames(observed, valid, config.n_calibration_frames)
             fitted = initial.copy()
@@ -303,9 +372,16 @@ def run_stac(
             for _ in range(config.n_calibration_rounds):
                 q_cal = _fit_calibration_round(
                     workers, y[cal_frames], observed[cal_frames], fitted, q_cal,
-                    lambda n: _report(progress, "calibration", n, total), done,
+                    lambda n: _report(progress, "calibration", n, total), done, floor_on,
                 )
                 done += len(cal_frames)
+                if refloor:
+                    floor_shift = _floor_shift(local, q_cal, config.floor_percentile)
+                    q_cal[:, 2] -= floor_shift
+                    refloor, floor_on = False, True
+                    floor = Floor(up=floor.up, height=floor.height + floor_shift, estimated=True)
+                    transform = floor.world_from_input()
+                    y = apply_transform(transform, y_in)
                 fitted = local.fit_offsets(
                     y[cal_frames], observed[cal_frames], q_cal, initial, regularized,
                     config.offset_regularization,
@@ -314,6 +390,14 @@ def run_stac(
         else:
             cal_frames = np.zeros(0, dtype=int)
             offsets_out = initial
+        if refloor:  # no calibration round ran: one pass over the calibration frames for it
+            sample = _calibration_frames(observed, valid, config.n_calibration_frames)
+            q_sample = _fit_calibration_round(workers, y[sample], observed[sample], offsets_out,
+                                              None, lambda n: None, 0, False)
+            floor_shift = _floor_shift(local, q_sample, config.floor_percentile)
+            floor = Floor(up=floor.up, height=floor.height + floor_shift, estimated=True)
+            transform = floor.world_from_input()
+            y = apply_transform(transform, y_in)
         timings["calibration"] = time.perf_counter() - t0
 
         # 3. Pose fitting of every frame.
@@ -323,7 +407,7 @@ def run_stac(
         iterations = np.zeros(n_frames, dtype=int)
         done = 0
         jobs = [
-            ("sequence", y[a:b], observed[a:b], valid[a:b], offsets_out, None, keep - a)
+            ("sequence", y[a:b], observed[a:b], valid[a:b], offsets_out, None, keep - a, True)
             for a, keep, b in tasks
         ]
         for (a, keep, b), (q, p, it) in zip(tasks, workers.map(jobs)):
@@ -331,6 +415,31 @@ def run_stac(
             done += b - keep
             _report(progress, "pose", done, n_frames)
         timings["pose_fitting"] = time.perf_counter() - t0
+
+    # 4. Unobserved joints, then 5. penetration of every body (the whole model).
+    t0 = time.perf_counter()
+    prior = UnobservedPrior(local.model, local.fitted_dof_mask, config.unobserved_smoothing)
+    unobserved = prior.fit(qpos)
+    qpos = unobserved.qpos
+    timings["unobserved"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    penetration_bodies, penetration = body_penetration(local.model, qpos)
+    if config.floor_weight > 0:
+        # Frames where an unobserved group could not clear the floor (a finger under a palm
+        # that lies on the floor): refit them with the floor term on every geom, so that the
+        # fitted joints lift the group's parent.
+        with np.errstate(invalid="ignore"):
+            stuck = np.flatnonzero((penetration > PENETRATION_TOLERANCE).any(1))
+        local.offsets = offsets_out
+        local.use_floor, local.floor_all = True, True
+        for t in stuck:
+            q, p, _, it = local.fit_frame(y[t], observed[t], qpos[t], None, settings.init_iterations)
+            qpos[t], model_kp[t] = q, p
+            iterations[t] += it
+        local.floor_all = False
+        if len(stuck):
+            penetration[stuck] = body_penetration(local.model, qpos[stuck])[1]
+    timings["penetration"] = time.perf_counter() - t0
 
     errors = np.linalg.norm(model_kp - y, axis=2)
     errors[~observed] = np.nan
@@ -363,6 +472,12 @@ def run_stac(
         fitted_dofs=local.fitted_dof_mask.copy(),
         config=config,
         n_workers=n_workers,
+        penetration=penetration,
+        penetration_bodies=tuple(local.model.body(int(b)).name for b in penetration_bodies),
+        floor_shift=float(floor_shift),
+        unobserved_groups=unobserved.group_names,
+        unobserved_directions=unobserved.directions,
+        unobserved_bends=unobserved.bends,
     )
 
 
@@ -489,7 +604,18 @@ def _calibration_frames(observed, valid, n):
     return pool[np.linspace(0, len(pool) - 1, n).round().astype(int)]
 
 
-def _fit_calibration_round(workers, y, observed, offsets, q_prev, report, done):
+def _floor_shift(fitter: PoseFitter, qpos, percentile) -> float:
+    """Height (m, model world) of the floor under the model: the ``percentile`` percentile over
+    frames of the lowest geom that the fitted joints move (the floor term's geoms)."""
+    lowest = []
+    for q in qpos:
+        if np.all(np.isfinite(q)):
+            fitter.positions(q)
+            lowest.append(fitter.floor_support.heights(fitter.data).min())
+    return float(np.percentile(lowest, percentile)) if lowest else 0.0
+
+
+def _fit_calibration_round(workers, y, observed, offsets, q_prev, report, done, floor_on):
     """Fit the calibration frames once: in runs warm-started across the sampled frames in the
     first round, from each frame's previous-round pose afterwards."""
     n = len(y)
@@ -498,9 +624,10 @@ def _fit_calibration_round(workers, y, observed, offsets, q_prev, report, done):
     jobs = []
     for a, b in zip(edges[:-1], edges[1:]):
         if q_prev is None:
-            jobs.append(("sequence", y[a:b], observed[a:b], valid[a:b], offsets, None, 0))
+            jobs.append(("sequence", y[a:b], observed[a:b], valid[a:b], offsets, None, 0, floor_on))
         else:
-            jobs.append(("independent", y[a:b], observed[a:b], valid[a:b], offsets, q_prev[a:b], 0))
+            jobs.append(("independent", y[a:b], observed[a:b], valid[a:b], offsets, q_prev[a:b], 0,
+                         floor_on))
     q = np.empty((n, workers.nq))
     for a, b, (qa, _, _) in zip(edges[:-1], edges[1:], workers.map(jobs)):
         q[a:b] = qa
@@ -565,8 +692,9 @@ def _init_worker(xml, body_ids, trunk, settings):
 
 def _run_job(job, fitter=None):
     fitter = fitter or _worker_fitter
-    kind, y, observed, valid, offsets, q_init, skip = job
+    kind, y, observed, valid, offsets, q_init, skip, floor_on = job
     fitter.offsets = np.asarray(offsets, dtype=float)
+    fitter.use_floor = floor_on and fitter.settings.floor_weight > 0
     if kind == "sequence":
         q, p, it = fitter.fit_frames(y, observed, valid)
     else:

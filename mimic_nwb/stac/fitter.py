@@ -11,9 +11,13 @@ Objective for one frame (keypoints ``y_k`` in metres, ``m_k`` 1 if observed else
     E(q) = sum_k m_k |p_k(q) - y_k|^2                      keypoint residuals, m^2
          + prior_weight      * sum_j (q_j - qpos0_j)^2      fitted hinge/slide joints
          + smoothness_weight * |q (-) q_prev|^2             tangent-space distance to the previous frame
+         + floor_weight      * sum_g min(0, z_g(q))^2       depth of each geom's lowest point below the floor
 
 Only the degrees of freedom that move at least one keypoint are fitted (for the rodent 44 of
-73: the root and 38 hinges; tail, toes, fingers and jaw stay at ``qpos0``). Joint limits are
+73: the root and 38 hinges; tail, toes, fingers and jaw stay at ``qpos0``: see ``unobserved``).
+The floor term covers every geom that can touch the floor and that only fitted joints move (a
+one-sided penalty: zero above the floor, so it never pulls a geom down); its Jacobian rows are
+the z rows of ``mj_jac`` at each geom's lowest point (``arena.GeomSupport``). Joint limits are
 kept by an active set (a joint at its bound whose gradient points outward is frozen for the
 step) and by projecting every step onto the limits.
 """
@@ -25,6 +29,8 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 from scipy.linalg.lapack import dposv as _posv  # Cholesky solve, low call overhead
+
+from .geometry import GeomSupport, floor_contact_geoms, kabsch  # noqa: F401 (kabsch: public here too)
 
 
 # Rejected steps (each 10x more damped) before a frame counts as converged.
@@ -41,17 +47,8 @@ class SolverSettings:
     prior_weight: float = 3e-5
     smoothness_weight: float = 0.0
     reinit_error: float = 0.012
+    floor_weight: float = 0.0
     initial_damping: float = 1e-3
-
-
-def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid transform (R, t) minimising sum |R @ source_i + t - target_i|^2 (N >= 3 points)."""
-    cs, ct = source.mean(0), target.mean(0)
-    h = (source - cs).T @ (target - ct)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T)) or 1.0
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return r, ct - r @ cs
 
 
 def _mat_to_quat(r: np.ndarray) -> np.ndarray:
@@ -117,6 +114,25 @@ class PoseFitter:
         self._diag_flat = np.arange(self.n_dofs) * (self.n_dofs + 1)
         self._prior_flat = self.scalar_pos * (self.n_dofs + 1)
 
+        # Bodies placed by the fitted dofs alone (every dof between them and the world is
+        # fitted): their geoms get the floor term. Geoms of unobserved subtrees (tail, toes)
+        # are left to the unobserved-joint prior; here they would only drag the fit.
+        determined = np.zeros(model.nbody, dtype=bool)
+        determined[0] = True
+        for b in range(1, model.nbody):  # parents come before their children
+            determined[b] = determined[model.body_parentid[b]] and (
+                model.body_dofnum[b] == 0 or moved[b])
+        self.body_determined = determined
+        geoms = floor_contact_geoms(model)
+        self.floor_support = GeomSupport(model, geoms[determined[model.geom_bodyid[geoms]]])
+        # Every geom, for refitting a frame whose unobserved joints cannot clear the floor on
+        # their own (their parents must rise): set ``floor_all`` for it.
+        self.all_floor_support = GeomSupport(model, geoms)
+        self.floor_all = False
+        self.use_floor = settings.floor_weight > 0
+        self._sqrt_floor = float(np.sqrt(settings.floor_weight))
+        self._floor_jac = np.zeros((3, model.nv))
+
     # ---------------------------------------------------------------- kinematics
     def positions(self, qpos: np.ndarray) -> np.ndarray:
         """Model keypoint positions (K, 3), metres, world frame, for one qpos."""
@@ -133,8 +149,10 @@ class PoseFitter:
         mujoco.mj_kinematics(self.model, d)
         return d.xpos[self.body_ids].copy(), d.xmat[self.body_ids].reshape(-1, 3, 3).copy()
 
-    def _jacobian(self, points: np.ndarray, observed_idx, out_rows) -> np.ndarray:
-        """(3 * n_observed, n_dofs) Jacobian of the observed keypoints over the fitted dofs.
+    def _jacobian(self, points: np.ndarray, observed_idx, out_rows, below=()) -> np.ndarray:
+        """(3 * n_observed + n_below, n_dofs) Jacobian of the observed keypoints, then of the
+        floor residuals of the geoms ``below`` (indices into ``floor_support``), over the
+        fitted dofs.
 
         Valid only right after ``positions`` at the same qpos. ``out_rows`` are (3, nv) views
         into one array, one per observed keypoint.
@@ -143,7 +161,16 @@ class PoseFitter:
         mujoco.mj_comPos(m, d)  # cdof and subtree com, which mj_jac reads
         for k, rows in zip(observed_idx, out_rows):
             mujoco.mj_jac(m, d, rows, None, points[k], self._body_list[k])
-        return self._jac_buffer[: 3 * len(observed_idx), self.dofs]
+        jac = self._jac_buffer[: 3 * len(observed_idx), self.dofs]
+        if len(below) == 0:
+            return jac
+        support = self.all_floor_support if self.floor_all else self.floor_support
+        lowest = support.lowest_points(d, below)
+        floor_rows = np.empty((len(below), self.n_dofs))
+        for i, (point, body) in enumerate(zip(lowest, support.bodies[below])):
+            mujoco.mj_jac(m, d, self._floor_jac, None, point, int(body))
+            floor_rows[i] = self._floor_jac[2, self.dofs]
+        return np.vstack([jac, self._sqrt_floor * floor_rows])
 
     # ---------------------------------------------------------------- initialisation
     def root_from_keypoints(self, qpos: np.ndarray, y: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -170,7 +197,16 @@ class PoseFitter:
 
     # ---------------------------------------------------------------- one frame
     def _objective(self, q, p, y_obs, observed_idx, q_prev):
+        """Objective, residuals (keypoints, then floor) and the geoms below the floor, at the
+        qpos of the last ``positions`` call (``q``)."""
         r = (p[observed_idx] - y_obs).ravel()
+        below = ()
+        if self.use_floor:
+            support = self.all_floor_support if self.floor_all else self.floor_support
+            h = support.heights(self.data)
+            below = np.flatnonzero(h < 0.0)
+            if len(below):
+                r = np.concatenate([r, self._sqrt_floor * h[below]])
         e = float(r @ r)
         s = self.settings
         if s.prior_weight > 0:
@@ -180,7 +216,7 @@ class PoseFitter:
             mujoco.mj_differentiatePos(self.model, self._tangent, 1.0, q_prev, q)
             t = self._tangent[self.dofs]
             e += s.smoothness_weight * float(t @ t)
-        return e, r
+        return e, r, below
 
     def _clip(self, q):
         np.maximum(q, self._qpos_lower, out=q)
@@ -213,8 +249,8 @@ class PoseFitter:
         q = q_start.copy()
         self._clip(q)
         p = self.positions(q)
-        e, r = self._objective(q, p, y_obs, obs, q_prev)
-        jac = self._jacobian(p, obs, rows)
+        e, r, below = self._objective(q, p, y_obs, obs, q_prev)
+        jac = self._jacobian(p, obs, rows, below)
         lam = s.initial_damping
         it = 0
         while it < iters:
@@ -258,7 +294,7 @@ class PoseFitter:
                     mujoco.mj_integratePos(self.model, q_new, dq, 1.0)
                     self._clip(q_new)
                     p_new = self.positions(q_new)
-                    e_new, r_new = self._objective(q_new, p_new, y_obs, obs, q_prev)
+                    e_new, r_new, below_new = self._objective(q_new, p_new, y_obs, obs, q_prev)
                     if e_new < e:
                         accepted = True
                         lam = max(lam * 0.3, 1e-9)
@@ -267,10 +303,10 @@ class PoseFitter:
             if not accepted:  # no descent even with a much shorter step: at the minimum
                 break
             decrease = e - e_new
-            q, p, e, r = q_new, p_new, e_new, r_new
+            q, p, e, r, below = q_new, p_new, e_new, r_new, below_new
             if decrease <= s.tolerance * e or np.abs(step).max() < 1e-7:
                 break
-            jac = self._jacobian(p, obs, rows)
+            jac = self._jacobian(p, obs, rows, below)
         if not np.array_equal(self.data.qpos, q):  # leave data consistent with the result
             p = self.positions(q)
         return q, p, e, it
