@@ -5,17 +5,25 @@ package (``dm_control/locomotion/walkers/assets/rodent.xml``); any MJCF plus a s
 
 What the builder does, in order (never by editing XML strings):
 
-1. load the MJCF into an ``MjSpec``; drop its skins (visual only, they reference a ``.skn`` file);
-   any other asset read from a file is refused, since the stored MJCF must compile from its
-   text alone;
+1. load the MJCF into an ``MjSpec``; every file it reads (mesh, texture, height field, skin;
+   resolved as MuJoCo resolves them: relative to the MJCF's folder and its compiler
+   ``meshdir``/``texturedir``/``assetdir``) is read into ``BodyModel.assets`` under a plain file
+   name, and the MJCF is rewritten to use those names, so that the text plus the assets compile
+   anywhere (``mujoco.MjModel.from_xml_string(xml, assets)``, as a reader of the file does).
+   Skins are visual only: dropped unless ``skins=True`` (then scaled with the model);
 2. add a free joint named ``root`` to the first body of the world if that body has no joint
    (the rodent then has ``nq = 74``: 7 root numbers + 67 hinges);
 3. add one sphere site per keypoint, named ``keypoint_<name>``, on the body the site map names,
    at the site map's offset (offsets are given for the *unscaled* model, as in STAC);
 4. scale everything geometric by ``scale`` (body, joint, geom, site, camera, light positions,
-   geom and site sizes, ``fromto``, mesh scales, explicit inertials): masses follow from the
-   unchanged densities (x scale^3);
-5. set the actuators (see below) and add a floor plane at z = 0 (gravity is along -z).
+   geom and site sizes, ``fromto``, mesh scales, height-field sizes, skins, explicit
+   inertials): masses follow from the unchanged densities (x scale^3);
+5. set the actuators (see below) and add a floor plane at z = 0 (gravity is along -z), unless
+   the model has its own ground: a horizontal plane (any name) or a height field on the world
+   body, which is kept (a ground plane must then lie at z = 0).
+
+A model MuJoCo refuses is reported in one line naming the MJCF (``MjcfError``); a moving body
+without mass (e.g. its mass came from a mesh that was removed) is named.
 
 Actuators. ``rodent.xml`` declares 38 ``general`` actuators, 30 on joints and 8 on the fixed
 tendons that couple the spine and tail joints (lumbar and cervical extend/bend/twist, caudal
@@ -28,33 +36,51 @@ declared but not enforced). ``actuators="torque"`` (the default) does what dm_co
 force = forcerange[1] * act, with the activation ``act`` still filtered from the control
 (controls are *not* forces: they reach the joints through the 40 ms filter) and the control
 range, force range and ``forcelimited`` kept as declared. ``actuators="as_declared"`` keeps
-the MJCF's actuators unchanged.
+the MJCF's actuators unchanged. ``actuators="auto"`` (the default) is ``"torque"`` when every
+actuator declares a positive force range (the rodent) and ``"as_declared"`` otherwise (e.g.
+dm_control's dog, whose actuators have gains and no force range).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import struct
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from types import MappingProxyType
 
 import mujoco
 import numpy as np
 
+from .errors import InputError
+
 __all__ = [
+    "KEYPOINT_SITE_PREFIX",
     "BodyModel",
+    "MjcfError",
     "SiteMap",
     "build_body_model",
     "default_mjcf_path",
     "load_site_map",
     "set_site_offsets",
-    "KEYPOINT_SITE_PREFIX",
 ]
 
 KEYPOINT_SITE_PREFIX = "keypoint_"
 ACTUATOR_KINDS = ("torque", "as_declared")
 _KEYPOINT_SITE_SIZE = 0.005  # m (unscaled), drawing only
+# Names of the BodyModel group's own datasets: an asset may not take one of them.
+_RESERVED_ASSET_NAMES = {"mjcf", "qpos_names", "qvel_names", "actuator_names", "body_names"}
+# A world-body plane whose normal is within ~8 degrees of +z is a floor.
+_GROUND_NORMAL_Z = 0.99
+
+
+class MjcfError(InputError, ValueError):
+    """An MJCF that cannot be used as a body model: one line naming the file and the problem.
+
+    Also a ValueError, like the builder's other errors for bad input."""
 
 
 def default_mjcf_path() -> Path:
@@ -200,10 +226,11 @@ class BodyModel:
     """A compiled body model and everything needed to describe it in a file.
 
     Attributes:
-        model: the compiled ``mujoco.MjModel`` (compiled from ``xml``).
-        xml: the exact MJCF text of the scaled model; compiles alone (no external assets).
-            ``model`` is compiled from this text, so it carries the XML writer's precision
-            (6 significant digits) like any reader of the stored text.
+        model: the compiled ``mujoco.MjModel`` (compiled from ``xml`` and ``assets``).
+        xml: the exact MJCF text of the scaled model; compiles with ``assets`` alone
+            (``mujoco.MjModel.from_xml_string(xml, assets)``). ``model`` is compiled from this
+            text, so it carries the XML writer's precision (6 significant digits) like any
+            reader of the stored text.
         model_name: MJCF model name (``rat`` for the rodent).
         scale: the scale factor applied to the source MJCF.
         actuator_kind: ``"torque"`` or ``"as_declared"`` (see the module docstring).
@@ -218,6 +245,8 @@ class BodyModel:
         site_map: the site map the keypoint sites came from.
         xml_sha256: sha256 of ``xml`` (hex); mujoco_version: MuJoCo that compiled it.
         source: path of the MJCF the model was built from.
+        assets: file name -> bytes of every file the MJCF reads (meshes, textures, height
+            fields, skins), names as written in ``xml``; empty for the rodent (read-only).
     """
 
     model: mujoco.MjModel
@@ -241,6 +270,7 @@ class BodyModel:
     xml_sha256: str
     mujoco_version: str
     source: str = field(default="")
+    assets: Mapping[str, bytes] = field(default_factory=dict)
 
     @property
     def nq(self) -> int:
@@ -250,7 +280,7 @@ class BodyModel:
     def nv(self) -> int:
         return self.model.nv
 
-    def with_site_offsets(self, offsets: np.ndarray) -> "BodyModel":
+    def with_site_offsets(self, offsets: np.ndarray) -> BodyModel:
         """A new BodyModel whose keypoint sites sit at ``offsets`` ((K, 3), metres, body frame,
         *scaled* model, e.g. STAC's fitted offsets); recompiled, so the XML carries them."""
         offsets = np.asarray(offsets, dtype=float)
@@ -259,11 +289,11 @@ class BodyModel:
                 f"offsets: expected finite values of shape ({len(self.keypoint_names)}, 3), "
                 f"got {offsets.shape}"
             )
-        spec = mujoco.MjSpec.from_string(self.xml)
+        spec = mujoco.MjSpec.from_string(self.xml, assets=dict(self.assets))
         for name, off in zip(self.keypoint_names, offsets):
             spec.site(KEYPOINT_SITE_PREFIX + name).pos = off
         return _finish(spec, self.scale, self.actuator_kind, self.keypoint_names,
-                       self.site_map, self.source)
+                       self.site_map, self.source, self.assets)
 
 
 def build_body_model(
@@ -272,8 +302,9 @@ def build_body_model(
     *,
     mjcf: str | os.PathLike | None = None,
     scale: float | None = None,
-    actuators: str = "torque",
+    actuators: str = "auto",
     floor: bool = True,
+    skins: bool = False,
 ) -> BodyModel:
     """Build the body model.
 
@@ -282,17 +313,26 @@ def build_body_model(
             sites.
         keypoint_names: the keypoints to place, in this order (e.g. the order of the data);
             default: every keypoint of the site map. A name missing from the site map is an error.
-        mjcf: path of the MJCF file; default: the dm_control rodent.
+        mjcf: path of the MJCF file; default: the dm_control rodent. The files it reads
+            (meshes, textures, height fields, skins) are stored in ``BodyModel.assets``.
         scale: geometric scale factor; default: the site map's ``model_scale_factor`` (1.0 without
             a site map).
-        actuators: ``"torque"`` (gain = force range, activation filter kept) or ``"as_declared"``.
-        floor: add a floor plane named ``floor`` at z = 0.
+        actuators: ``"torque"`` (gain = force range, activation filter kept), ``"as_declared"``,
+            or ``"auto"``: torque when every actuator declares a positive force range, else as
+            declared.
+        floor: add a floor plane named ``floor`` (``floor_1``... when taken) at z = 0, unless the
+            model has its own ground (a horizontal plane or a height field on the world body).
+        skins: keep the MJCF's skins (visual only; their vertices scaled with the model) and
+            store their files; by default they are dropped.
 
     Returns:
-        a BodyModel. Raises ValueError with one line naming the problem for a bad site map.
+        a BodyModel. Raises ValueError with one line naming the problem for a bad site map, and
+        MjcfError (an InputError and ValueError) for an MJCF that cannot be used: a missing
+        asset file, a model MuJoCo refuses (a moving body without mass is named), a ground plane
+        away from z = 0.
     """
-    if actuators not in ACTUATOR_KINDS:
-        raise ValueError(f"actuators: expected one of {ACTUATOR_KINDS}, got {actuators!r}")
+    if actuators not in (*ACTUATOR_KINDS, "auto"):
+        raise ValueError(f"actuators: expected one of {(*ACTUATOR_KINDS, 'auto')}, got {actuators!r}")
     if site_map is not None and not isinstance(site_map, SiteMap):
         site_map = load_site_map(site_map)
     if scale is None:
@@ -314,9 +354,12 @@ def build_body_model(
     mjcf = Path(mjcf) if mjcf is not None else default_mjcf_path()
     if not mjcf.exists():
         raise ValueError(f"mjcf: {mjcf}: no such file")
-    spec = mujoco.MjSpec.from_file(str(mjcf))
+    try:
+        spec = mujoco.MjSpec.from_file(str(mjcf))
+    except ValueError as err:  # XML MuJoCo cannot parse (its message spans lines)
+        raise MjcfError(f"mjcf: {mjcf}: {_one_line(err)}") from None
 
-    _drop_file_assets(spec, mjcf)
+    assets = _read_file_assets(spec, mjcf, skins)
     _add_root_joint(spec)
 
     body_names = {b.name for b in spec.bodies}
@@ -340,14 +383,21 @@ def build_body_model(
 
     if scale != 1.0:
         _scale_spec(spec, scale)
+        assets = _scale_skin_files(spec, assets, scale)
+    if actuators == "auto":
+        declared = [float(a.forcerange[1]) > 0 for a in spec.actuators]
+        actuators = "torque" if declared and all(declared) else "as_declared"
     if actuators == "torque":
         _set_torque_actuators(spec)
-    if floor:
+    if floor and not _has_ground(spec, mjcf):
+        taken = {g.name for g in spec.geoms}
+        name = next(n for n in ("floor", *(f"floor_{i}" for i in range(1, len(taken) + 2)))
+                    if n not in taken)
         spec.worldbody.add_geom(
-            name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
+            name=name, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
             rgba=[0.5, 0.5, 0.5, 1],
         )
-    return _finish(spec, scale, actuators, keypoint_names, site_map, str(mjcf))
+    return _finish(spec, scale, actuators, keypoint_names, site_map, str(mjcf), assets)
 
 
 # --------------------------------------------------------------------------------------------
@@ -355,17 +405,127 @@ def build_body_model(
 # --------------------------------------------------------------------------------------------
 
 
-def _drop_file_assets(spec: mujoco.MjSpec, mjcf: Path) -> None:
-    # Skins are purely visual and read from a file: drop them so the XML stands alone.
-    for skin in list(spec.skins):
-        spec.delete(skin)
-    for kind in ("meshes", "textures", "hfields"):
-        for asset in getattr(spec, kind):
-            if getattr(asset, "file", ""):
-                raise ValueError(
-                    f"mjcf: {mjcf.name} reads {kind[:-1]} {asset.name!r} from file {asset.file!r}; "
-                    "the stored MJCF must compile from its text alone (file assets are not supported)"
-                )
+def _read_file_assets(spec: mujoco.MjSpec, mjcf: Path, skins: bool) -> dict[str, bytes]:
+    """Read every file the spec references and point the spec at plain names instead.
+
+    Paths resolve as MuJoCo resolves them: an absolute path as it is, a relative one inside the
+    element's ``meshdir`` (meshes, height fields, skins) or ``texturedir`` (textures), itself
+    relative to the MJCF's folder unless absolute. The returned names are unique file names
+    (a suffix is added where two different files share one) and valid HDF5 dataset names."""
+    if not skins:
+        for skin in list(spec.skins):
+            spec.delete(skin)
+    model_dir = Path(spec.modelfiledir or mjcf.parent)
+    # (element, kind, attribute, index in a list attribute or None, path as written, directory)
+    references = []
+    for kind, elements, directory in (
+        ("mesh", spec.meshes, "meshdir"), ("height field", spec.hfields, "meshdir"),
+        ("skin", spec.skins, "meshdir"), ("texture", spec.textures, "texturedir"),
+    ):
+        for element in elements:
+            folder = getattr(element.compiler, directory) or ""
+            if element.file:
+                references.append((element, kind, "file", None, element.file, folder))
+            for i, cube_file in enumerate(getattr(element, "cubefiles", None) or ()):
+                if cube_file:
+                    references.append((element, kind, "cubefiles", i, cube_file, folder))
+
+    assets: dict[str, bytes] = {}
+    by_path: dict[Path, str] = {}
+    renamed = []
+    for element, kind, attribute, index, written, folder in references:
+        name = written
+        if spec.strippath:
+            name = Path(written.replace("\\", "/")).name
+        path = Path(name)
+        if not path.is_absolute():
+            path = Path(folder) / path
+            if not path.is_absolute():
+                path = model_dir / path
+        path = path.resolve()
+        if path not in by_path:
+            try:
+                data = path.read_bytes()
+            except OSError as err:
+                raise MjcfError(
+                    f"mjcf: {mjcf.name} reads {kind} {element.name!r} from {written!r}: "
+                    f"cannot read {path} ({err.strerror or err})"
+                ) from None
+            by_path[path] = _unique_asset_name(path.name, assets)
+            assets[by_path[path]] = data
+        renamed.append((element, attribute, index, by_path[path]))
+    # Rewritten only now: elements share their compiler settings (meshdir), cleared below.
+    for element, attribute, index, name in renamed:
+        if index is None:
+            setattr(element, attribute, name)
+        else:
+            files = list(element.cubefiles)
+            files[index] = name
+            element.cubefiles = files
+    for element in (*spec.meshes, *spec.hfields, *spec.skins, *spec.textures):
+        element.compiler.meshdir = ""
+        element.compiler.texturedir = ""
+    spec.meshdir = ""
+    spec.texturedir = ""
+    return assets
+
+
+def _unique_asset_name(file_name: str, taken: Mapping[str, bytes]) -> str:
+    stem, suffix = os.path.splitext(file_name)
+    # HDF5 names cannot hold "/" and "." alone is the group itself.
+    stem = stem.replace("/", "_") or "asset"
+    name, n = stem + suffix, 1
+    while name in taken or name in _RESERVED_ASSET_NAMES:
+        name, n = f"{stem}_{n}{suffix}", n + 1
+    return name
+
+
+def _has_ground(spec: mujoco.MjSpec, mjcf: Path) -> bool:
+    """Whether the world body holds a floor: a horizontal plane (normal up) or a height field.
+
+    A ground plane must lie at z = 0, where STAC and the simulation put the floor."""
+    ground = False
+    for geom in spec.worldbody.geoms:
+        if geom.type == mujoco.mjtGeom.mjGEOM_HFIELD:
+            ground = True
+        elif geom.type == mujoco.mjtGeom.mjGEOM_PLANE:
+            pos, quat = _world_pose(spec, geom)
+            normal = np.zeros(3)
+            mujoco.mju_rotVecQuat(normal, np.array([0.0, 0.0, 1.0]), quat)
+            if normal[2] >= _GROUND_NORMAL_Z:
+                if abs(pos[2]) > 1e-6:
+                    raise MjcfError(
+                        f"mjcf: {mjcf.name}: ground plane {geom.name or '(unnamed)'!r} lies at "
+                        f"z = {pos[2]:.6g} m; the floor must be at z = 0 (move it, or remove it "
+                        "and one is added)"
+                    )
+                ground = True
+    return ground
+
+
+def _world_pose(spec: mujoco.MjSpec, element) -> tuple[np.ndarray, np.ndarray]:
+    """Position and orientation (quaternion) in the world of an element of the world body,
+    through the frames it sits in."""
+    degree, sequence = spec.compiler.degree, spec.compiler.eulerseq
+    pos = np.array(element.pos, dtype=float)
+    quat = np.array(spec.resolve_orientation(degree, sequence, element.alt)
+                    if element.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
+                    else element.quat, dtype=float)
+    quat /= np.linalg.norm(quat)
+    frame = element.frame
+    while frame is not None:
+        fquat = np.array(spec.resolve_orientation(degree, sequence, frame.alt)
+                         if frame.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
+                         else frame.quat, dtype=float)
+        fquat /= np.linalg.norm(fquat)
+        rotated = np.zeros(3)
+        mujoco.mju_rotVecQuat(rotated, pos, fquat)
+        pos = np.array(frame.pos, dtype=float) + rotated
+        combined = np.zeros(4)
+        mujoco.mju_mulQuat(combined, fquat, quat)
+        quat = combined
+        frame = frame.frame
+    return pos, quat
 
 
 def _add_root_joint(spec: mujoco.MjSpec) -> None:
@@ -407,6 +567,42 @@ def _scale_spec(spec: mujoco.MjSpec, s: float) -> None:
         site.fromto = site.fromto * s
     for mesh in spec.meshes:
         mesh.scale = mesh.scale * s
+    for hfield in spec.hfields:
+        hfield.size = np.asarray(hfield.size) * s  # x, y radii, elevation, base depth
+    for skin in spec.skins:  # skins from files are scaled in _scale_skin_files
+        skin.inflate = skin.inflate * s
+        if len(skin.vert):
+            skin.vert = list(np.asarray(skin.vert) * s)
+        if len(skin.bindpos):
+            skin.bindpos = list(np.asarray(skin.bindpos) * s)
+
+
+def _scale_skin_files(spec: mujoco.MjSpec, assets: Mapping[str, bytes], s: float) -> dict[str, bytes]:
+    """Scale the vertices and bone bind positions of the skins read from ``.skn`` files.
+
+    MuJoCo's binary skin format: int32 nvert, ntexcoord, nface, nbone; float32 vertices
+    (nvert x 3); float32 texcoords (ntexcoord x 2); int32 faces (nface x 3); then per bone:
+    char[40] body name, float32 bindpos[3], float32 bindquat[4], int32 count,
+    int32 vertex ids[count], float32 weights[count]."""
+    assets = dict(assets)
+    for skin in spec.skins:
+        if not skin.file:
+            continue
+        raw = bytearray(assets[skin.file])
+        nvert, ntex, nface, nbone = struct.unpack_from("<4i", raw, 0)
+        at = 16
+        verts = np.frombuffer(raw, "<f4", 3 * nvert, at) * np.float32(s)
+        raw[at:at + 12 * nvert] = verts.astype("<f4").tobytes()
+        at += 12 * nvert + 8 * ntex + 12 * nface
+        for _ in range(nbone):
+            at += 40
+            bind = np.frombuffer(raw, "<f4", 3, at) * np.float32(s)
+            raw[at:at + 12] = bind.astype("<f4").tobytes()
+            at += 28
+            (count,) = struct.unpack_from("<i", raw, at)
+            at += 4 + 8 * count
+        assets[skin.file] = bytes(raw)
+    return assets
 
 
 def _set_torque_actuators(spec: mujoco.MjSpec) -> None:
@@ -450,11 +646,51 @@ def column_names(model: mujoco.MjModel) -> tuple[list, list, list, list]:
     return qpos_names, qpos_units, qvel_names, qvel_units
 
 
-def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source) -> BodyModel:
-    spec.compile()  # errors surface here, with MuJoCo's message
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split())
+
+
+def _compile(spec: mujoco.MjSpec, source: str) -> None:
+    """Compile the spec; MuJoCo's refusal becomes one line naming the MJCF (and, for a moving
+    body without mass, every such body)."""
+    try:
+        spec.compile()
+    except ValueError as err:
+        message = str(err)
+        where = Path(source).name or "model"
+        if "mass and inertia of moving bodies" in message:
+            names = _massless_moving_bodies(spec)
+            if not names:
+                found = re.search(r"Element name '([^']*)'", message)
+                names = [found.group(1)] if found else []
+            raise MjcfError(
+                f"mjcf: {where}: moving bod{'ies' if len(names) > 1 else 'y'} "
+                f"{', '.join(repr(n) for n in names) or '(unnamed)'} without mass (mass and inertia "
+                "come from its geoms, or an <inertial>; e.g. a mesh geom was removed)"
+            ) from None
+        raise MjcfError(f"mjcf: {where} does not compile: {_one_line(err)}") from None
+
+
+def _massless_moving_bodies(spec: mujoco.MjSpec) -> list[str]:
+    """Bodies with degrees of freedom and no mass: a copy compiled with a tiny mass bound."""
+    probe = spec.copy()
+    probe.compiler.boundmass = 1e-12
+    probe.compiler.boundinertia = 1e-12
+    try:
+        model = probe.compile()
+    except ValueError:
+        return []
+    return [model.body(b).name for b in range(1, model.nbody)
+            if model.body_dofnum[b] > 0 and model.body_mass[b] <= 1e-12]
+
+
+def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source, assets) -> BodyModel:
+    assets = MappingProxyType(dict(assets))
+    spec.assets = dict(assets)
+    _compile(spec, source)
     xml = spec.to_xml()
     # The stored model is the one compiled from the text: what a reader of the file gets.
-    model = mujoco.MjModel.from_xml_string(xml)
+    model = mujoco.MjModel.from_xml_string(xml, dict(assets))
     site_ids = np.array(
         [model.site(KEYPOINT_SITE_PREFIX + n).id for n in keypoint_names], dtype=int
     )
@@ -485,4 +721,5 @@ def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source) -> Bod
         xml_sha256=hashlib.sha256(xml.encode()).hexdigest(),
         mujoco_version=mujoco.__version__,
         source=source,
+        assets=assets,
     )

@@ -1,6 +1,7 @@
 """The body model builder: the dm_control rodent through MjSpec, scaled, with keypoint sites."""
 
 import hashlib
+from pathlib import Path
 
 import mujoco
 import numpy as np
@@ -59,6 +60,8 @@ def test_torque_actuators_keep_the_activation_filter(rat):
     assert (m.actuator_trntype == mujoco.mjtTrn.mjTRN_TENDON).sum() == 8
     declared = build_body_model(SITES, actuators="as_declared").model
     assert np.all(declared.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE)
+    # "auto" (the default): every rodent actuator declares a force range, so torque.
+    assert rat.actuator_kind == "torque"
     with pytest.raises(ValueError, match="actuators"):
         build_body_model(SITES, actuators="muscle")
 
@@ -96,7 +99,7 @@ def test_keypoint_sites(rat):
 
 
 def test_xml_compiles_alone(rat):
-    assert "file=" not in rat.xml  # the skin (.skn) is dropped
+    assert "file=" not in rat.xml and dict(rat.assets) == {}  # the skin (.skn) is dropped
     fresh = mujoco.MjModel.from_xml_string(rat.xml)
     assert (fresh.nq, fresh.nu, fresh.nsite) == (rat.model.nq, rat.model.nu, rat.model.nsite)
     np.testing.assert_array_equal(fresh.body_pos, rat.model.body_pos)
@@ -158,3 +161,19 @@ def test_with_site_offsets(rat):
     assert moved.xml_sha256 != rat.xml_sha256 and moved.scale == rat.scale
     fresh = mujoco.MjModel.from_xml_string(moved.xml)
     np.testing.assert_allclose(fresh.site_pos[moved.keypoint_site_ids], offsets, **XML_PRECISION)
+
+
+def test_skin_kept_and_scaled_with_the_model(rat):
+    skinned = build_body_model(SITES, skins=True)
+    unscaled = build_body_model(SITES, skins=True, scale=1.0)
+    source = (Path(rat.source).parent / "rodent_walker_skin.skn").read_bytes()
+    assert dict(unscaled.assets) == {"rodent_walker_skin.skn": source}
+    assert skinned.model.nskin == 1 and len(skinned.assets["rodent_walker_skin.skn"]) == len(source)
+    # Vertices and bone bind positions follow the bodies: the skin stays on the scaled rat.
+    a, b = skinned.model, unscaled.model
+    np.testing.assert_allclose(a.skin_vert, 0.9 * b.skin_vert, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(a.skin_bonebindpos, 0.9 * b.skin_bonebindpos, rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(a.skin_face, b.skin_face)
+    np.testing.assert_array_equal(a.skin_bonevertweight, b.skin_bonevertweight)
+    fresh = mujoco.MjModel.from_xml_string(skinned.xml, dict(skinned.assets))
+    np.testing.assert_array_equal(fresh.skin_vert, a.skin_vert)

@@ -40,6 +40,8 @@ def body_model_to_nwb(model: MujocoBodyModel, name="BodyModel", description=None
         actuator_names=list(model.actuator_names),
         body_names=list(model.body_names),
         source=description or str(model.source),
+        # The files the MJCF reads (meshes, textures...), so that it compiles from the file alone.
+        model_assets=[ndx_mimic.ModelAsset(name=n, data=compressed(np.frombuffer(b, np.uint8))) for n, b in model.assets.items()],
     )
 
 
