@@ -427,3 +427,21 @@ def test_issue_case_ndx_pose_01_file_to_stac(tmp_path):
     assert "120 of 120 frames fitted" in summary and result.mean_error < 0.01
     findings = _inspector_findings(path, "check_regular_timestamps")
     assert findings == []
+
+
+def test_clip_length_for_a_stage_matches_nwbinspector_orientation_check():
+    """The minimum a stage states is exactly where nwbinspector's orientation check stops firing."""
+    from nwbinspector.checks import check_data_orientation
+    from pynwb import TimeSeries
+
+    from mimic_nwb.importers.keypoints import check_clip_length
+
+    def flagged(frames, columns):
+        series = TimeSeries(name="qpos", data=np.zeros((frames, columns)), unit="mixed", rate=50.0)
+        return check_data_orientation(series) is not None
+
+    assert flagged(73, 74) and not flagged(74, 74)
+    check_clip_length(74, 74, "stac", "s.nwb")
+    with pytest.raises(InputError, match="s.nwb: 60 frames; stac needs at least 74"):
+        check_clip_length(60, 74, "stac", "s.nwb")
+    assert flagged(2, 3) and not flagged(3, 3)  # the import's own minimum, MIN_FRAMES = 3

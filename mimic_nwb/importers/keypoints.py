@@ -48,7 +48,7 @@ PLAUSIBLE_BODY_SIZE = (0.002, 2.0)
 REGULAR_CLOCK_TOLERANCE = 1e-6
 # Fewest frames a clip may have: each PoseEstimationSeries is (frames, 3), and nwbinspector's
 # check_data_orientation (CRITICAL) flags a series with more columns than rows. Later stages
-# write wider series and state their own minimum (STAC: the model's number of qpos, 74 for the rat).
+# write wider series and state their own minimum with check_clip_length (STAC: 74 qpos for the rat).
 MIN_FRAMES = 3
 BEHAVIOR_MODULE = "behavior"
 DANNCE_REFERENCE_FRAME = (
@@ -310,6 +310,17 @@ def check_positions(positions, source, units):
     if np.isinf(positions).any():
         raise InputError(f"{source}: positions contain infinite values")
     check_body_size(positions, source, units)
+
+
+def check_clip_length(num_frames, widest, stage, source):
+    """Refuse a clip too short for a stage: ``widest`` is the most columns of any (frames, columns)
+    series the stage writes (STAC: max(qpos, keypoints), 74 for the rat), since nwbinspector's
+    check_data_orientation (CRITICAL) flags a series with more columns than rows."""
+    if num_frames < widest:
+        raise InputError(
+            f"{source}: {num_frames} frames; {stage} needs at least {widest} "
+            f"(it writes series {widest} columns wide, and a series needs as many rows as columns)"
+        )
 
 
 def read_dannce(path, skeleton=None, units=None, animal=None, keypoint_names=None):
