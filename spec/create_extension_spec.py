@@ -199,6 +199,12 @@ def build_types():
                 doc="Frames with fewer observed keypoints than this were not fitted (frame_valid false).",
                 required=False,
             ),
+            NWBAttributeSpec(
+                name="max_penetration",
+                dtype="float64",
+                doc="Largest value of penetration over all frames and bodies, in meters.",
+                required=False,
+            ),
             *provenance_attributes(),
         ],
         groups=[
@@ -228,6 +234,18 @@ def build_types():
                 ),
             ),
             NWBGroupSpec(name="keypoint_sites", neurodata_type_inc="KeypointSites", doc="The keypoint sites."),
+            NWBGroupSpec(
+                name="penetration",
+                neurodata_type_inc="NamedColumnSeries",
+                doc=(
+                    "Depth below the floor (z = 0 of the model frame) of each body's deepest geom, T x B, in "
+                    "meters: 0 when all its geoms are clear, NaN for frames not fitted. Columns are body names: "
+                    "the bodies that own a geom that can collide with the floor. A physically valid reference "
+                    "keeps every column near 0; depth the keypoints force (the fit trades it against keypoint "
+                    "error) shows here frame by frame."
+                ),
+                quantity="?",
+            ),
         ],
         datasets=[
             NWBDatasetSpec(

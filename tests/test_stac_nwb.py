@@ -1,5 +1,6 @@
 """STAC on a session file: BodyModel + StacRegistration appended, valid, reusable offsets, bad inputs."""
 
+import mujoco
 import numpy as np
 import pytest
 import scipy.io
@@ -12,6 +13,7 @@ from mimic_nwb.errors import InputError
 from mimic_nwb.importers.keypoints import import_keypoints
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
+from mimic_nwb.stac.geometry import body_penetration
 from mimic_nwb.stac.nwb import stac_session
 from ndx_mimic.mimic import pose_as_array
 
@@ -59,6 +61,29 @@ def test_registration_is_appended_and_valid(registered):
         assert body_model.actuator_kind == "torque" and body_model.scale == pytest.approx(0.9)
         assert '"n_calibration_frames": 40' in stac.parameters
     assert validate(path=str(path)) == []
+
+
+def test_penetration_stored_and_reported(registered):
+    """The stored penetration is what the stored model in the stored poses gives (recomputed
+    from the file alone), and the summary names the deepest body."""
+    path, summary, result = registered
+    depth, body = result.max_penetration
+    assert f"deepest below the floor {1000 * depth:.2f} mm ({body})" in summary
+    assert "frames with a geom > 1 mm deep" in summary
+    with read_session(path) as nwbfile:
+        stac = nwbfile.processing["mimic"]["StacRegistration"]
+        model = mujoco.MjModel.from_xml_string(stac.body_model.mjcf)
+        qpos = stac.qpos.data[:]
+        stored = stac.penetration.data[:]
+        names = [str(n) for n in stac.penetration.column_names[:]]
+        assert stac.penetration.unit == "meters" and stac.penetration.rate == 50.0
+        assert stac.max_penetration == pytest.approx(np.nanmax(stored))
+    bodies, recomputed = body_penetration(model, qpos)
+    assert names == [model.body(int(b)).name for b in bodies]
+    np.testing.assert_allclose(stored, recomputed, atol=1e-12)
+    # A physically valid reference: no geom deeper than 1 mm in any frame of the clip.
+    assert np.nanmax(stored) <= 0.001
+    assert "vertebra_C30" in names and "foot_L" in names
 
 
 def test_stored_mjcf_compiles_with_fitted_sites(registered):

@@ -16,7 +16,7 @@ from ..errors import InputError
 from ..importers.keypoints import BEHAVIOR_MODULE
 from ..session import append, read_session
 from ..storage import compressed
-from .core import StacConfig, run_stac
+from .core import PENETRATION_TOLERANCE, StacConfig, run_stac
 
 # Site maps shipped with the package, by skeleton name.
 BUILTIN_SITE_MAPS = {"rat23": "rat23_rodent_sites.yaml"}
@@ -188,9 +188,12 @@ def stac_session(
         )
         registration = registration_to_nwb(result, fitted, body_model, source_pose, timing, name)
         s.add(registration, parameters=parameters)
+    depth, body = result.max_penetration
     summary = (
         f"{session}: processing/mimic/{name}: {int(result.valid.sum())} of {len(result.valid)} frames fitted, "
         f"mean keypoint error {1000 * result.mean_error:.2f} mm, "
+        f"deepest below the floor {1000 * depth:.2f} mm ({body or 'no body'}), "
+        f"{int(result.frames_penetrating.sum())} frames with a geom > {1000 * PENETRATION_TOLERANCE:g} mm deep, "
         f"{result.timings['total']:.1f} s ({len(result.valid) / result.timings['pose_fitting']:.0f} frames/s pose fitting)"
     )
     return summary, result
@@ -206,7 +209,8 @@ def registration_to_nwb(
     ``result`` may also be a registration made by another tool (``importers.foreign``): any object
     with the StacResult fields qpos, errors, model_keypoints, world_from_input, keypoint_names,
     keypoint_bodies, offsets, initial_offsets, valid and mean_error; ``min_keypoints`` is written
-    only when it has a StacResult's ``config``. ``source_software`` names who computed the model
+    only when it has a StacResult's ``config``, the penetration series only when it has
+    ``penetration`` and ``penetration_bodies``. ``source_software`` names who computed the model
     keypoints.
     """
     from ndx_pose import PoseEstimation, PoseEstimationSeries
@@ -265,6 +269,19 @@ def registration_to_nwb(
             initial_offset=result.initial_offsets[k],
             regularized=keypoint in regularized,
         )
+    extra = {}
+    if getattr(result, "penetration", None) is not None:
+        extra["penetration"] = ndx_mimic.NamedColumnSeries(
+            name="penetration",
+            data=compressed(result.penetration),
+            unit="meters",
+            column_names=list(result.penetration_bodies),
+            description=(
+                "Depth below the floor of each body's deepest geom (0 when clear); NaN for frames not fitted."
+            ),
+            **clock,
+        )
+        extra["max_penetration"] = float(np.nanmax(result.penetration, initial=0.0))
     return ndx_mimic.StacRegistration(
         name=name,
         qpos=qpos,
@@ -277,4 +294,5 @@ def registration_to_nwb(
         body_model=body_model,
         mean_error=result.mean_error,
         min_keypoints=config.min_keypoints if (config := getattr(result, "config", None)) is not None else None,
+        **extra,
     )

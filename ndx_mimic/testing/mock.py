@@ -194,6 +194,8 @@ def mock_StacRegistration(body_model=None, pose_estimation=None, skeleton=None, 
     skeleton = skeleton or (pose_estimation.skeleton if pose_estimation is not None else mock_Skeleton())
     pose_estimation = pose_estimation or mock_PoseEstimation(skeleton=skeleton)
     errors = np.abs(_rng(3).normal(0.002, 0.001, size=(NUM_FRAMES, len(TOY_KEYPOINTS))))
+    num_bodies = len(body_model.body_names[:]) - 1  # the world body never penetrates
+    penetration = np.maximum(0.0, _rng(4).normal(-0.001, 0.0005, size=(NUM_FRAMES, num_bodies)))
     args = dict(
         name="StacRegistration",
         qpos=mock_JointStateSeries(body_model, "qpos"),
@@ -214,6 +216,16 @@ def mock_StacRegistration(body_model=None, pose_estimation=None, skeleton=None, 
         body_model=body_model,
         mean_error=float(errors.mean()),
         min_keypoints=2,
+        penetration=NamedColumnSeries(
+            name="penetration",
+            data=penetration,
+            unit="meters",
+            column_names=list(body_model.body_names[:][1:]),
+            rate=RATE,
+            starting_time=0.0,
+            description="toy depth of each body below the floor",
+        ),
+        max_penetration=float(penetration.max()),
         software_name="ndx_mimic.testing",
         software_version="0.1.0",
         parameters='{"calibration_frames": 50}',
