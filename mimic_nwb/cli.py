@@ -584,6 +584,14 @@ def main(argv=None):
     except InputError as error:
         print(f"mimic-nwb: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a damaged chunk met while reading: one line naming the datasets
+        from .storage import damaged_file_message
+
+        message = damaged_file_message(getattr(args, "session", None), error)
+        if message is None:
+            raise
+        print(f"mimic-nwb: error: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mimic-nwb: interrupted; the session file is unchanged", file=sys.stderr)
         return 130

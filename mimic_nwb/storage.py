@@ -108,6 +108,35 @@ def verify_datasets(path):
     return problems
 
 
+# What HDF5 says when stored bytes cannot be turned back into data (a failed checksum or
+# decompression); other OSErrors (missing file, disk full, permissions) are not damage.
+_READ_FAILURES = ("can't synchronously read data", "can't read data", "filter returned failure", "checksum")
+
+
+def damaged_file_message(path, error):
+    """One line naming the damaged datasets of ``path`` when ``error`` is an HDF5 data-read failure.
+
+    For the command line: a stage that hits a damaged chunk while reading gets h5py's OSError,
+    which does not say which dataset; this re-reads the file (`verify_datasets`) to name them.
+    Returns None when ``error`` is not a read failure of that kind or ``path`` is not a file.
+    """
+    from pathlib import Path
+
+    text = str(error).lower()
+    if path is None or not any(failure in text for failure in _READ_FAILURES) or not Path(path).is_file():
+        return None
+    try:
+        problems = verify_datasets(path)
+    except OSError:
+        problems = []
+    named = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if len(problems) > 3 else "")
+    return (
+        f"{path}: the file is damaged, data cannot be read"
+        + (f": {named}" if named else f" ({_first_line(error)})")
+        + "; restore it from a copy (mimic-nwb inspect lists every damaged dataset)"
+    )
+
+
 class _BadBlock(OSError):
     pass
 

@@ -55,7 +55,11 @@ def toy(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "value, message",
-    [("-1", "n_permutations: -1 must be an integer >= 1"), ("0", "n_permutations: 0 must be an integer >= 1")],
+    [
+        ("-1", "n_permutations: -1 must be an integer >= 1"),
+        ("0", "n_permutations: 0 must be an integer >= 1"),
+        ("1000000000", "n_permutations: 1000000000 is more than 100000"),
+    ],
 )
 def test_rsa_refuses_permutations_below_one(toy, capsys, value, message):
     before = digest(toy)
@@ -216,3 +220,66 @@ def test_inspect_reports_a_corrupted_chunk(damaged, capsys):
     assert lines[0].startswith("CORRUPT dataset /processing/mimic/big/data: cannot be read (chunk at rows")
     assert "integrity: 1 dataset(s)" in lines[1] and len(lines) == 2
     assert digest(bad) == before
+
+
+@pytest.fixture
+def damaged_registration(tmp_path):
+    """A registration whose qpos (compressed, 3 chunks) has one damaged chunk."""
+    from ndx_pose import Skeletons
+
+    from mimic_nwb.session import append
+    from ndx_mimic import JointStateSeries, NamedColumnSeries, StacRegistration
+    from ndx_mimic.testing import mock
+
+    frames = 30000
+    rng = np.random.default_rng(2)
+    qpos = np.zeros((frames, 9))
+    qpos[:, 2], qpos[:, 3] = 0.05, 1.0
+    qpos[:, 7:] = 0.3 * rng.standard_normal((frames, 2))
+    positions = 0.01 * rng.standard_normal((frames, 3, 3))
+    path = new_session(tmp_path)
+    timing = dict(rate=50.0, starting_time=0.0)
+    with append(path) as s:
+        behavior = s.module("behavior", "keypoints")
+        skeleton = mock.mock_Skeleton()
+        behavior.add(Skeletons(skeletons=[skeleton]))
+        pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=positions)
+        behavior.add(pose)
+        body_model = s.add(mock.mock_BodyModel())
+        s.add(StacRegistration(
+            name="StacRegistration",
+            qpos=JointStateSeries(name="qpos", data=compressed(qpos), unit="mixed", column_names=mock.TOY_QPOS_NAMES,
+                                  column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy", **timing),
+            keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((frames, 3)), unit="meters",
+                                              column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
+            model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
+            keypoint_sites=mock.mock_KeypointSites(), frame_valid=np.ones(frames, dtype=bool),
+            pose_estimation=pose, body_model=body_model,
+        ))
+    import_units(path, {"a": np.sort(rng.uniform(0, 590, 3000))}, sampling_rate=30000.0, session_end=600.0,
+                 unit_table={"a": {"brain_region": "DLS"}})
+    corrupt_chunk(path, "processing/mimic/StacRegistration/qpos/data", chunk=1)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["encode", "--feature-set", "joint_angles", "--no-progress"], ["simulate", "--mode", "inverse_dynamics"]],
+    ids=["encode", "simulate"],
+)
+def test_stages_on_a_damaged_file_give_one_line(damaged_registration, capsys, argv):
+    capsys.readouterr()
+    before = digest(damaged_registration)
+    command, *options = argv
+    assert main([command, str(damaged_registration), *options]) == 2
+    err = one_line_error(capsys)
+    assert "the file is damaged, data cannot be read: dataset /processing/mimic/StacRegistration/qpos/data" in err
+    assert digest(damaged_registration) == before
+
+
+def test_other_os_errors_are_not_called_damage(tmp_path):
+    from mimic_nwb.storage import damaged_file_message
+
+    path = new_session(tmp_path)
+    assert damaged_file_message(path, OSError(28, "No space left on device")) is None
+    assert damaged_file_message(tmp_path / "absent.nwb", OSError("Can't synchronously read data")) is None

@@ -19,6 +19,8 @@ from ..session import append, read_session
 from .core import compute_rdms
 
 NEURAL_PREFIX = "neural_"
+#: Most condition-label permutations accepted (the permuted RDMs are held in memory at once).
+MAX_PERMUTATIONS = 100_000
 
 
 def bin_labels(intervals, centers):
@@ -46,8 +48,9 @@ def rsa_session(
     """Compute and append RDMs and their comparisons; return (summary line, RSAResult).
 
     ``bin_size`` and ``chunk_duration`` are seconds (finite, positive; the chunk a whole number of
-    bins); ``n_folds`` an integer >= 2; ``n_permutations`` an integer >= 1 (the p-values of the
-    comparisons are stored, so a run without them is refused rather than written with NaN).
+    bins); ``n_folds`` an integer >= 2; ``n_permutations`` an integer in [1, ``MAX_PERMUTATIONS``]
+    (the p-values of the comparisons are stored, so a run without them is refused rather than
+    written with NaN).
     """
     session = Path(session)
     _check_numbers(bin_size, n_folds, chunk_duration, n_permutations)
@@ -123,6 +126,11 @@ def _check_numbers(bin_size, n_folds, chunk_duration, n_permutations):
     if isinstance(n_permutations, bool) or not isinstance(n_permutations, int | np.integer) or n_permutations < 1:
         raise InputError(
             f"n_permutations: {n_permutations!r} must be an integer >= 1 (the permutation test gives the p-values)"
+        )
+    if n_permutations > MAX_PERMUTATIONS:
+        raise InputError(
+            f"n_permutations: {n_permutations} is more than {MAX_PERMUTATIONS} (every permutation holds a permuted "
+            "RDM in memory; 1000 give p-values down to 0.001)"
         )
 
 
