@@ -250,6 +250,11 @@ class Session:
             self._io.close()
             self._io = None
 
+    def reload(self):
+        """Read the file again (another writer may have changed it); objects read before are stale."""
+        self._close_reader()
+        self._open()
+
     def close(self):
         """Close the file (objects read from it can no longer load their data)."""
         self._close_reader()
