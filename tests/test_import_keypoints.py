@@ -2,6 +2,7 @@
 
 import re
 import warnings
+
 import h5py
 import numpy as np
 import pytest

@@ -13,7 +13,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .keypoints import Keypoints, SkeletonSpec, check_positions, real_array, resolve_skeleton, unit_scale
+from .keypoints import (
+    Keypoints,
+    SkeletonSpec,
+    check_positions,
+    real_array,
+    resolve_skeleton,
+    unit_scale,
+)
 
 AXES = ("x", "y", "z")
 
