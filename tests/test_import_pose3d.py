@@ -57,6 +57,12 @@ def _analysis(path, order, preset="matlab", dims=3):
             f.create_dataset("point_scores", data=np.transpose(scores, (1, 2, 0)))
             f.create_dataset("track_occupancy", data=np.ones(tracks.shape[:2], dtype=np.uint8))
             f.create_dataset("edge_inds", data=edges.T)
+        elif preset == "legacy":  # older SLEAP exports with transpose=False
+            f.attrs["transpose"] = False
+            f.create_dataset("tracks", data=np.transpose(tracks, (0, 2, 3, 1)))
+            f.create_dataset("point_scores", data=np.transpose(scores, (0, 2, 1)))
+            f.create_dataset("track_occupancy", data=np.ones(tracks.shape[:2], dtype=np.uint8))
+            f.create_dataset("edge_inds", data=edges)
         else:  # sleap-io preset="standard", with its dims attributes
             f.attrs.update(preset="standard", format="analysis", sleap_io_version="1.0")
             f.create_dataset("tracks", data=tracks).attrs["dims"] = json.dumps(["frame", "track", "node", "xy"])
@@ -123,7 +129,7 @@ def test_triangulated_tracks_named_by_keypoint_names_in_file_order(tmp_path):
     np.testing.assert_allclose(keypoints.positions, CLIP_MM / 1000.0)
 
 
-@pytest.mark.parametrize("preset", ["matlab", "standard"])
+@pytest.mark.parametrize("preset", ["matlab", "standard", "legacy"])
 def test_sleap_analysis_3d(tmp_path, preset):
     order = list(np.random.default_rng(4).permutation(RAT23))
     source, scores = _analysis(tmp_path / f"{preset}.analysis.h5", order, preset)
