@@ -573,14 +573,25 @@ def build_parser():
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     batch.set_defaults(func=cmd_batch)
 
+    # Every command that can replace its results can replace what was derived from them too.
+    for command in commands.choices.values():
+        if "--replace" in command._option_string_actions:
+            command.add_argument(
+                "--replace-dependents", action="store_true",
+                help="with --replace: also replace the results derived from the replaced ones "
+                "(without it such a replace is refused, naming them)",
+            )
     return parser
 
 
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .session import replacing_dependents
+
     try:
-        return args.func(args) or 0
+        with replacing_dependents(getattr(args, "replace_dependents", False)):
+            return args.func(args) or 0
     except InputError as error:
         print(f"mimic-nwb: error: {error}", file=sys.stderr)
         return 2

@@ -32,6 +32,7 @@ left as it was.
 
 import builtins  # this module defines open(): builtins.open is the file one
 import contextlib
+import contextvars
 import errno
 import hashlib
 import json
@@ -61,6 +62,8 @@ PROVENANCE_FIELDS = ("software_name", "software_version", "parameters", "created
 # linking series: back-references, not dependencies (the linking series depends on this one).
 BACK_REFERENCE_FIELDS = frozenset({"timestamp_link", "data_link"})
 _NAME_MAX = 255  # bytes in a file name on every common file system
+# Set by replacing_dependents() (the command line's --replace-dependents) for the appends of a block.
+_REPLACE_DEPENDENTS = contextvars.ContextVar("replace_dependents", default=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -548,6 +551,20 @@ def _no_space_error(shown, folder):
 
 
 @contextlib.contextmanager
+def replacing_dependents(enabled=True):
+    """Within the block, appends that replace results also replace the results derived from them.
+
+    What ``--replace-dependents`` does for any stage: the stage functions keep their signatures and
+    the command line wraps the call (``with replacing_dependents(args.replace_dependents): ...``).
+    """
+    token = _REPLACE_DEPENDENTS.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _REPLACE_DEPENDENTS.reset(token)
+
+
+@contextlib.contextmanager
 def append(path, replace=(), replace_dependents=False, inputs=None, _before_replace=None):
     """Open a session to add results; commit them atomically when the block ends without error.
 
@@ -557,7 +574,10 @@ def append(path, replace=(), replace_dependents=False, inputs=None, _before_repl
     naming them. ``inputs`` (``{path: object_id}``, e.g. from :func:`input_ids`) are the results
     the new ones were computed from: the append is refused, changing nothing, when any of them
     changed since it was read. Yields a :class:`SessionAppend`.
+
+    Inside a :func:`replacing_dependents` block ``replace_dependents`` is true whatever is passed.
     """
+    replace_dependents = replace_dependents or _REPLACE_DEPENDENTS.get()
     shown = Path(path)
     check_session_file(shown)
     # A symbolic link: update the file it points to (the link survives).

@@ -235,3 +235,26 @@ def test_replace_takes_or_refuses_results_computed_from_it(tmp_path):
         assert set(s.replaced) == {"SimulationRollout_inverse_dynamics", "ControllerNetwork"}
     with read_session(path) as nwbfile:
         assert set(nwbfile.processing["mimic"].data_interfaces) == {"BodyModel", "BinnedSpikeCounts"}
+
+
+def test_command_line_replace_dependents(tmp_path, capsys):
+    """``--replace`` refuses to orphan derived results; ``--replace-dependents`` takes them along."""
+    from mimic_nwb import cli
+
+    path = new_session(tmp_path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("start,stop,label\n0.0,1.0,Walk\n1.0,2.0,Rear\n")
+    argv = ["import-labels", str(path), str(labels), "--session-end", "10"]
+    assert cli.main(argv) == 0
+    with append(path) as s:  # an RSA computed over those labels names them in its parameters
+        s.add(mock.mock_RepresentationalSimilarity(), parameters={"labels": "intervals/behavior_labels"})
+    before = digest(path)
+    capsys.readouterr()
+    assert cli.main([*argv, "--replace"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "mimic/RepresentationalSimilarity was computed from behavior_labels" in err[0], err
+    assert digest(path) == before
+    assert cli.main([*argv, "--replace", "--replace-dependents"]) == 0
+    with read_session(path) as nwbfile:
+        assert "RepresentationalSimilarity" not in nwbfile.processing["mimic"].data_interfaces
+        assert list(nwbfile.intervals["behavior_labels"]["label"][:]) == ["Walk", "Rear"]
