@@ -66,8 +66,11 @@ def test_hard_linked_session_is_refused(tmp_path, capsys):
     other = tmp_path / "other_name.nwb"
     os.link(path, other)
     before = digest(path)
-    with pytest.raises(InputError, match=r"session.nwb: the session file has 2 hard links; an append replaces the "
-                                         r"file and would break them \(copy it to a file of its own first\)"):
+    with pytest.raises(
+        InputError,
+        match=r"session.nwb: the session file has 2 hard links; an append replaces the "
+        r"file and would break them \(copy it to a file of its own first\)",
+    ):
         _add_body_model(path)
     labels = tmp_path / "labels.csv"
     labels.write_text("start,stop,label\n0.0,1.0,Walk\n")
@@ -149,8 +152,9 @@ FILL_A_SMALL_DISK = textwrap.dedent(
 def _can_mount_tmpfs(folder):
     if shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {folder}"],
-                           capture_output=True)
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f"mount -t tmpfs -o size=1m tmpfs {folder}"], capture_output=True
+    )
     return probe.returncode == 0
 
 
@@ -164,9 +168,14 @@ def test_disk_full_on_a_real_small_file_system(tmp_path):
     if not _can_mount_tmpfs(mount):
         pytest.skip("cannot mount a tmpfs here (no user namespaces)")
     tests = os.path.dirname(__file__)
-    command = f"mount -t tmpfs -o size=4m tmpfs {mount} && exec {sys.executable} -c \"$0\" {mount} {tests}"
-    result = subprocess.run(["unshare", "-rm", "sh", "-c", command, FILL_A_SMALL_DISK], capture_output=True,
-                            text=True, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
+    command = f'mount -t tmpfs -o size=4m tmpfs {mount} && exec {sys.executable} -c "$0" {mount} {tests}'
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", command, FILL_A_SMALL_DISK],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-2000:]  # no crash
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("InputError: ") and "no space left on the device" in lines[0], lines
@@ -197,8 +206,11 @@ def test_hdf5_with_only_an_nwb_version_attribute(tmp_path, capsys):
     with h5py.File(path, "w") as f:
         f.attrs["nwb_version"] = "2.5.0"
     before = digest(path)
-    with pytest.raises(InputError, match=r"version_only.nwb: not an NWB file \(HDF5 with an nwb_version attribute "
-                                         r"but no NWBFile at its root\)"):
+    with pytest.raises(
+        InputError,
+        match=r"version_only.nwb: not an NWB file \(HDF5 with an nwb_version attribute "
+        r"but no NWBFile at its root\)",
+    ):
         with read_session(path):
             pass
     labels = tmp_path / "labels.csv"
@@ -217,17 +229,23 @@ def _ndx_pose_01_session(folder):
     nodes = ["nose", "neck", "tail"]
     with h5py.File(path, "a") as f:
         behavior = f.create_group("processing/behavior")
-        behavior.attrs.update(neurodata_type="ProcessingModule", namespace="core", object_id=str(uuid.uuid4()),
-                              description="behaviour")
+        behavior.attrs.update(
+            neurodata_type="ProcessingModule", namespace="core", object_id=str(uuid.uuid4()), description="behaviour"
+        )
         pose = behavior.create_group("PoseEstimation")
-        pose.attrs.update(neurodata_type="PoseEstimation", namespace="ndx-pose", object_id=str(uuid.uuid4()),
-                          description="keypoints")
+        pose.attrs.update(
+            neurodata_type="PoseEstimation", namespace="ndx-pose", object_id=str(uuid.uuid4()), description="keypoints"
+        )
         pose.create_dataset("nodes", data=np.array(nodes, dtype=object), dtype=h5py.string_dtype())
         pose.create_dataset("edges", data=np.array([[0, 1], [1, 2]], dtype="uint8"))
         for node in nodes:
             series = pose.create_group(node)
-            series.attrs.update(neurodata_type="PoseEstimationSeries", namespace="ndx-pose",
-                                object_id=str(uuid.uuid4()), description=node)
+            series.attrs.update(
+                neurodata_type="PoseEstimationSeries",
+                namespace="ndx-pose",
+                object_id=str(uuid.uuid4()),
+                description=node,
+            )
             data = series.create_dataset("data", data=np.zeros(10))  # 1-D: refused by ndx-pose 0.2
             data.attrs.update(unit="pixels", conversion=1.0, resolution=-1.0)
             series.create_dataset("reference_frame", data="top left")

@@ -81,7 +81,11 @@ def test_replace_refuses_dangling_links_or_takes_dependents(tmp_path):
     assert digest(path) == before
     with append(path, replace=["StacRegistration"], replace_dependents=True) as s:
         # the rollout links the registration, the activations link the rollout: all go
-        assert set(s.replaced) == {"StacRegistration", "SimulationRollout_closed_loop", "NetworkActivations_closed_loop"}
+        assert set(s.replaced) == {
+            "StacRegistration",
+            "SimulationRollout_closed_loop",
+            "NetworkActivations_closed_loop",
+        }
     with read_session(path) as nwbfile:
         names = set(nwbfile.processing["mimic"].data_interfaces)
         assert "StacRegistration" not in names and "BodyModel" in names and "ControllerNetwork" in names
@@ -175,13 +179,20 @@ def _session_with_linked_clock(tmp_path):
         first = None
         series = []
         for k, keypoint in enumerate(mock.TOY_KEYPOINTS):
-            series.append(PoseEstimationSeries(
-                name=keypoint, description="toy", data=np.full((mock.NUM_FRAMES, 3), 0.01 * k), unit="meters",
-                reference_frame="arena", timestamps=times if first is None else first,
-            ))
+            series.append(
+                PoseEstimationSeries(
+                    name=keypoint,
+                    description="toy",
+                    data=np.full((mock.NUM_FRAMES, 3), 0.01 * k),
+                    unit="meters",
+                    reference_frame="arena",
+                    timestamps=times if first is None else first,
+                )
+            )
             first = first or series[0]
-        pose = PoseEstimation(name="PoseEstimation", pose_estimation_series=series, description="toy",
-                              skeleton=skeleton)
+        pose = PoseEstimation(
+            name="PoseEstimation", pose_estimation_series=series, description="toy", skeleton=skeleton
+        )
         behavior.add(pose)
         body_model = s.add(mock.mock_BodyModel())
         qpos = mock.mock_JointStateSeries(body_model, "qpos", rate=None, starting_time=None, timestamps=first)
@@ -211,8 +222,10 @@ def test_replace_follows_links_from_dependents_only(tmp_path):
     with read_session(path) as nwbfile:
         stac = nwbfile.processing["mimic"]["StacRegistration"]
         assert stac.body_model.model_name == "second"
-        np.testing.assert_array_equal(stac.qpos.timestamps[:], nwbfile.processing["behavior"]["PoseEstimation"]
-                                      .pose_estimation_series["head"].timestamps[:])
+        np.testing.assert_array_equal(
+            stac.qpos.timestamps[:],
+            nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["head"].timestamps[:],
+        )
     assert validate(path=str(path)) == []
 
 
@@ -222,12 +235,17 @@ def test_replace_takes_or_refuses_results_computed_from_it(tmp_path):
     with append(path) as s:
         body_model = s.add(mock.mock_BodyModel())
         s.add(mock.mock_SimulationRollout(body_model=body_model, mode="inverse_dynamics"))
-        s.add(mock.mock_ControllerNetwork(with_weights=False),
-              parameters={"inverse_dynamics": "SimulationRollout_inverse_dynamics", "steps": 10})
+        s.add(
+            mock.mock_ControllerNetwork(with_weights=False),
+            parameters={"inverse_dynamics": "SimulationRollout_inverse_dynamics", "steps": 10},
+        )
         s.add(mock.mock_BinnedSpikeCounts(), parameters={"bin_size": 0.02, "note": "SimulationRollout_inverse"})
     before = digest(path)
-    with pytest.raises(InputError, match=r"mimic/ControllerNetwork was computed from SimulationRollout_inverse_dynamics"
-                                         r" \(its parameters name it\).*--replace-dependents"):
+    with pytest.raises(
+        InputError,
+        match=r"mimic/ControllerNetwork was computed from SimulationRollout_inverse_dynamics"
+        r" \(its parameters name it\).*--replace-dependents",
+    ):
         with append(path, replace=["SimulationRollout_inverse_dynamics"]):
             pass
     assert digest(path) == before

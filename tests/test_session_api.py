@@ -47,11 +47,17 @@ def test_typed_lookups(full_session):
         }
         assert session.object_ids(session.units()) == {"units": session.units().object_id}
         # Never a silent first: ambiguity, absence and a wrong type name the candidates.
-        with pytest.raises(InputError, match=r"full.nwb: 2 SimulationRollout results in processing/mimic "
-                                             r"\(SimulationRollout_closed_loop, rollout_b\): choose one by name"):
+        with pytest.raises(
+            InputError,
+            match=r"full.nwb: 2 SimulationRollout results in processing/mimic "
+            r"\(SimulationRollout_closed_loop, rollout_b\): choose one by name",
+        ):
             session.result(SimulationRollout)
-        with pytest.raises(InputError, match=r"no SimulationRollout named 'nope' in processing/mimic "
-                                             r"\(found: SimulationRollout_closed_loop, rollout_b\)"):
+        with pytest.raises(
+            InputError,
+            match=r"no SimulationRollout named 'nope' in processing/mimic "
+            r"\(found: SimulationRollout_closed_loop, rollout_b\)",
+        ):
             session.result(SimulationRollout, name="nope")
         with pytest.raises(InputError, match="processing/mimic/BodyModel is a BodyModel, not a SimulationRollout"):
             session.result(SimulationRollout, name="BodyModel")
@@ -85,9 +91,14 @@ def test_append_through_a_session(full_session):
         pose = session.keypoints()
         with session.append(inputs=session.object_ids(pose)) as s:
             assert s.copy_method in ("reflink", "copy_file_range", "copy")
-            s.add(mock.mock_BodyModel(name="BodyModel_2"), parameters={"keypoints": "processing/behavior/PoseEstimation"})
+            s.add(
+                mock.mock_BodyModel(name="BodyModel_2"), parameters={"keypoints": "processing/behavior/PoseEstimation"}
+            )
         # the session shows the new file (objects read before the append are looked up again)
-        assert session.result(BodyModel, name="BodyModel_2").parameters == '{"keypoints": "processing/behavior/PoseEstimation"}'
+        assert (
+            session.result(BodyModel, name="BodyModel_2").parameters
+            == '{"keypoints": "processing/behavior/PoseEstimation"}'
+        )
     with pytest.raises(ValueError, match="mode must be"):
         mimic_nwb.open(full_session, mode="w")
 
@@ -118,8 +129,11 @@ REPLACE_OTHER = textwrap.dedent(
 def _registration_from(s, pose):
     """A new result linking ``pose`` as it is in the working copy, after checking it is the one read."""
     source = s.input(pose)
-    return s.add(mock.mock_StacRegistration(name="StacRegistration_2", pose_estimation=source,
-                                            body_model=s.input("BodyModel"), skeleton=source.skeleton))
+    return s.add(
+        mock.mock_StacRegistration(
+            name="StacRegistration_2", pose_estimation=source, body_model=s.input("BodyModel"), skeleton=source.skeleton
+        )
+    )
 
 
 def test_a_concurrent_replace_cannot_produce_a_stale_link(full_session):
@@ -130,7 +144,9 @@ def test_a_concurrent_replace_cannot_produce_a_stale_link(full_session):
         # ... a long computation from the keypoints; meanwhile another process replaces them:
         subprocess.run([sys.executable, "-c", REPLACE_KEYPOINTS, str(full_session)], check=True, capture_output=True)
         after_replace = digest(full_session)
-        with pytest.raises(InputError, match="input processing/behavior/PoseEstimation changed since it was read: rerun"):
+        with pytest.raises(
+            InputError, match="input processing/behavior/PoseEstimation changed since it was read: rerun"
+        ):
             with session.append(inputs=inputs) as s:
                 s.add(mock.mock_BodyModel(name="never_written"))
         with pytest.raises(InputError, match="changed since it was read"):
@@ -172,8 +188,9 @@ HOLD_LOCK = textwrap.dedent(
 
 
 def _hold_lock(path):
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 

@@ -41,7 +41,9 @@ def test_every_object_round_trips(session):
         read = io.read()
         for name in MIMIC_OBJECTS:
             checker.assertContainerEqual(written.processing["mimic"][name], read.processing["mimic"][name])
-        checker.assertContainerEqual(written.processing["behavior"]["PoseEstimation"], read.processing["behavior"]["PoseEstimation"])
+        checker.assertContainerEqual(
+            written.processing["behavior"]["PoseEstimation"], read.processing["behavior"]["PoseEstimation"]
+        )
         checker.assertContainerEqual(written.units, read.units)
         layer = read.processing["mimic"]["NetworkActivations_closed_loop"].layer_activations["encoder_0"]
         assert layer.data.dtype == np.float16  # kept as written
