@@ -3,6 +3,9 @@
 from importlib.resources import files
 from pathlib import Path
 
+# Site maps (keypoint -> body and offset on the dm_control rodent) shipped, by skeleton name.
+BUILTIN_SITE_MAPS = {"rat23": "rat23_rodent_sites.yaml"}
+
 
 def data_path(name: str) -> Path:
     """Path of a shipped reference file, e.g. ``data_path("rat23_dannce_clip_1000.mat")``."""
