@@ -8,9 +8,9 @@ import pytest
 from mimic_nwb.body_model import build_body_model
 from mimic_nwb.controller import ReferenceTrajectory
 from mimic_nwb.data import data_path
-from mimic_nwb.simulate import run_inverse_dynamics
+from mimic_nwb.simulate import RolloutConfig, run_inverse_dynamics, run_rollout
 from mimic_nwb.simulate.expert import ExpertConfig, TrackingExpert
-from mimic_nwb.simulate.testing import smooth_reference
+from mimic_nwb.simulate.testing import smooth_reference, standing_reference
 from mimic_nwb.simulate.tracking import (
     TerminationConfig,
     TrackingMeter,
@@ -123,3 +123,39 @@ def test_expert_controls_are_in_range_and_leave_the_state_alone(body_model, refe
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="natural_frequency"):
         ExpertConfig(natural_frequency=-1.0)
+
+
+@pytest.fixture(scope="module")
+def standing(body_model):
+    """A body standing on the floor, moving its joints gently (feet carry it: physically possible)."""
+    qpos = standing_reference(body_model, 60, FPS, amplitude=0.02)
+    return ReferenceTrajectory.from_inverse_dynamics(run_inverse_dynamics(qpos, body_model, FPS))
+
+
+def test_expert_tracks_a_standing_reference_without_root_force(body_model, standing):
+    r = run_rollout(body_model, standing, None, RolloutConfig(mode="expert"))
+    assert len(r.episodes) == 1 and r.episodes.termination[0] == "end_of_reference"
+    assert np.nanmean(r.total_error) < 0.008 and np.nanmax(r.total_error) < 0.015
+    assert np.nanmean(r.pose_error) <= np.nanmean(r.total_error)
+    assert np.all(np.abs(r.actuator_controls) <= 1.0)
+    assert r.activations == {} and r.controller_sha256 == ""
+    # feedforward alone (no feedback) drifts away from the reference
+    drift = run_rollout(body_model, standing, None,
+                       RolloutConfig(mode="expert", termination_error=1.0,
+                                     expert=ExpertConfig(natural_frequency=1e-9)))
+    assert np.nanmean(drift.total_error) > 3 * np.nanmean(r.total_error)
+
+
+def test_predictive_sampling_is_seeded_and_keeps_the_state(body_model, standing):
+    config = ExpertConfig(n_samples=4, horizon=0.06, seed=3)
+    expert = TrackingExpert(body_model.model, standing, config)
+    assert expert.horizon_frames == 3
+    data = mujoco.MjData(body_model.model)
+    data.qpos[:], data.qvel[:], data.act[:] = standing.qpos[5], standing.qvel[5], standing.activations[5]
+    qpos = data.qpos.copy()
+    u = expert.controls(data, 5)
+    np.testing.assert_array_equal(data.qpos, qpos)
+    again = TrackingExpert(body_model.model, standing, config).controls(data, 5)
+    np.testing.assert_array_equal(u, again)
+    r = run_rollout(body_model, standing, None, RolloutConfig(mode="expert", n_frames=12, expert=config))
+    assert np.nanmean(r.total_error) < 0.01

@@ -15,7 +15,7 @@ from mimic_nwb.controller import (
     network_params,
 )
 from mimic_nwb.data import data_path
-from mimic_nwb.simulate import REWARD_TERMS, RolloutConfig, run_inverse_dynamics, run_rollout
+from mimic_nwb.simulate import REWARD_TERMS, TRACKING_COLUMNS, RolloutConfig, run_inverse_dynamics, run_rollout
 from mimic_nwb.simulate.testing import smooth_reference
 
 FPS = 50.0
@@ -74,6 +74,13 @@ def test_arrays_align_with_the_reference_frames(body_model, reference, checkpoin
     np.testing.assert_array_equal(r.actuator_activations[0], reference.activations[0])
     assert r.tracking_error[0] == 0.0
     assert r.controller_sha256 == checkpoint.sha256
+    # the paper's measures of the states reached: none for the first row (not simulated)
+    assert r.tracking.shape == (N, len(TRACKING_COLUMNS)) and np.isnan(r.tracking[0]).all()
+    assert np.isfinite(r.tracking[1:]).all()
+    body = TRACKING_COLUMNS.index("body_error")
+    np.testing.assert_array_equal(r.step_error[:-1], r.tracking[1:, body])
+    assert np.all(r.pose_error[1:] <= r.total_error[1:] + 1e-12)
+    assert "episodes" in r.summary() and r.cpu_time > 0
 
 
 def test_episodes_tile_the_rollout_and_restart_from_the_reference(reference, closed_loop):
@@ -163,5 +170,7 @@ def test_bad_inputs_raise_one_line(body_model, reference, checkpoint):
         run_rollout(body_model, reference, checkpoint, RolloutConfig(timestep=0.003))
     with pytest.raises(ValueError, match="mode"):
         RolloutConfig(mode="sideways")
+    with pytest.raises(ValueError, match="needs a controller checkpoint"):
+        run_rollout(body_model, reference, None, RolloutConfig(mode="closed_loop"))
     with pytest.raises(ValueError, match="latent_samples"):
         RolloutConfig(resample_latent=True, latent_samples=1)

@@ -4,7 +4,7 @@ Pure core (MuJoCo and numpy). It is the teacher the MIMIC network is distilled f
 for it (``simulate --mode expert``).
 
 Each control step takes the body from reference frame t towards frame t + 1; its control is held
-over the frame's physics steps, as the network's is. The control is computed in four steps:
+over the frame's physics steps, as the network's is. The control is computed in five steps:
 
 1. **Desired acceleration** (every degree of freedom): the reference's acceleration over the frame
    plus joint-space PD feedback, ``a* = a_ref[t] + wn^2 (q_ref[t] (-) q) + 2 zeta wn (v_ref[t] - v)``,
@@ -14,10 +14,17 @@ over the frame's physics steps, as the network's is. The control is computed in 
 2. **Generalised force** by inverse dynamics at the *current* state, ``mj_inverse(q, v, a*)``
    (contacts off, as for the reference's inverse dynamics): the feedforward of the reference's
    motion and the feedback, both through the mass matrix at the current pose (computed torque).
-3. **Actuator forces**: least squares of the actuators' moment arms on that force, bounded by what
-   the actuators can produce (as ``inverse_dynamics``). The root's six degrees of freedom have no
-   actuator: there is no root force; the body carries itself on its contacts.
-4. **Controls**: the activation filter is inverted over the frame's physics steps (the control
+3. **Support by the floor.** The root's six degrees of freedom have no actuator (there is no root
+   force): the root's share of that force must come from the floor, pushed on by the limbs. Floor
+   reaction forces f at the current contacts (those within 5 mm of the floor: a foot about to
+   land) are chosen to supply it, ``J_root^T f = F_root``, inside a linearised friction cone (four
+   edges per contact, 0.7 x the friction coefficient), by non-negative least squares with a small
+   ridge; the joints then need ``F - J^T f``: what the limbs must exert so that the floor pushes
+   back with f (whole-body control through contacts). Without this step the legs, held only by
+   mass-matrix PD, fold under the body's weight.
+4. **Actuator forces**: least squares of the actuators' moment arms on the joints' force, bounded
+   by what the actuators can produce (as ``inverse_dynamics``).
+5. **Controls**: the activation filter is inverted over the frame's physics steps (the control
    whose filtered activation best follows the required activation, clipped to the control range).
 
 Optional **predictive sampling** (``n_samples`` > 0; Howell et al., MJPC): around that feedback
@@ -26,8 +33,8 @@ frame, Gaussian with ``sampling_std``, in control units) are rolled forward on c
 state, each frame's control being the feedback law's plus the offset; the sequence with the least
 tracking cost (mean squared keypoint-site distance to the reference, summed over the horizon's
 frames) is kept, its first offset applied, and the rest shifted to warm-start the next frame. The
-unperturbed law and the previous best are always among the candidates, so sampling never does
-worse than the law on its own rollout model (the simulation itself).
+unperturbed law and the previous best are always among the candidates, so the plan applied is
+never predicted (on the simulation itself) to track worse over the horizon than the law alone.
 """
 
 from __future__ import annotations
@@ -37,13 +44,18 @@ from dataclasses import asdict, dataclass
 
 import mujoco
 import numpy as np
+from scipy.optimize import lsq_linear, nnls
 
 from ..controller.observations import ReferenceTrajectory
 from .inverse_dynamics import _ActuatorSolver, _force_bounds
-from .physics import actuator_dynamics, as_mjmodel, moment_matrix, simulation_model, steps_per_frame
+from .physics import actuator_dynamics, as_mjmodel, moment_matrix, root_dofs, simulation_model, steps_per_frame
 from .tracking import TrackingMeter
 
 __all__ = ["ExpertConfig", "TrackingExpert"]
+
+SUPPORT_MARGIN = 0.005  # m: floor contacts looked for this far (a foot about to land)
+CONTACT_RIDGE = 1e-3  # ridge on the contact forces' cone coordinates (N): the smallest forces that do
+FRICTION_SHARE = 0.7  # of the contact's friction coefficient: stay inside the cone, not on its edge
 
 
 @dataclass(frozen=True)
@@ -130,11 +142,58 @@ class TrackingExpert:
         c = 1.0 - (1.0 - self.dyn.rate[None, :]) ** j
         self._filter_gain = c.sum(0) / (c * c).sum(0)
         self.horizon_frames = max(1, int(round(config.horizon * reference.frame_rate)))
+        # Contacts are looked for within a margin: a foot a few millimetres above the floor is
+        # about to carry the body (the registration leaves feet up to ~1 mm off it).
+        self._support_model = copy.copy(self.model)
+        world = self._support_model.geom_bodyid == 0  # a pair's margin is the larger of its geoms'
+        self._support_model.geom_margin[world] = np.maximum(self._support_model.geom_margin[world],
+                                                            SUPPORT_MARGIN)
+        self._contacts_data = mujoco.MjData(self._support_model)
+        self._root = root_dofs(self.model)
+        # root rows: forces (N) as they are, torques (N m) over a 5 cm lever
+        self._root_weight = np.where(np.arange(self.model.nv)[self._root] % 6 < 3, 1.0, 20.0)
         self._rng = np.random.default_rng(config.seed)
         self._meter = TrackingMeter(self.model, reference.qpos) if config.n_samples else None
         self._samples = [mujoco.MjData(self.model) for _ in range(int(config.n_samples))]
         self._plan = np.zeros((self.horizon_frames, mj.nu))
         self._last_frame = None
+
+    def _contact_support(self, data, qfrc) -> np.ndarray:
+        """(nv,) generalised force J_c^T f of floor reaction forces f at the current contacts that
+        best supply the root's share of ``qfrc`` (the root has no actuator: the legs must push on
+        the floor for it). Forces lie in a linearised friction cone (4 edges per contact);
+        non-negative least squares with a small ridge."""
+        m, c = self._support_model, self._contacts_data
+        c.qpos[:] = data.qpos
+        mujoco.mj_fwdPosition(m, c)
+        root = self._root
+        cols, jacs = [], []
+        jacp = np.zeros((3, m.nv))
+        for i in range(c.ncon):
+            con = c.contact[i]
+            b1, b2 = m.geom_bodyid[con.geom1], m.geom_bodyid[con.geom2]
+            if (b1 == 0) == (b2 == 0):  # floor contacts only (world body 0)
+                continue
+            body = b2 if b1 == 0 else b1
+            normal = con.frame[:3] * (1.0 if b1 == 0 else -1.0)  # pushes on the body
+            t1, t2 = con.frame[3:6], con.frame[6:9]
+            mu = FRICTION_SHARE * float(con.friction[0])
+            mujoco.mj_jac(m, c, jacp, None, con.pos, body)
+            edges = np.stack([normal + mu * t1, normal - mu * t1, normal + mu * t2, normal - mu * t2])
+            jacs.append(jacp.copy())
+            cols.append(edges @ jacp)  # (4, nv): generalised force of a unit force along each edge
+        if not cols:
+            return np.zeros(m.nv)
+        basis = np.concatenate(cols)  # (4n, nv)
+        a = basis[:, root].T * self._root_weight[:, None]
+        b = qfrc[root] * self._root_weight
+        ridge = CONTACT_RIDGE * np.eye(len(basis))
+        lhs, rhs = np.vstack([a, ridge]), np.concatenate([b, np.zeros(len(basis))])
+        try:
+            beta, _ = nnls(lhs, rhs, maxiter=50 * len(basis))
+        except RuntimeError:  # nnls did not converge (rare, degenerate contact sets)
+            beta = lsq_linear(lhs, rhs, bounds=(0.0, np.inf), method="bvls").x
+        return beta @ basis
 
     @property
     def n_frames(self) -> int:
@@ -146,7 +205,7 @@ class TrackingExpert:
         self._last_frame = None
 
     def feedback_controls(self, data: mujoco.MjData, frame: int) -> np.ndarray:
-        """(nu,) the feedback law's controls (steps 1-4 of the module docstring) at the state in
+        """(nu,) the feedback law's controls (steps 1-5 of the module docstring) at the state in
         ``data`` for the step from reference ``frame`` to ``frame + 1``; ``data`` is not modified."""
         ref = self.reference
         frame = min(max(int(frame), 0), ref.n_frames - 1)
@@ -157,10 +216,12 @@ class TrackingExpert:
         mujoco.mj_differentiatePos(m, err, 1.0, data.qpos, ref.qpos[frame])  # q_ref (-) q
         s.qacc[:] = self.qacc_ref[frame] + self.kp * err + self.kd * (ref.qvel[frame] - data.qvel)
         mujoco.mj_inverse(m, s)
+        qfrc = s.qfrc_inverse.copy()
+        qfrc -= self._contact_support(data, qfrc)
         moment = moment_matrix(m, s, self._moment)
         gain, bias = self.dyn.gain_bias(s)
         lo, hi = _force_bounds(self.dyn, gain, bias)
-        force, _ = self._solver.solve(moment, s.qfrc_inverse, lo, hi)
+        force, _ = self._solver.solve(moment, qfrc, lo, hi)
         with np.errstate(divide="ignore", invalid="ignore"):
             w_star = np.where(gain != 0, (force - bias) / gain, 0.0)
         dyn = self.dyn
