@@ -14,6 +14,10 @@ column names. Available names depend on what the session holds:
   ``inverse_dynamics`` rollout;
 - ``<NetworkActivations name>/<layer>``: every layer of every recorded network rollout.
 
+With several registrations (or inverse-dynamics rollouts) in a session, their feature sets are
+named ``<StacRegistration name>/kinematics`` (``<SimulationRollout name>/inverse_dynamics``), and
+a bare ``kinematics`` is an error that names the candidates: a choice is never made silently.
+
 :func:`resample_to_bins` puts any of them on spike-count bins.
 
 Missing samples (frames the registration did not fit, NaN) are filled by linear interpolation
@@ -29,6 +33,7 @@ import numpy as np
 from ndx_mimic.mimic import pose_as_array
 
 from .errors import InputError
+from .session import find_results
 
 RESULTS = "mimic"
 #: Longest gap (seconds between the valid samples around it) filled by linear interpolation.
@@ -46,16 +51,26 @@ class FeatureSet:
     source: str  # path of the object in the file
 
 
+REGISTRATION_SETS = ("kinematics", "joint_angles", "joint_velocities")
+
+
 def _results(nwbfile, kind):
-    module = nwbfile.processing.get(RESULTS)
-    if module is None:
-        return []
-    return [obj for obj in module.data_interfaces.values() if type(obj).__name__ == kind]
+    return list(find_results(nwbfile, kind, RESULTS).values())
 
 
-def _registration(nwbfile):
-    registrations = _results(nwbfile, "StacRegistration")
-    return registrations[0] if registrations else None
+def _id_rollouts(nwbfile):
+    return [
+        r for r in _results(nwbfile, "SimulationRollout")
+        if r.mode == "inverse_dynamics" and r.generalized_forces is not None
+    ]
+
+
+def _one(candidates, what, kind, path):
+    """The only candidate, or an InputError naming the qualified names to choose from."""
+    if len(candidates) == 1:
+        return candidates[0]
+    names = ", ".join(f"{c.name}/{what}" for c in candidates)
+    raise InputError(f"{path}: feature set {what!r} is ambiguous: {len(candidates)} {kind} results; choose one of {names}")
 
 
 def _hinge_columns(series):
@@ -71,15 +86,12 @@ def _quat_yaw(quaternions):
     return np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
 
 
-def _kinematics(nwbfile):
-    registration = _registration(nwbfile)
-    if registration is None:
-        return None
+def _kinematics(registration, name):
     qpos = np.asarray(registration.qpos.data[:])
     times = registration.qpos.get_timestamps()
     names = [str(n) for n in registration.qpos.column_names[:]]
     root = [names.index(n) for n in ("root_x", "root_y", "root_z", "root_qw", "root_qx", "root_qy", "root_qz")]
-    # The measured keypoints, moved into the model frame (floor at z = 0) where qpos lives.
+    # The model's keypoint sites, moved into the model frame (floor at z = 0) where qpos lives.
     transform = np.asarray(registration.world_to_model[:]) if registration.world_to_model is not None else np.eye(4)
     keypoints = pose_as_array(registration.model_keypoints, registration.keypoint_names)
     keypoints = keypoints @ transform[:3, :3].T + transform[:3, 3]
@@ -96,7 +108,7 @@ def _kinematics(nwbfile):
     velocity = np.gradient(flat, times, axis=0)
     columns = [f"{k}_{axis}" for k in registration.keypoint_names for axis in "xyz"]
     return FeatureSet(
-        "kinematics",
+        name,
         np.concatenate([flat, velocity], axis=1),
         times,
         columns + [f"{c}_velocity" for c in columns],
@@ -104,33 +116,26 @@ def _kinematics(nwbfile):
     )
 
 
-def _joint_angles(nwbfile, velocities=False):
-    registration = _registration(nwbfile)
-    if registration is None:
-        return None
+def _joint_angles(registration, name, velocities=False):
     keep, names = _hinge_columns(registration.qpos)
     times = registration.qpos.get_timestamps()
     values = fill_short_gaps(np.asarray(registration.qpos.data[:])[:, keep], times)
-    name = "joint_velocities" if velocities else "joint_angles"
     if velocities:
         values, names = np.gradient(values, times, axis=0), [f"{n}_velocity" for n in names]
     return FeatureSet(name, values, times, names, f"processing/{RESULTS}/{registration.name}/qpos")
 
 
-def _inverse_dynamics(nwbfile):
-    rollouts = [r for r in _results(nwbfile, "SimulationRollout") if r.mode == "inverse_dynamics"]
-    if not rollouts or rollouts[0].generalized_forces is None:
-        return None
-    forces = rollouts[0].generalized_forces
-    keep = [i for i, name in enumerate(forces.column_names[:]) if not str(name).startswith("root_")]
+def _inverse_dynamics(rollout, name):
+    forces = rollout.generalized_forces
+    keep = [i for i, column in enumerate(forces.column_names[:]) if not str(column).startswith("root_")]
     names = [str(forces.column_names[i]) for i in keep]
     times = forces.get_timestamps()
     return FeatureSet(
-        "inverse_dynamics",
+        name,
         fill_short_gaps(np.asarray(forces.data[:])[:, keep], times),
         times,
         names,
-        f"processing/{RESULTS}/{rollouts[0].name}/generalized_forces",
+        f"processing/{RESULTS}/{rollout.name}/generalized_forces",
     )
 
 
@@ -165,10 +170,16 @@ def fill_short_gaps(values, times, max_gap=MAX_INTERPOLATED_GAP):
 def available_feature_sets(nwbfile):
     """Names of the feature sets this session can provide, in a stable order."""
     names = []
-    if _registration(nwbfile) is not None:
-        names += ["kinematics", "joint_angles", "joint_velocities"]
-    if any(r.mode == "inverse_dynamics" and r.generalized_forces is not None for r in _results(nwbfile, "SimulationRollout")):
+    registrations = _results(nwbfile, "StacRegistration")
+    if len(registrations) == 1:
+        names += list(REGISTRATION_SETS)
+    else:
+        names += [f"{r.name}/{what}" for r in registrations for what in REGISTRATION_SETS]
+    rollouts = _id_rollouts(nwbfile)
+    if len(rollouts) == 1:
         names.append("inverse_dynamics")
+    else:
+        names += [f"{r.name}/inverse_dynamics" for r in rollouts]
     for activations in _results(nwbfile, "NetworkActivations"):
         names += [f"{activations.name}/{layer}" for layer in activations.layer_activations]
     return names
@@ -177,21 +188,31 @@ def available_feature_sets(nwbfile):
 def read_feature_set(nwbfile, name, path="session"):
     """One feature set by name (see the module docstring)."""
     readers = {
-        "kinematics": _kinematics,
-        "joint_angles": _joint_angles,
-        "joint_velocities": lambda f: _joint_angles(f, velocities=True),
-        "inverse_dynamics": _inverse_dynamics,
+        "kinematics": lambda r: _kinematics(r, name),
+        "joint_angles": lambda r: _joint_angles(r, name),
+        "joint_velocities": lambda r: _joint_angles(r, name, velocities=True),
     }
+    group, _, what = name.rpartition("/")
     feature_set = None
-    if name in readers:
-        feature_set = readers[name](nwbfile)
-    elif "/" in name:
+    if what in readers:
+        registrations = _results(nwbfile, "StacRegistration")
+        if group:
+            registrations = [r for r in registrations if r.name == group]
+        if registrations:
+            feature_set = readers[what](_one(registrations, what, "StacRegistration", path))
+    elif what == "inverse_dynamics":
+        rollouts = _id_rollouts(nwbfile)
+        if group:
+            rollouts = [r for r in rollouts if r.name == group]
+        if rollouts:
+            feature_set = _inverse_dynamics(_one(rollouts, what, "inverse-dynamics SimulationRollout", path), name)
+    if feature_set is None and "/" in name:
         group, layer = name.split("/", 1)
         module = nwbfile.processing.get(RESULTS)
         activations = module.data_interfaces.get(group) if module else None
         if activations is not None and layer in getattr(activations, "layer_activations", {}):
             series = activations.layer_activations[layer]
-            values = np.asarray(series.data[:], dtype=np.float64)
+            values = np.asarray(series.data[:], dtype=np.float64) * series.conversion + series.offset  # int16 codes
             feature_set = FeatureSet(
                 name, values, series.get_timestamps(), [f"{layer}_{i}" for i in range(values.shape[1])],
                 f"processing/{RESULTS}/{group}/{layer}",

@@ -32,7 +32,7 @@ def smooth(rng, shape, sigma_frames=5):
     return x / x.std(axis=0)
 
 
-def session_with_missing_keypoints(folder, missing_share=0.01, seed=0):
+def session_with_missing_keypoints(folder, missing_share=0.01, seed=0, second_registration=False):
     """Toy registration: smooth random joint angles and (independent) keypoint trajectories;
     ``missing_share`` of the measured keypoint coordinates NaN at random (whole 3D points), the
     model keypoints complete, as STAC writes them."""
@@ -68,6 +68,24 @@ def session_with_missing_keypoints(folder, missing_share=0.01, seed=0):
                 body_model=body_model,
             )
         )
+        if second_registration:  # another fit of the same keypoints, e.g. with other settings
+            s.add(
+                StacRegistration(
+                    name="StacRegistration_b",
+                    qpos=JointStateSeries(name="qpos", data=-qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
+                                          column_units=mock.TOY_QPOS_UNITS, body_model=body_model,
+                                          description="toy", **timing),
+                    keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)),
+                                                      unit="meters", column_names=mock.TOY_KEYPOINTS,
+                                                      description="toy", **timing),
+                    model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints",
+                                                             positions=model),
+                    keypoint_sites=mock.mock_KeypointSites(),
+                    frame_valid=np.ones(FRAMES, dtype=bool),
+                    pose_estimation=pose,
+                    body_model=body_model,
+                )
+            )
     return path, int(missing.sum())
 
 
@@ -150,3 +168,23 @@ def test_unfitted_frames_in_short_gaps_do_not_stop_encoding(tmp_path):
     # Bins centred inside the 1-s gap (51: 29.98 s < centre < 31.00 s), the 5 before it that pair
     # with it at lag -0.1 s, and the session's last 5 bins (no partner at -0.1 s); nothing else.
     assert unused.size == 51 + 5 + 5 and unused[0] == 1494 and unused[-6] == 1549
+
+
+def test_several_registrations_are_named_never_chosen_silently(tmp_path):
+    from mimic_nwb.errors import InputError
+    from mimic_nwb.features import available_feature_sets
+
+    path, _ = session_with_missing_keypoints(tmp_path, missing_share=0.0, second_registration=True)
+    with read_session(path) as nwbfile:
+        names = available_feature_sets(nwbfile)
+        assert names == [f"{r}/{s}" for r in ("StacRegistration", "StacRegistration_b")
+                         for s in ("kinematics", "joint_angles", "joint_velocities")]
+        with pytest.raises(InputError, match="feature set 'joint_angles' is ambiguous: 2 StacRegistration results; "
+                                             "choose one of StacRegistration/joint_angles, StacRegistration_b/joint_angles"):
+            read_feature_set(nwbfile, "joint_angles", path)
+        a = read_feature_set(nwbfile, "StacRegistration/joint_angles")
+        b = read_feature_set(nwbfile, "StacRegistration_b/joint_angles")
+        np.testing.assert_array_equal(a.values, -b.values)
+        assert a.name == "StacRegistration/joint_angles" and b.source.endswith("StacRegistration_b/qpos")
+        with pytest.raises(InputError, match="unknown feature set 'Nope/kinematics'"):
+            read_feature_set(nwbfile, "Nope/kinematics", path)
