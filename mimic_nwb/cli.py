@@ -487,7 +487,10 @@ def build_parser():
     train.add_argument("--replace", action="store_true", help="replace an existing ControllerNetwork of that name")
     train.set_defaults(func=cmd_train_controller)
 
-    inspect = commands.add_parser("inspect", help="summarise, validate and inspect a session file")
+    inspect = commands.add_parser(
+        "inspect",
+        help="read every dataset once (a damaged chunk: exit 1), summarise, validate and inspect a session file",
+    )
     inspect.add_argument("session", type=Path)
     inspect.add_argument("--no-inspector", action="store_true", help="skip nwbinspector (faster)")
     inspect.set_defaults(func=cmd_inspect)
