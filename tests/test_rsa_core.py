@@ -160,3 +160,15 @@ def test_unknown_names_raise():
         compute_rdms(activities, labels, folds, reference="MC")
     with pytest.raises(ValueError, match="conditions: 'Fly' has no labelled bin"):
         compute_rdms(activities, labels, folds, conditions=["Walk", "Rear", "Fly"])
+
+
+@pytest.mark.parametrize("n_permutations", [-1, 2.5, True])
+def test_permutation_count_must_be_a_non_negative_integer(n_permutations):
+    rng = np.random.default_rng(7)
+    codes, labels, patterns, folds = simulate(rng, n_bins=6000)
+    activities = {"population": representation(rng, codes, patterns, 8), "layer": representation(rng, codes, patterns, 5)}
+    result = compute_rdms(activities, labels, folds, n_permutations=0)
+    with pytest.raises(ValueError, match="n_permutations must be an integer >= 0"):
+        compare_rdms(result, "population", n_permutations=n_permutations)
+    table = compare_rdms(result, "population", n_permutations=0)
+    assert np.isnan(table["p_value"]).all() and (table["n_permutations"] == 0).all()  # documented: no p-value
