@@ -15,7 +15,7 @@ from pynwb import get_class, register_class
 
 NAMESPACE = "ndx-mimic"
 
-ROLLOUT_MODES = ("closed_loop", "open_loop", "inverse_dynamics")
+ROLLOUT_MODES = ("closed_loop", "open_loop", "inverse_dynamics", "expert")
 LAYER_KINDS = (
     "encoder",
     "latent_mean",
@@ -253,12 +253,13 @@ ROLLOUT_SERIES = (
     "residual_forces",
     "reward",
     "reward_terms",
+    "tracking_errors",
 )
 
 
 @register_class("SimulationRollout", NAMESPACE)
 class SimulationRollout(_SimulationRolloutBase):
-    """Simulated joint states of one rollout ('closed_loop', 'open_loop' or 'inverse_dynamics')."""
+    """Simulated joint states of one rollout ('closed_loop', 'open_loop', 'inverse_dynamics' or 'expert')."""
 
     @docval(*_docval_args(_SimulationRolloutBase))
     def __init__(self, **kwargs):

@@ -309,11 +309,13 @@ def build_types():
         default_name="SimulationRollout",
         doc=(
             "Simulated joint states of a body model imitating a reference: closed loop (controller in "
-            "physics), open loop (every step starts from the reference state) or inverse dynamics (forces "
-            "that reproduce the reference). One row per control step, aligned to reference frames."
+            "physics), open loop (every step starts from the reference state), inverse dynamics (forces "
+            "that reproduce the reference) or expert (a tracking controller without a network: inverse "
+            "dynamics and feedback through the actuators). One row per control step, aligned to reference "
+            "frames."
         ),
         attributes=[
-            text_attribute("mode", "One of 'closed_loop', 'open_loop', 'inverse_dynamics'."),
+            text_attribute("mode", "One of 'closed_loop', 'open_loop', 'inverse_dynamics', 'expert'."),
             NWBAttributeSpec(name="physics_timestep", dtype="float64", doc="Physics step, in seconds."),
             NWBAttributeSpec(name="control_timestep", dtype="float64", doc="Control step, in seconds."),
             NWBAttributeSpec(name="seed", dtype="int32", doc="Random seed of the rollout.", required=False),
@@ -352,6 +354,19 @@ def build_types():
                 name="reward_terms",
                 neurodata_type_inc="NamedColumnSeries",
                 doc="Named terms of the reward per control step, T x terms (dimensionless).",
+                quantity="?",
+            ),
+            NWBGroupSpec(
+                name="tracking_errors",
+                neurodata_type_inc="NamedColumnSeries",
+                doc=(
+                    "How well each simulated state tracks the reference at its frame, T x measures (columns "
+                    "name their units): 'total_error' (mean distance of the keypoint sites to the reference's, "
+                    "meters), 'pose_error' (the same after a rigid alignment without scaling, meters), "
+                    "'body_error' (mean distance of the keypoint-carrying bodies, meters: what ends an "
+                    "episode), and the metrics of dm_control and track-mjx. NaN where no simulated state "
+                    "reached the frame (the first)."
+                ),
                 quantity="?",
             ),
             NWBGroupSpec(name="episodes", neurodata_type_inc="RolloutEpisodes", doc="Episodes of the rollout."),
