@@ -435,7 +435,8 @@ def _staged_organize(sessions, dandiset_dir, files_mode="copy", jobs=1):
     Yields ``[(source, staged_path, asset_path)]``; the staging folder is removed on exit, so an
     organize that is not committed (bad input, failed validation) leaves the dandiset as it was.
     """
-    from dandi.organize import FileOperationMode, OrganizeImpossibleError, organize as dandi_organize
+    from dandi.organize import FileOperationMode, OrganizeImpossibleError
+    from dandi.organize import organize as dandi_organize
 
     if files_mode not in FILES_MODES:
         raise InputError(f"files mode {files_mode!r}: use one of {', '.join(FILES_MODES)}")

@@ -21,19 +21,19 @@ from types import SimpleNamespace
 import h5py
 import numpy as np
 import pytest
+from hdmf.backends.hdf5 import H5DataIO
 from pynwb import NWBHDF5IO, NWBFile, TimeSeries
 from pynwb.file import Subject
-from hdmf.backends.hdf5 import H5DataIO
 
 dandi = pytest.importorskip("dandi")
-
-from dandi_server import API_KEY, DANDI_CLI_VERSION, FakeDandiArchive, RangeFileServer  # noqa: E402
 
 from mimic_nwb import dandi as mimic_dandi  # noqa: E402
 from mimic_nwb.cli import main  # noqa: E402
 from mimic_nwb.errors import InputError  # noqa: E402
 from mimic_nwb.session import read_session  # noqa: E402
 from ndx_mimic.testing.mock import mock_BodyModel, mock_session  # noqa: E402
+
+from dandi_server import API_KEY, DANDI_CLI_VERSION, FakeDandiArchive, RangeFileServer  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     dandi.__version__ != DANDI_CLI_VERSION,

@@ -234,7 +234,7 @@ def test_unpenalised_matches_statsmodels(small_session, lag):
     np.testing.assert_allclose(result.cv_llr[0, i], cv_llr, rtol=0, atol=TOL_BITS)
     np.testing.assert_allclose(result.pseudo_r2[0, i], pseudo_r2, rtol=0, atol=1e-6)
     # Training log-likelihood of our solver on the same design, in bits per spike.
-    for ll_sm, transform, X_train, y_train, u, f in train[:6]:
+    for ll_sm, _transform, X_train, y_train, _u, _f in train[:6]:
         fit = fit_poisson_glm(X_train[:, 1:], y_train)
         model = sm.GLM(y_train, X_train, family=sm.families.Poisson())
         ll_ours = model.loglike(np.r_[fit.intercept[0], fit.coef[:, 0]])
@@ -282,7 +282,7 @@ def test_elastic_net_matches_statsmodels_fit_regularized(small_session):
     cv_llr, _, train = _statsmodels_cv(result, counts, features, 0.0, elastic_net)
     np.testing.assert_allclose(result.cv_llr[0, 0], cv_llr, rtol=0, atol=TOL_BITS)
     # Same sparsity pattern as statsmodels' coordinate descent, coefficient by coefficient.
-    for _, transform, X_train, y_train, u, f in train:
+    for _, _transform, X_train, y_train, _u, _f in train:
         ours = fit_poisson_glm(X_train[:, 1:], y_train, alpha=alpha, l1_wt=l1_wt)
         theirs = elastic_net(sm.GLM(y_train, X_train, family=sm.families.Poisson()))
         np.testing.assert_allclose(np.r_[ours.intercept, ours.coef[:, 0]], theirs, atol=1e-6)
@@ -404,7 +404,7 @@ def test_significance_is_benjamini_hochberg_within_each_family(small_session):
     families = {"0": "DLS", "1": "DLS", "2": "MC", "3": "MC"}
     table = result.significance(0.05, families=families)
     assert len(table) == 4 * 2 and set(table["family"]) == {"DLS", "MC"}
-    for family, rows in table.groupby("family"):
+    for _, rows in table.groupby("family"):
         expected = multipletests(rows["p_value_lags"], method="fdr_bh")[1]
         np.testing.assert_allclose(rows["q_value"], expected)
     np.testing.assert_array_equal(table["significant"], table["q_value"] < 0.05)

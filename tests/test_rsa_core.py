@@ -135,12 +135,12 @@ def test_condition_means_and_noise_precision_match_references():
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda a, l, p: (a, [None] * len(l), p), "labels do not overlap the data"),
-        (lambda a, l, p: (a, l[:-5], p), "activity 'population' has 6000 bins but labels has 5995"),
-        (lambda a, l, p: ({"population": np.full_like(a["population"], np.nan)}, l, p), "labels do not overlap"),
-        (lambda a, l, p: (a, np.where(np.isin(l, ["Walk", "Rear"]), l, None), p), "at least 3 conditions"),
-        (lambda a, l, p: (a, l, p[:-1]), "partitions must be integers"),
-        (lambda a, l, p: ({}, l, p), "non-empty mapping"),
+        (lambda a, lab, p: (a, [None] * len(lab), p), "labels do not overlap the data"),
+        (lambda a, lab, p: (a, lab[:-5], p), "activity 'population' has 6000 bins but labels has 5995"),
+        (lambda a, lab, p: ({"population": np.full_like(a["population"], np.nan)}, lab, p), "labels do not overlap"),
+        (lambda a, lab, p: (a, np.where(np.isin(lab, ["Walk", "Rear"]), lab, None), p), "at least 3 conditions"),
+        (lambda a, lab, p: (a, lab, p[:-1]), "partitions must be integers"),
+        (lambda a, lab, p: ({}, lab, p), "non-empty mapping"),
     ],
 )
 def test_bad_inputs_raise(change, message):

@@ -23,7 +23,7 @@ def session(tmp_path_factory):
     hip = qpos[:, 7]
     # units tuned to the hip angle, so the neural RDM follows the joint-angle RDM
     spikes = {}
-    for i, (gain, region) in enumerate([(1.5, "DLS"), (-1.5, "DLS"), (1.0, "MC"), (0.5, "DLS")]):
+    for i, (gain, _region) in enumerate([(1.5, "DLS"), (-1.5, "DLS"), (1.0, "MC"), (0.5, "DLS")]):
         counts = rng.poisson(12 * np.exp(gain * hip) / RATE)
         spikes[f"u{i}"] = np.sort(np.repeat(t, counts) + rng.uniform(0, 1 / RATE, counts.sum()))
     import_units(path, spikes, sampling_rate=30000.0, session_end=len(t) / RATE,
