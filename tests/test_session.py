@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -14,7 +15,7 @@ import pytest
 from pynwb import NWBHDF5IO, validate
 
 from mimic_nwb.errors import InputError, SessionInUseError
-from mimic_nwb.session import append, read_session, session_lock
+from mimic_nwb.session import append, clone_or_copy, read_session, session_lock
 from ndx_mimic.testing import mock
 
 from helpers import digest, new_session
@@ -276,3 +277,38 @@ def test_command_line_replace_dependents(tmp_path, capsys):
     with read_session(path) as nwbfile:
         assert "RepresentationalSimilarity" not in nwbfile.processing["mimic"].data_interfaces
         assert list(nwbfile.intervals["behavior_labels"]["label"][:]) == ["Walk", "Rear"]
+
+
+def test_work_copy_is_a_clone_or_a_copy(tmp_path):
+    source = tmp_path / "source.bin"
+    source.write_bytes(np.random.default_rng(0).bytes(3 << 20))
+    method = clone_or_copy(source, tmp_path / "copy.bin")
+    assert method in ("reflink", "copy_file_range", "copy")
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MIMIC_NWB_REFLINK_DIR"), reason="set MIMIC_NWB_REFLINK_DIR to a folder on btrfs/XFS (reflink)"
+)
+def test_append_clones_on_a_reflink_file_system():
+    """On a file system with reflinks an append neither copies the data nor takes space for them."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(dir=os.environ["MIMIC_NWB_REFLINK_DIR"]))
+    try:
+        path = new_session(folder)
+        counts = np.random.default_rng(0).integers(0, 65535, size=(10_000_000, 10), dtype=np.uint16)  # 200 MB
+        with append(path) as s:
+            s.add(mock.mock_BinnedSpikeCounts(data=counts, num_units=10))
+        os.sync()
+        free = shutil.disk_usage(folder).free
+        with append(path) as s:
+            s.add(mock.mock_BodyModel())
+        assert s.copy_method == "reflink"
+        os.sync()
+        assert free - shutil.disk_usage(folder).free < 20e6  # not another 200 MB
+        with read_session(path) as nwbfile:
+            np.testing.assert_array_equal(nwbfile.processing["mimic"]["BinnedSpikeCounts"].data[-5:], counts[-5:])
+    finally:
+        shutil.rmtree(folder)
