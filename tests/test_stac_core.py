@@ -28,7 +28,8 @@ from mimic_nwb.data import data_path
 from mimic_nwb.stac import StacConfig, model_keypoint_positions, run_stac
 from mimic_nwb.stac.arena import model_floor_clearance
 from mimic_nwb.stac.fitter import PoseFitter, SolverSettings
-from mimic_nwb.stac.geometry import GeomSupport, floor_contact_geoms
+from mimic_nwb.stac.geometry import GeomSupport, body_penetration, floor_contact_geoms
+from mimic_nwb.stac.unobserved import UnobservedPrior
 
 NOISE = 0.001  # m, per axis
 NOISE_DISTANCE = NOISE * np.sqrt(8 / np.pi)  # mean length of a 3D Gaussian noise vector
@@ -197,10 +198,20 @@ def test_floor_and_up_direction(rat):
 
 def test_real_clip(rat):
     """The real DANNCE clip (mm, z-up rig): measured 1.31 mm mean and 2.45 mm 90th percentile
-    error on these 300 frames; asserted with ~20 % headroom."""
+    error on these 300 frames without the floor term and the prior (the tail's tip then
+    ~90 mm below the floor, the feet 3-9 mm in it in every frame); asserted with ~20 %
+    headroom. With them (the default): no geom deeper than 1 mm in any frame, the mean error
+    within 0.1 mm of the free fit's (measured: 1.35 mm, deepest geom 0.08 mm)."""
     pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"]
     keypoints = pred.transpose(0, 2, 1)[:300] / 1000.0
+    free = run_stac(keypoints, rat, StacConfig(n_workers=1, n_calibration_frames=100, floor_weight=0,
+                                               floor_percentile=None, unobserved_prior=False))
+    assert free.max_penetration[0] > 0.05 and free.frames_penetrating.all()
+    assert free.mean_error < 0.0016
     r = run_stac(keypoints, rat, StacConfig(n_workers=1, n_calibration_frames=100))
+    assert r.max_penetration[0] <= 0.001 and not r.frames_penetrating.any()
+    assert r.mean_error < free.mean_error + 0.0001
+    assert r.floor_shift < -0.002  # the model's feet are thicker than the paw keypoints say
     assert r.valid.all()
     assert r.mean_error < 0.0016
     assert np.nanpercentile(r.errors, 90) < 0.003
@@ -320,3 +331,155 @@ def test_jacobian_matches_finite_differences(rat):
         numeric[:, i] = (fitter.positions(q) - p).ravel() / 1e-7
     np.testing.assert_allclose(jac, numeric, atol=1e-5)
     assert fitter.n_dofs == 44  # 6 root + 38 hinges move a keypoint (not tail, toes, fingers, jaw)
+
+
+# --------------------------------------------------------------------------------------------
+# Physically valid registration: the floor term and the prior for unobserved joints
+# --------------------------------------------------------------------------------------------
+
+
+def lowest_fitted_geom(bm, offsets, qpos):
+    """(T,) height (m) of the lowest geom among those the floor term covers (moved by fitted
+    joints only)."""
+    k = len(bm.keypoint_names)
+    fitter = PoseFitter(bm.model, bm.keypoint_body_ids, offsets, np.ones(k, bool), SolverSettings())
+    out = []
+    for q in qpos:
+        fitter.positions(q)
+        out.append(fitter.floor_support.heights(fitter.data).min())
+    return np.array(out)
+
+
+@pytest.fixture(scope="module")
+def on_floor(rat):
+    """A clip standing on the floor, noisy keypoints, fitted with and without the floor term
+    and the prior, as they are and sunk 2 mm (the keypoints then pull the feet into the floor:
+    the floor term must hold them up)."""
+    qpos, offsets, clean = synthetic_clip(rat, 40, seed=13)
+    noisy = clean + np.random.default_rng(13).normal(0, NOISE, clean.shape)
+    free = StacConfig(n_workers=1, floor_weight=0, unobserved_prior=False, **WORLD)
+    out = dict(qpos=qpos, offsets=offsets, clean=clean)
+    for label, y in (("level", noisy), ("sunk", noisy - [0.0, 0.0, 0.002])):
+        out[label] = dict(
+            free=run_stac(y, rat, free, offsets=offsets),
+            floor=run_stac(y, rat, StacConfig(n_workers=1, **WORLD), offsets=offsets),
+            keypoints=y,
+        )
+    return out
+
+
+def test_floor_term_holds_geoms_up(on_floor, rat):
+    sunk, offsets = on_floor["sunk"], on_floor["offsets"]
+    free, floor = sunk["free"], sunk["floor"]
+    # Without the term the fitted feet sink with the keypoints (2 mm, plus noise) ...
+    assert lowest_fitted_geom(rat, offsets, free.qpos).min() < -0.002
+    # ... with it no geom of any body is deeper than a fraction of a millimetre, in any frame,
+    assert floor.penetration.shape == (40, len(floor.penetration_bodies))
+    assert np.all(floor.penetration >= 0)
+    assert floor.max_penetration[0] < 0.0005 and not floor.frames_penetrating.any()
+    # at a small cost in keypoint error (the legs absorb most of the 2 mm).
+    assert floor.mean_error < free.mean_error + 0.0002
+    # The result's penetration is the geometry of its poses.
+    np.testing.assert_allclose(body_penetration(rat.model, floor.qpos)[1], floor.penetration)
+
+
+def test_floor_term_keeps_ground_truth(on_floor, rat):
+    """On keypoints of a model that stands on the floor, the floor term changes the fit by
+    less than the noise does: error to the true keypoints within 0.05 mm of the free fit."""
+    level, clean = on_floor["level"], on_floor["clean"]
+    to_truth = {k: np.linalg.norm(level[k].model_keypoints - clean, axis=2).mean() for k in ("free", "floor")}
+    assert to_truth["floor"] < to_truth["free"] + 0.00005 < 0.0015
+    assert level["floor"].max_penetration[0] < 0.0005
+    # The tail of the ground truth hangs through the floor at rest; the free fit keeps it there,
+    # the prior lifts it clear in every frame.
+    tail = [i for i, n in enumerate(level["free"].penetration_bodies) if n.startswith("vertebra_C")]
+    assert level["free"].penetration[:, tail].max() > 0.03
+    assert level["floor"].penetration[:, tail].max() < 0.0001
+
+
+def test_unobserved_groups_of_the_rodent(rat, on_floor):
+    r = on_floor["level"]["floor"]
+    assert r.fitted_dofs.sum() == 44
+    assert set(r.unobserved_groups) == {"vertebra_C1", "toe_L", "toe_R", "jaw", "finger_L", "finger_R"}
+    prior = UnobservedPrior(rat.model, r.fitted_dofs)
+    tail = prior.groups[[g.name for g in prior.groups].index("vertebra_C1")]
+    assert len(tail.qadr) == 24  # the tail's hinges, bent through its two tendons
+    assert {label for label, _ in tail.candidates} == {"+caudal_extend", "-caudal_extend",
+                                                         "+caudal_bend", "-caudal_bend"}
+    # The tail is lifted by extending it, one direction for the whole clip.
+    assert r.unobserved_directions[r.unobserved_groups.index("vertebra_C1")] in ("+caudal_extend", "-caudal_extend")
+
+
+def test_unobserved_prior_smallest_smooth_clearing_bend(rat, on_floor):
+    """On the true poses: every group clears the floor in every frame, with at least the
+    smallest bend that does (and 1.5 tolerances less fails), smoother in time than the
+    per-frame bends, joints inside their limits, keypoints untouched."""
+    qpos, offsets = on_floor["qpos"], on_floor["offsets"]
+    fitted = on_floor["level"]["floor"].fitted_dofs
+    prior = UnobservedPrior(rat.model, fitted, smoothing_frames=3.0)
+    fit = prior.fit(qpos)
+    assert fit.cleared.all()
+    bodies, depth = body_penetration(rat.model, fit.qpos, np.concatenate([g.geoms for g in prior.groups]))
+    assert depth.max() == 0.0
+    i = fit.group_names.index("vertebra_C1")
+    group = prior.groups[i]
+    direction = group.candidates[[lbl for lbl, _ in group.candidates].index(fit.directions[i])][1]
+    need = np.array([prior.required_bend(i, q, direction)[0] for q in qpos])
+    assert (need > 0.01).mean() > 0.5  # the tail needs lifting in most frames
+    assert np.all(fit.bends[:, i] >= need - 1e-3)
+    for t in np.flatnonzero(need > 0.01)[::5]:  # smallest: a little less leaves it in the floor
+        assert prior._clearance(i, qpos[t], direction, need[t] - 1.5e-3) < 0.0
+    assert np.abs(np.diff(fit.bends[:, i], 2)).mean() < np.abs(np.diff(need, 2)).mean()
+    adr = group.qadr
+    assert np.all(fit.qpos[:, adr] >= group.lower - 1e-12) and np.all(fit.qpos[:, adr] <= group.upper + 1e-12)
+    others = np.setdiff1d(np.arange(rat.nq), np.concatenate([g.qadr for g in prior.groups]))
+    np.testing.assert_array_equal(fit.qpos[:, others], qpos[:, others])
+    np.testing.assert_allclose(model_keypoint_positions(rat, fit.qpos, offsets),
+                               model_keypoint_positions(rat, qpos, offsets), atol=1e-12)
+
+
+def test_geom_support_is_the_lowest_surface_point():
+    """Each primitive's height equals the lowest of many points on its surface; a mesh's is
+    below all of its vertices."""
+    xml = """<mujoco><asset><mesh name="tet" vertex="0 0 0  0.02 0 0  0 0.03 0  0 0 0.01"/></asset>
+    <worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body pos="0 0 0.3" euler="20 35 50"><freejoint/>
+        <geom type="sphere" size="0.02" pos="0.01 0 0"/>
+        <geom type="capsule" size="0.01 0.03" euler="10 60 0"/>
+        <geom type="cylinder" size="0.015 0.02" euler="40 20 0" pos="0 0.1 0"/>
+        <geom type="ellipsoid" size="0.03 0.01 0.02" euler="0 45 30" pos="0.1 0 0"/>
+        <geom type="box" size="0.01 0.02 0.03" euler="15 25 35" pos="-0.1 0 0"/>
+        <geom type="mesh" mesh="tet" pos="0 -0.1 0"/>
+        <geom type="sphere" size="0.01" contype="0" conaffinity="0"/>
+      </body></worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    data = mujoco.MjData(model)
+    mujoco.mj_kinematics(model, data)
+    geoms = floor_contact_geoms(model)
+    assert list(geoms) == [1, 2, 3, 4, 5, 6]  # no plane, no geom that collides with nothing
+    heights = GeomSupport(model, geoms).heights(data)
+    np.testing.assert_allclose(GeomSupport(model, geoms).lowest_points(data)[:, 2], heights, atol=1e-15)
+    # Dense surface samples in each geom's frame: the sphere/ellipsoid map of a grid of unit
+    # vectors, a capsule's and a cylinder's as a union/product, a box's faces.
+    u = np.random.default_rng(0).normal(size=(200000, 3))
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    for g, h in zip(geoms[:5], heights[:5]):
+        size, kind = model.geom_size[g], model.geom_type[g]
+        if kind == mujoco.mjtGeom.mjGEOM_SPHERE:
+            local = size[0] * u
+        elif kind == mujoco.mjtGeom.mjGEOM_CAPSULE:
+            local = size[0] * u + np.sign(u[:, 2:3]) * [0, 0, size[1]]
+        elif kind == mujoco.mjtGeom.mjGEOM_CYLINDER:
+            rim = u[:, :2] / np.linalg.norm(u[:, :2], axis=1, keepdims=True) * size[0]
+            local = np.column_stack([rim, np.sign(u[:, 2]) * size[1]])
+        elif kind == mujoco.mjtGeom.mjGEOM_ELLIPSOID:
+            local = size * u
+        else:
+            local = np.clip(u / np.abs(u).max(1, keepdims=True), -1, 1) * size
+        world = data.geom_xpos[g] + local @ data.geom_xmat[g].reshape(3, 3).T
+        assert world[:, 2].min() == pytest.approx(h, abs=2e-4)
+        assert world[:, 2].min() >= h - 1e-12
+    verts = model.mesh_vert[: model.mesh_vertnum[0]]
+    mesh = geoms[5]
+    world = data.geom_xpos[mesh] + verts @ data.geom_xmat[mesh].reshape(3, 3).T
+    assert heights[5] <= world[:, 2].min() + 1e-12

@@ -63,6 +63,9 @@ _MAX_SIZE_RATIO = 4.0
 _CALIBRATION_RUN = 32
 # Depth below the floor that counts as penetration in the summary statistics, metres.
 PENETRATION_TOLERANCE = 0.001
+# Frames with a geom deeper than this after the unobserved-joint prior are refit with the
+# floor term on every geom, metres.
+_REFIT_DEPTH = 0.0001
 
 
 def default_n_workers() -> int:
@@ -111,6 +114,7 @@ class StacConfig:
             DANNCE rat's feet then rest on the floor in most frames and the term lifts them by
             under a millimetre in the rest (50 lifts a quarter of the frames by 1-3 mm and costs
             keypoint error). None keeps the keypoint floor.
+        unobserved_prior: pose the unobserved joints (False: they stay at ``qpos0``).
         unobserved_smoothing: Gaussian sigma of the time smoothing of unobserved joints, frames
             (0 = none); 3 frames = 60 ms at 50 Hz.
 
@@ -138,6 +142,7 @@ class StacConfig:
     min_keypoints: int = 6
     floor_weight: float = 100.0
     floor_percentile: float | None = 10.0
+    unobserved_prior: bool = True
     unobserved_smoothing: float = 3.0
     up_direction: tuple[float, float, float] | None = None
     floor_height: float | None = None
@@ -419,8 +424,11 @@ def run_stac(
     # 4. Unobserved joints, then 5. penetration of every body (the whole model).
     t0 = time.perf_counter()
     prior = UnobservedPrior(local.model, local.fitted_dof_mask, config.unobserved_smoothing)
-    unobserved = prior.fit(qpos)
-    qpos = unobserved.qpos
+    if config.unobserved_prior:
+        unobserved = prior.fit(qpos)
+        qpos = unobserved.qpos
+    else:
+        unobserved = prior.at_rest(qpos)
     timings["unobserved"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     penetration_bodies, penetration = body_penetration(local.model, qpos)
@@ -429,7 +437,7 @@ def run_stac(
         # that lies on the floor): refit them with the floor term on every geom, so that the
         # fitted joints lift the group's parent.
         with np.errstate(invalid="ignore"):
-            stuck = np.flatnonzero((penetration > PENETRATION_TOLERANCE).any(1))
+            stuck = np.flatnonzero((penetration > _REFIT_DEPTH).any(1))
         local.offsets = offsets_out
         local.use_floor, local.floor_all = True, True
         for t in stuck:

@@ -42,10 +42,11 @@ from .geometry import GeomSupport, floor_contact_geoms
 __all__ = ["UnobservedGroup", "UnobservedPrior", "unobserved_groups"]
 
 # Geometric scan of the bend: points from an eighth of the first joint's saturation to the
-# saturation of the last one, then bisection steps between the last failing and first
-# clearing point.
+# saturation of the last one, then bisection between the last failing and first clearing
+# point down to _BEND_TOLERANCE (radians along the direction).
 _SCAN_POINTS = 24
-_BISECTIONS = 12
+_BEND_TOLERANCE = 1e-3
+_MAX_BISECTIONS = 40
 # Frames sampled to choose each group's direction.
 _DIRECTION_SAMPLES = 64
 # Largest change of an unlimited joint along a bend, radians (or metres for a slide).
@@ -76,7 +77,8 @@ class UnobservedGroup:
 
     def bend(self, direction: np.ndarray, s: float) -> np.ndarray:
         """(J,) joint values at bend ``s`` along ``direction``."""
-        return np.clip(self.rest + s * direction, self.lower, self.upper)
+        # maximum/minimum: np.clip's wrappers cost more than the arithmetic at this size.
+        return np.minimum(np.maximum(self.rest + s * direction, self.lower), self.upper)
 
     def saturation(self, direction: np.ndarray) -> tuple[float, float]:
         """Bends at which the first and the last joint moved by ``direction`` reach a limit."""
@@ -171,34 +173,54 @@ class UnobservedPrior:
         mujoco.mj_kinematics(self.model, d)
         return float(self._support[i].heights(d).min())
 
-    def required_bend(self, i: int, qpos: np.ndarray, direction: np.ndarray) -> tuple[float, float]:
-        """Smallest bend of group i along ``direction`` that clears the floor in pose ``qpos``.
+    def required_bend(self, i: int, qpos: np.ndarray, direction: np.ndarray,
+                      guess: float = 0.0) -> tuple[float, float]:
+        """Smallest bend of group i along ``direction`` that clears the floor in pose ``qpos``,
+        to ``_BEND_TOLERANCE``.
 
+        ``guess`` (e.g. the previous frame's bend) brackets the search when it is close.
         Returns (bend, depth): depth 0 when the bend clears the floor; when no bend does, the
         bend of the scan that comes closest and the depth (m, > 0) left there.
         """
-        h0 = self._clearance(i, qpos, direction, 0.0)
+        def clear(s):
+            return self._clearance(i, qpos, direction, s)
+
+        h0 = clear(0.0)
         if h0 >= 0.0:
             return 0.0, 0.0
         first, last = self.groups[i].saturation(direction)
         if last <= 0.0:
             return 0.0, -h0
-        scan = np.geomspace(min(first / 8.0, last), last, _SCAN_POINTS)
-        lo = 0.0
+        lo, hi = 0.0, None
         best, best_h = 0.0, h0
-        for s in scan:
-            h = self._clearance(i, qpos, direction, s)
+        if 0.0 < guess <= last:
+            h = clear(guess)
             if h >= 0.0:
-                hi = s
+                hi = guess
+                if clear(0.8 * guess) < 0.0:
+                    lo = 0.8 * guess
+                else:
+                    hi = 0.8 * guess
+            else:
+                lo, best, best_h = guess, guess, h
+        if hi is None:
+            for s in np.geomspace(min(first / 8.0, last), last, _SCAN_POINTS):
+                if s <= lo:
+                    continue
+                h = clear(s)
+                if h >= 0.0:
+                    hi = s
+                    break
+                if h > best_h:
+                    best, best_h = s, h
+                lo = s
+            else:
+                return float(best), -best_h
+        for _ in range(_MAX_BISECTIONS):
+            if hi - lo <= _BEND_TOLERANCE:
                 break
-            if h > best_h:
-                best, best_h = s, h
-            lo = s
-        else:
-            return float(best), -best_h
-        for _ in range(_BISECTIONS):
             mid = 0.5 * (lo + hi)
-            if self._clearance(i, qpos, direction, mid) >= 0.0:
+            if clear(mid) >= 0.0:
                 hi = mid
             else:
                 lo = mid
@@ -241,15 +263,27 @@ class UnobservedPrior:
         n = len(qpos)
         directions = self.choose_directions(qpos) if directions is None else list(directions)
         valid = np.isfinite(qpos).all(1)
+        frames = np.flatnonzero(valid)
+        for g in self.groups:  # start from rest, whatever the input held there
+            qpos[np.ix_(frames, g.qadr)] = g.rest
+        # Groups already clear at rest, every group in one forward kinematics per frame.
+        rest_clear = np.zeros((n, len(self.groups)), dtype=bool)
+        for t in frames:
+            self.data.qpos[:] = qpos[t]
+            mujoco.mj_kinematics(self.model, self.data)
+            for i, support in enumerate(self._support):
+                rest_clear[t, i] = len(support.geoms) == 0 or support.heights(self.data).min() >= 0.0
         bends = np.full((n, len(self.groups)), np.nan)
         cleared = np.ones((n, len(self.groups)), dtype=bool)
         rechecked = np.zeros(len(self.groups), dtype=int)
         for i, g in enumerate(self.groups):
             direction = g.candidates[directions[i]][1]
             need = np.zeros(n)
-            for t in np.flatnonzero(valid):
-                need[t], left = self.required_bend(i, qpos[t], direction)
+            previous = 0.0
+            for t in np.flatnonzero(valid & ~rest_clear[:, i]):
+                need[t], left = self.required_bend(i, qpos[t], direction, previous)
                 cleared[t, i] = left == 0.0
+                previous = need[t]
             smooth = self._smooth(need)
             for t in np.flatnonzero(valid):
                 if smooth[t] != need[t] and cleared[t, i] and \
@@ -262,6 +296,17 @@ class UnobservedPrior:
             qpos=qpos, bends=bends, cleared=cleared | ~valid[:, None], rechecked=rechecked,
             group_names=tuple(g.name for g in self.groups),
             directions=tuple(g.candidates[k][0] for g, k in zip(self.groups, directions)),
+        )
+
+    def at_rest(self, qpos: np.ndarray) -> "UnobservedFit":
+        """The groups left as they are in ``qpos`` (no prior), in the form of ``fit``'s result."""
+        valid = np.isfinite(qpos).all(1)
+        bends = np.where(valid[:, None], 0.0, np.nan) * np.ones((1, len(self.groups)))
+        return UnobservedFit(
+            qpos=np.array(qpos, dtype=float), bends=bends,
+            cleared=np.ones((len(qpos), len(self.groups)), dtype=bool),
+            rechecked=np.zeros(len(self.groups), dtype=int),
+            group_names=tuple(g.name for g in self.groups), directions=("",) * len(self.groups),
         )
 
     def _smooth(self, need: np.ndarray) -> np.ndarray:
