@@ -12,13 +12,15 @@ export MUJOCO_GL ?= osmesa
 install: $(VENV)/.installed
 
 # MuJoCo renders offscreen on CPU through OSMesa (Debian: libosmesa6); the report's browser test
-# uses Debian's chromium + chromium-driver. Installed when run as root (CI), else named.
-SYSTEM_PACKAGES := libosmesa6 chromium chromium-driver
+# uses Debian's chromium + chromium-driver; the h5wasm reader test Node.js + npm. Installed when
+# run as root (CI), else named.
+SYSTEM_PACKAGES := libosmesa6 chromium chromium-driver nodejs npm
 system-deps:
 	@missing=""; \
 	ldconfig -p | grep -q libOSMesa || missing="$$missing libosmesa6"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "install$$missing (e.g. sudo apt-get install$$missing): offscreen rendering and the browser test need them"; fi; \
@@ -35,7 +37,12 @@ $(VENV)/.installed: pyproject.toml $(LOCK) | system-deps
 demo: install
 	$(BIN)/mimic-nwb demo $(DEMO_OUT)
 
-test: install
+# h5wasm for tests/test_js_reader.py (a non-Python reader of the session files), from its lock.
+tests/js/node_modules/.installed: tests/js/package-lock.json | system-deps
+	npm ci --prefix tests/js --no-audit --no-fund --silent
+	touch $@
+
+test: install tests/js/node_modules/.installed
 	$(BIN)/python -m pytest
 
 lint: install

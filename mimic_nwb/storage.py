@@ -36,6 +36,46 @@ def compressed(array, chunk_bytes=CHUNK_BYTES):
     return H5DataIO(data=array, chunks=chunk_shape(array.shape, array.itemsize, chunk_bytes), **COMPRESSION)
 
 
+# Quantized series: int16 over a series' own range, as NWB stores digitised data. Readers without
+# a half-precision type (h5wasm, behind the web viewers on DANDI; MATLAB) cannot read float16.
+_QUANTIZED_STEPS = 2 * 32767 - 2  # int16 codes used, -32766..32766 (margin for float32 rounding)
+
+
+def quantized(values, description):
+    """TimeSeries arguments storing ``values`` (T, N) as int16 with ``conversion`` and ``offset``.
+
+    Stored code ``q`` reads back as ``q * conversion + offset`` (pynwb's ``get_data_in_units``);
+    ``conversion`` (the step, also given as ``resolution``) and ``offset`` are the float32 values
+    NWB stores, and the codes are rounded with exactly those, so the error of a value read back
+    in float64 is at most half a step; in float32 arithmetic (as ``get_data_in_units`` on int16
+    data computes) add two float32 roundings of the largest magnitude. That bound, in the
+    series' unit, is appended to ``description``. Values that are not all finite are stored
+    as float32 instead (no integer code for NaN).
+
+    Returns a dict with ``data`` (compressed), ``conversion``, ``offset``, ``resolution`` and
+    ``description``, to pass to the TimeSeries (or subtype) constructor.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        return dict(data=compressed(values.astype(np.float32)), description=description + (
+            " Stored as float32 (not every value is finite)." if values.size else ""))
+    lo, hi = float(values.min()), float(values.max())
+    magnitude = max(abs(lo), abs(hi))
+    span = hi - lo if hi > lo else max(magnitude, 1.0) * 2.0**-16  # constant: any small step
+    # float32 step rounded up, so that the range still fits the codes.
+    step = np.float32(span / _QUANTIZED_STEPS)
+    if float(step) * _QUANTIZED_STEPS < span:
+        step = np.nextafter(step, np.float32(np.inf))
+    offset = np.float32((lo + hi) / 2)
+    codes = np.rint((values - float(offset)) / float(step))
+    data = np.clip(codes, -32767, 32767).astype(np.int16)
+    bound = 0.5 * float(step) + 2 * float(np.finfo(np.float32).eps) * magnitude
+    note = (f" Stored as int16: value = data * conversion + offset, absolute error at most {bound:.3g} "
+            f"(values from {lo:.6g} to {hi:.6g}).")
+    return dict(data=compressed(data), conversion=float(step), offset=float(offset),
+                resolution=float(step), description=description + note)
+
+
 class BlockIterator(AbstractDataChunkIterator):
     """Writes a (T, ...) dataset from consecutive blocks of rows, holding one block at a time."""
 

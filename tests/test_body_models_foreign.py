@@ -23,7 +23,7 @@ from pynwb import NWBHDF5IO, NWBFile
 from mimic_nwb.body_model import MjcfError, build_body_model
 from mimic_nwb.errors import InputError
 from mimic_nwb.stac import StacConfig, model_keypoint_positions, run_stac
-from mimic_nwb.stac.nwb import body_model_to_nwb
+from mimic_nwb.writers import body_model_to_nwb
 
 # --------------------------------------------------------------------------------------------
 # Files as other tools write them

@@ -74,7 +74,7 @@ def test_closed_loop_rollout_and_activations_align_with_the_reference(simulated)
         np.testing.assert_allclose(rollout.qpos.get_timestamps(), reference_times[result.frames])
         for name, layer in activations.layer_activations.items():
             np.testing.assert_allclose(layer.get_timestamps(), rollout.qpos.get_timestamps())
-            assert layer.data.dtype == np.float16
+            assert layer.data.dtype == np.int16 and layer.conversion > 0  # readable without float16
         kinds = set(activations.layer_kinds().values())
         assert {"encoder", "latent_mean", "latent_sample", "lstm_hidden", "action"} <= kinds
         assert activations.latent_resampling.num_samples == 4

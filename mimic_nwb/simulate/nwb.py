@@ -18,7 +18,7 @@ import numpy as np
 from ..body_model import column_names
 from ..errors import InputError
 from ..session import append, read_session
-from ..storage import compressed
+from ..storage import compressed, quantized
 
 ID_NAME = "SimulationRollout_inverse_dynamics"
 CONTROLLER_NAME = "ControllerNetwork"
@@ -338,14 +338,13 @@ def simulate_session(session, config=None, checkpoint=None, controller=CONTROLLE
                     description="Latent std over samples.", **timing),
             )
         layers = [
-            ndx_mimic.LayerActivations(name=layer, data=compressed(values.astype(np.float16)),
-                                       layer_kind=result.layer_kinds[layer],
-                                       description=f"{result.layer_kinds[layer]} layer '{layer}'", **timing)
+            ndx_mimic.LayerActivations(name=layer, layer_kind=result.layer_kinds[layer],
+                                       **quantized(values, f"{result.layer_kinds[layer]} layer '{layer}'."), **timing)
             for layer, values in result.activations.items()
         ]
         s.add(ndx_mimic.NetworkActivations(name=names[1], layer_activations=layers, latent_resampling=resampling,
                                            controller=controller_obj, rollout=rollout),
-              parameters={"dtype": "float16", "rollout": names[0]})
+              parameters={"dtype": "int16", "rollout": names[0]})
     lengths = episodes.length / rate
     return (
         f"{session}: processing/mimic/{names[0]} + {names[1]}: {result.n_frames} steps, {len(episodes)} episodes "
