@@ -3,8 +3,10 @@
     python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--frames N]
 
 Prints: frames/s of calibration and of pose fitting (separately) and the whole run including
-start-up (interpreter, imports, model build, worker processes); mean / median / p90 keypoint
-error per keypoint; the leave-one-keypoint-out error (refit all frames without keypoint k with
+start-up (interpreter, imports, model build, worker processes); physical validity beside a fit
+without the floor term and the unobserved-joint prior (the registration before them): mean
+keypoint error, deepest geom below the floor and its body, frames with a geom deeper than
+1 mm, per-body depth; mean / median / p90 keypoint error per keypoint; the leave-one-keypoint-out error (refit all frames without keypoint k with
 the calibrated offsets, measure the error at k, for every k); the share of frames with joints
 pinned at their limits; peak RSS; and the baseline, the original STAC approach (per-frame
 ``scipy.optimize.least_squares`` with finite differences on the whole qpos) on a subset of
@@ -141,7 +143,30 @@ def main():
     print(f"  worker start-up {tm['startup']:.2f} s, floor {tm['floor']:.2f} s, run_stac total {tm['total']:.2f} s")
     print(f"  whole run incl. interpreter, imports, model build, data load: {whole:.2f} s")
     print(f"  floor: up {np.round(r.up_direction, 4).tolist()} "
-          f"({np.degrees(np.arccos(r.up_direction[2])):.1f} deg from rig z), height {r.floor_height * 1000:.1f} mm")
+          f"({np.degrees(np.arccos(r.up_direction[2])):.1f} deg from rig z), height {r.floor_height * 1000:.1f} mm "
+          f"({r.floor_shift * 1000:+.1f} mm from the keypoint floor to the model's feet)")
+    print(f"  unobserved joints {tm['unobserved']:.2f} s, penetration and refits {tm['penetration']:.2f} s; "
+          f"groups: {', '.join(f'{g} {d}' for g, d in zip(r.unobserved_groups, r.unobserved_directions))}")
+
+    free = run_stac(keypoints, bm, StacConfig(n_workers=args.workers, floor_weight=0.0, floor_percentile=None,
+                                              unobserved_prior=False))
+    print("\nphysical validity          mean error mm  deepest geom mm (body)      frames > 1 mm   pose frames/s")
+    for label, res in (("without floor term/prior", free), ("with (default)", r)):
+        depth, body = res.max_penetration
+        print(f"  {label:<25} {res.mean_error * 1000:9.3f}      {depth * 1000:7.2f} ({body:<14})   "
+              f"{res.frames_penetrating.sum():5d} of {n_frames}   {n_frames / res.timings['pose_fitting']:8.0f}")
+    print("  depth below the floor per body (mm): median over frames / max, without -> with "
+          "(the 3 deepest bodies, then the 5 deepest that the keypoints place)")
+    order = list(np.argsort(np.nanmax(free.penetration, axis=0))[::-1])
+    placed = PoseFitter(bm.model, bm.keypoint_body_ids, r.offsets, np.ones(len(r.offsets), bool),
+                        SolverSettings()).body_determined
+    ids = [mujoco.mj_name2id(bm.model, mujoco.mjtObj.mjOBJ_BODY, n) for n in free.penetration_bodies]
+    shown = order[:3] + [b for b in order[3:] if placed[ids[b]]][:5]
+    for b in shown:
+        name = free.penetration_bodies[b]
+        k = r.penetration_bodies.index(name)
+        print(f"    {name:<22} {np.nanmedian(free.penetration[:, b]) * 1000:6.1f} / {np.nanmax(free.penetration[:, b]) * 1000:6.1f}"
+              f"  ->  {np.nanmedian(r.penetration[:, k]) * 1000:5.2f} / {np.nanmax(r.penetration[:, k]) * 1000:5.2f}")
 
     err = r.errors * 1000
     print("\nkeypoint error (mm)        mean  median   p90")
