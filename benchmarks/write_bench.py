@@ -110,8 +110,12 @@ def write_nwb(path, num_frames):
         PoseEstimation(
             pose_estimation_series=[
                 PoseEstimationSeries(
-                    name=name, data=streamed(arrays[f"keypoint_{k}"][2], *arrays[f"keypoint_{k}"][:2]),
-                    unit="meters", reference_frame="arena", description="synthetic", **timing,
+                    name=name,
+                    data=streamed(arrays[f"keypoint_{k}"][2], *arrays[f"keypoint_{k}"][:2]),
+                    unit="meters",
+                    reference_frame="arena",
+                    description="synthetic",
+                    **timing,
                 )
                 for k, name in enumerate(names)
             ],
@@ -121,34 +125,57 @@ def write_nwb(path, num_frames):
     )
     column = {key: [f"{key}_{i}" for i in range(SERIES[key][0])] for key in ("qpos", "qvel", "actuator_controls")}
     body_model = BodyModel(
-        mjcf="<mujoco/>", model_name="synthetic", scale=1.0, actuator_kind="torque", timestep=0.002,
-        mujoco_version="n/a", qpos_names=column["qpos"], qvel_names=column["qvel"],
-        actuator_names=column["actuator_controls"], body_names=["world"],
+        mjcf="<mujoco/>",
+        model_name="synthetic",
+        scale=1.0,
+        actuator_kind="torque",
+        timestep=0.002,
+        mujoco_version="n/a",
+        qpos_names=column["qpos"],
+        qvel_names=column["qvel"],
+        actuator_names=column["actuator_controls"],
+        body_names=["world"],
     )
 
     def joint_series(name, names):
         shape, dtype, gen = arrays[name]
         return JointStateSeries(
-            name=name, data=streamed(gen, shape, dtype), unit="dimensionless", column_names=names,
-            body_model=body_model, description="synthetic", **timing,
+            name=name,
+            data=streamed(gen, shape, dtype),
+            unit="dimensionless",
+            column_names=names,
+            body_model=body_model,
+            description="synthetic",
+            **timing,
         )
 
     rollout = SimulationRollout(
-        name="SimulationRollout_bench", mode="closed_loop", physics_timestep=0.002, control_timestep=1 / RATE,
-        qpos=joint_series("qpos", column["qpos"]), qvel=joint_series("qvel", column["qvel"]),
+        name="SimulationRollout_bench",
+        mode="closed_loop",
+        physics_timestep=0.002,
+        control_timestep=1 / RATE,
+        qpos=joint_series("qpos", column["qpos"]),
+        qvel=joint_series("qvel", column["qvel"]),
         actuator_controls=joint_series("actuator_controls", column["actuator_controls"]),
         actuator_forces=joint_series("actuator_forces", column["actuator_controls"]),
-        episodes=mock_RolloutEpisodes(), body_model=body_model,
+        episodes=mock_RolloutEpisodes(),
+        body_model=body_model,
     )
     controller = mock_ControllerNetwork(with_weights=False)
     shape, dtype, gen = arrays["activations"]
     activations = NetworkActivations(
         name="NetworkActivations_bench",
         layer_activations=[
-            LayerActivations(name="encoder_0", data=streamed(gen, shape, dtype), layer_kind="encoder",
-                             description="synthetic", **timing)
+            LayerActivations(
+                name="encoder_0",
+                data=streamed(gen, shape, dtype),
+                layer_kind="encoder",
+                description="synthetic",
+                **timing,
+            )
         ],
-        controller=controller, rollout=rollout,
+        controller=controller,
+        rollout=rollout,
     )
     mimic = nwbfile.create_processing_module("mimic", "results")
     for obj in (body_model, controller, rollout, activations):
@@ -172,7 +199,9 @@ def child(mode, path, num_frames):
 def run_child(mode, path, num_frames):
     out = subprocess.run(
         [sys.executable, __file__, "--child", mode, "--path", str(path), "--frames", str(num_frames)],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -257,27 +286,37 @@ def main():
         ("raw h5py + fletcher32 (baseline)", raw, size_raw),
         ("mimic_nwb streaming", nwb, size_nwb),
     ]:
-        print(f"{label:<30}{result['wall']:>9.1f}{raw_bytes / 1e6 / result['wall']:>9.1f}"
-              f"{result['peak_mb']:>13.0f}{size / 1e6:>10.0f}")
+        print(
+            f"{label:<30}{result['wall']:>9.1f}{raw_bytes / 1e6 / result['wall']:>9.1f}"
+            f"{result['peak_mb']:>13.0f}{size / 1e6:>10.0f}"
+        )
     ratio = nwb["wall"] / raw["wall"]
     print(f"wall-time ratio nwb/raw: {ratio:.2f} (target <= 1.5); peak RSS {nwb['peak_mb']:.0f} MB (target < 1500)")
-    print(f"Fletcher32 checksum: write time x{raw['wall'] / plain['wall']:.3f}, "
-          f"file size {size_raw - size_plain:+d} bytes ({(size_raw - size_plain) / size_plain * 100:+.3f} %)")
+    print(
+        f"Fletcher32 checksum: write time x{raw['wall'] / plain['wall']:.3f}, "
+        f"file size {size_raw - size_plain:+d} bytes ({(size_raw - size_plain) / size_plain * 100:+.3f} %)"
+    )
     plain_s, checked_s, nbytes = checksum_cost(folder, num_frames)
-    print(f"Fletcher32 on the activations alone ({nbytes / 1e6:.0f} MB), best of 3 alternated: "
-          f"{plain_s:.2f} s without, {checked_s:.2f} s with (x{checked_s / plain_s:.3f})")
+    print(
+        f"Fletcher32 on the activations alone ({nbytes / 1e6:.0f} MB), best of 3 alternated: "
+        f"{plain_s:.2f} s without, {checked_s:.2f} s with (x{checked_s / plain_s:.3f})"
+    )
     from mimic_nwb.storage import verify_datasets
 
     t0 = time.perf_counter()
     problems = verify_datasets(folder / "session.nwb")
     verify_s = time.perf_counter() - t0
-    print(f"integrity check (read every dataset once, chunk by chunk): {verify_s:.1f} s, "
-          f"{raw_bytes / 1e6 / verify_s:.0f} MB/s of data, {len(problems)} problem(s)")
+    print(
+        f"integrity check (read every dataset once, chunk by chunk): {verify_s:.1f} s, "
+        f"{raw_bytes / 1e6 / verify_s:.0f} MB/s of data, {len(problems)} problem(s)"
+    )
     elapsed, count, nbytes = time_window_reads(folder / "session.nwb")
     print(f"10-s window of all {count} series: {elapsed * 1000:.1f} ms, {nbytes / 1e6:.1f} MB (target < 100 ms)")
     append_s = time_safe_append(folder / "session.nwb")
-    print(f"crash-safe append of a small result to the {size_nwb / 1e6:.0f} MB file: {append_s:.1f} s "
-          f"({size_nwb / 1e6 / append_s:.0f} MB/s: the cost is one copy of the file)")
+    print(
+        f"crash-safe append of a small result to the {size_nwb / 1e6:.0f} MB file: {append_s:.1f} s "
+        f"({size_nwb / 1e6 / append_s:.0f} MB/s: the cost is one copy of the file)"
+    )
     if args.out is None:
         for path in folder.iterdir():
             path.unlink()

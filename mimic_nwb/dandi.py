@@ -223,9 +223,7 @@ def validate(paths):
         try:
             dandi_file(path).get_metadata(digest=DUMMY_DANDI_ETAG, ignore_errors=False)
         except Exception as error:  # dandi raises many kinds here; each means the upload would fail
-            findings.append(
-                Finding(path, "ERROR", "DANDI.METADATA_EXTRACTION", f"{type(error).__name__}: {error}")
-            )
+            findings.append(Finding(path, "ERROR", "DANDI.METADATA_EXTRACTION", f"{type(error).__name__}: {error}"))
     return ValidationReport(paths, _unique(findings))
 
 

@@ -60,7 +60,8 @@ def _results(nwbfile, kind):
 
 def _id_rollouts(nwbfile):
     return [
-        r for r in _results(nwbfile, "SimulationRollout")
+        r
+        for r in _results(nwbfile, "SimulationRollout")
         if r.mode == "inverse_dynamics" and r.generalized_forces is not None
     ]
 
@@ -70,7 +71,9 @@ def _one(candidates, what, kind, path):
     if len(candidates) == 1:
         return candidates[0]
     names = ", ".join(f"{c.name}/{what}" for c in candidates)
-    raise InputError(f"{path}: feature set {what!r} is ambiguous: {len(candidates)} {kind} results; choose one of {names}")
+    raise InputError(
+        f"{path}: feature set {what!r} is ambiguous: {len(candidates)} {kind} results; choose one of {names}"
+    )
 
 
 def _hinge_columns(series):
@@ -101,7 +104,11 @@ def _kinematics(registration, name):
     cos, sin = np.cos(-yaw)[:, None], np.sin(-yaw)[:, None]
     relative = keypoints - position[:, None, :]
     egocentric = np.stack(
-        [cos * relative[..., 0] - sin * relative[..., 1], sin * relative[..., 0] + cos * relative[..., 1], relative[..., 2]],
+        [
+            cos * relative[..., 0] - sin * relative[..., 1],
+            sin * relative[..., 0] + cos * relative[..., 1],
+            relative[..., 2],
+        ],
         axis=-1,
     )
     flat = egocentric.reshape(len(times), -1)
@@ -214,7 +221,10 @@ def read_feature_set(nwbfile, name, path="session"):
             series = activations.layer_activations[layer]
             values = np.asarray(series.data[:], dtype=np.float64) * series.conversion + series.offset  # int16 codes
             feature_set = FeatureSet(
-                name, values, series.get_timestamps(), [f"{layer}_{i}" for i in range(values.shape[1])],
+                name,
+                values,
+                series.get_timestamps(),
+                [f"{layer}_{i}" for i in range(values.shape[1])],
                 f"processing/{RESULTS}/{group}/{layer}",
             )
     if feature_set is None:

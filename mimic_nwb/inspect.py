@@ -50,8 +50,7 @@ def _describe_object(obj):
         missing = np.isnan(data).any(axis=2).sum(axis=0)
         lines = [f"{data.shape[0]} frames x {data.shape[1]} keypoints, {_time_range(series[0])}, unit {series[0].unit}"]
         lines.append(
-            "missing detections: "
-            + (", ".join(f"{s.name} {m}" for s, m in zip(series, missing) if m) or "none")
+            "missing detections: " + (", ".join(f"{s.name} {m}" for s, m in zip(series, missing) if m) or "none")
         )
         return lines
     series = [
@@ -104,7 +103,9 @@ def inspect_session(path, run_inspector=True):
         messages = list(nwbinspector.inspect_nwbfile(nwbfile_path=str(path)))
         lines.append(f"nwbinspector (with ndx-mimic checks): {len(messages)} finding(s)")
         for message in sorted(messages, key=lambda m: -m.importance.value):
-            lines.append(f"    {message.importance.name} {message.check_function_name} {message.location}: {message.message}")
+            lines.append(
+                f"    {message.importance.name} {message.check_function_name} {message.location}: {message.message}"
+            )
         ok = ok and not any(m.importance.name in ("CRITICAL", "PYNWB_VALIDATION", "ERROR") for m in messages)
     for problem in problems:
         lines.append(f"warning while reading: {problem}")

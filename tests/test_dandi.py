@@ -134,8 +134,16 @@ def published(env, archive, key_variable, session_file, tmp_path_factory):
     try:
         with watchdog(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(
-                ["publish", str(session_file), "--dandiset", dandiset_id, "--instance", archive.url,
-                 "--dandiset-dir", str(dandiset_dir)]
+                [
+                    "publish",
+                    str(session_file),
+                    "--dandiset",
+                    dandiset_id,
+                    "--instance",
+                    archive.url,
+                    "--dandiset-dir",
+                    str(dandiset_dir),
+                ]
             )
     finally:
         os.environ.pop(key_variable, None)
@@ -143,8 +151,13 @@ def published(env, archive, key_variable, session_file, tmp_path_factory):
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
     return SimpleNamespace(
-        code=code, dandiset_id=dandiset_id, dandiset_dir=dandiset_dir, workdir=workdir,
-        out=out.getvalue(), err=err.getvalue(), log=log.getvalue(),
+        code=code,
+        dandiset_id=dandiset_id,
+        dandiset_dir=dandiset_dir,
+        workdir=workdir,
+        out=out.getvalue(),
+        err=err.getvalue(),
+        log=log.getvalue(),
     )
 
 
@@ -215,15 +228,20 @@ def test_download_dandiset_and_one_asset(published, archive, tmp_path, capsys):
     with pytest.raises(InputError, match="already exists; pass --existing"):
         mimic_dandi.download(published.dandiset_id, tmp_path / "one", path=ASSET, instance=archive.url)
     with watchdog():
-        assert mimic_dandi.download(
-            published.dandiset_id, tmp_path / "one", path=ASSET, instance=archive.url, existing="skip"
-        ) == paths
+        assert (
+            mimic_dandi.download(
+                published.dandiset_id, tmp_path / "one", path=ASSET, instance=archive.url, existing="skip"
+            )
+            == paths
+        )
 
 
 def test_open_remote_asset_reads_like_the_local_file(published, archive):
     with watchdog():
-        with mimic_dandi.open_remote(ASSET, dandiset_id=published.dandiset_id, instance=archive.url) as remote, \
-                read_session(published.dandiset_dir / ASSET) as local:
+        with (
+            mimic_dandi.open_remote(ASSET, dandiset_id=published.dandiset_id, instance=archive.url) as remote,
+            read_session(published.dandiset_dir / ASSET) as local,
+        ):
             assert remote.subject.subject_id == local.subject.subject_id == "rat01"
             for name, obj in local.processing["mimic"].data_interfaces.items():
                 assert type(remote.processing["mimic"][name]) is type(obj)
@@ -311,8 +329,18 @@ def test_missing_api_key_is_named_and_nothing_happens(archive, key_variable, ses
     dandiset_id = archive.create_dandiset()
     start = len(archive.requests)
     with watchdog():
-        code = main(["publish", str(session_file), "--dandiset", dandiset_id, "--instance", archive.url,
-                     "--dandiset-dir", str(tmp_path / "ds")])
+        code = main(
+            [
+                "publish",
+                str(session_file),
+                "--dandiset",
+                dandiset_id,
+                "--instance",
+                archive.url,
+                "--dandiset-dir",
+                str(tmp_path / "ds"),
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("mimic-nwb: error: no API key for DANDI instance") and err.count("\n") == 1
@@ -334,7 +362,10 @@ def test_unreachable_server(env, session_file, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    with watchdog(), pytest.raises(mimic_dandi.UnreachableServerError, match="cannot reach the DANDI archive .*Connection refused"):
+    with (
+        watchdog(),
+        pytest.raises(mimic_dandi.UnreachableServerError, match="cannot reach the DANDI archive .*Connection refused"),
+    ):
         mimic_dandi.publish([session_file], "000001", instance=url, dandiset_dir=tmp_path / "ds")
     with watchdog(), pytest.raises(mimic_dandi.UnreachableServerError):
         mimic_dandi.download("000001", tmp_path, instance=url)
@@ -395,8 +426,7 @@ def test_file_without_cached_spec_is_refused(archive, tmp_path):
     assert "ndx-mimic" in mimic_dandi.missing_cached_namespaces(path)
     dandiset_id = archive.create_dandiset()
     with watchdog(), pytest.raises(mimic_dandi.InvalidFileError, match=r"nospec.nwb: the spec of .*ndx-mimic"):
-        mimic_dandi.publish([path], dandiset_id, instance=archive.url, dandiset_dir=tmp_path / "ds",
-                            upload_files=False)
+        mimic_dandi.publish([path], dandiset_id, instance=archive.url, dandiset_dir=tmp_path / "ds", upload_files=False)
     assert not (tmp_path / "ds").exists()
 
 
@@ -425,8 +455,19 @@ def test_validate_only_organizes_without_a_key_or_an_upload(archive, tmp_path, c
     dandiset_id = archive.create_dandiset()
     start = len(archive.requests)
     with watchdog():
-        code = main(["publish", str(session), "--dandiset", dandiset_id, "--instance", archive.url,
-                     "--dandiset-dir", str(tmp_path / "ds"), "--validate-only"])
+        code = main(
+            [
+                "publish",
+                str(session),
+                "--dandiset",
+                dandiset_id,
+                "--instance",
+                archive.url,
+                "--dandiset-dir",
+                str(tmp_path / "ds"),
+                "--validate-only",
+            ]
+        )
     out = capsys.readouterr().out
     assert code == 0 and "not uploaded (validation only)" in out
     assert (tmp_path / "ds" / "sub-rat04" / "sub-rat04_ses-s1.nwb").read_bytes() == session.read_bytes()
@@ -442,8 +483,18 @@ def test_publish_without_a_key_says_so_before_any_network_access(env, session_fi
 
     monkeypatch.setattr(requests, "get", no_network)
     monkeypatch.setattr(requests.Session, "request", no_network)
-    code = main(["publish", str(session_file), "--dandiset", "000123", "--instance", "dandi",
-                 "--dandiset-dir", str(tmp_path / "ds")])
+    code = main(
+        [
+            "publish",
+            str(session_file),
+            "--dandiset",
+            "000123",
+            "--instance",
+            "dandi",
+            "--dandiset-dir",
+            str(tmp_path / "ds"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "no API key for DANDI instance dandi: set the environment variable DANDI_API_KEY" in err
@@ -470,8 +521,19 @@ def test_validate_only_refuses_a_session_with_a_corrupted_chunk(archive, tmp_pat
     dandiset_id = archive.create_dandiset()
     before = session.read_bytes()
     with watchdog():
-        code = main(["publish", str(session), "--dandiset", dandiset_id, "--instance", archive.url,
-                     "--dandiset-dir", str(tmp_path / "ds"), "--validate-only"])
+        code = main(
+            [
+                "publish",
+                str(session),
+                "--dandiset",
+                dandiset_id,
+                "--instance",
+                archive.url,
+                "--dandiset-dir",
+                str(tmp_path / "ds"),
+                "--validate-only",
+            ]
+        )
     err = capsys.readouterr().err
     assert code == 2 and "/processing/mimic/big/data" in err
     assert session.read_bytes() == before

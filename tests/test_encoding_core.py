@@ -173,7 +173,15 @@ def test_ground_truth_feature_set_and_lag():
     table = result.to_dataframe()
     assert len(table) == 3 * 4 * n_units
     assert list(table.columns) == [
-        "unit", "feature_set", "lag", "cv_llr", "pseudo_r2", "p_value", "n_spikes", "n_components", "converged",
+        "unit",
+        "feature_set",
+        "lag",
+        "cv_llr",
+        "pseudo_r2",
+        "p_value",
+        "n_spikes",
+        "n_components",
+        "converged",
     ]
     assert table["converged"].all()
     assert np.all(result.fold_of_bin[-10:] == -1)  # the last 10 bins have no partner at lag -0.2
@@ -422,7 +430,9 @@ def test_significance_is_benjamini_hochberg_within_each_family(small_session):
 def test_fits_that_do_not_converge_are_flagged_and_warned(small_session):
     counts, features = small_session
     config = EncodingConfig(lags=(0.0,), max_iter=1, alpha=0.0)
-    with pytest.warns(ConvergenceWarning, match=r"of 3 unit x feature set x lag fits did not converge within max_iter=1"):
+    with pytest.warns(
+        ConvergenceWarning, match=r"of 3 unit x feature set x lag fits did not converge within max_iter=1"
+    ):
         result = fit_encoding_models(counts, {"f": features}, config)
     assert not result.converged.all()
     table = result.significance()

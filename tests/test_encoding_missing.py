@@ -56,11 +56,24 @@ def session_with_missing_keypoints(folder, missing_share=0.01, seed=0, second_re
         s.add(
             StacRegistration(
                 name="StacRegistration",
-                qpos=JointStateSeries(name="qpos", data=qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
-                                      column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy",
-                                      **timing),
-                keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)), unit="meters",
-                                                  column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
+                qpos=JointStateSeries(
+                    name="qpos",
+                    data=qpos,
+                    unit="mixed",
+                    column_names=mock.TOY_QPOS_NAMES,
+                    column_units=mock.TOY_QPOS_UNITS,
+                    body_model=body_model,
+                    description="toy",
+                    **timing,
+                ),
+                keypoint_errors=NamedColumnSeries(
+                    name="keypoint_errors",
+                    data=np.zeros((FRAMES, 3)),
+                    unit="meters",
+                    column_names=mock.TOY_KEYPOINTS,
+                    description="toy",
+                    **timing,
+                ),
                 model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=model),
                 keypoint_sites=mock.mock_KeypointSites(),
                 frame_valid=np.ones(FRAMES, dtype=bool),
@@ -72,14 +85,27 @@ def session_with_missing_keypoints(folder, missing_share=0.01, seed=0, second_re
             s.add(
                 StacRegistration(
                     name="StacRegistration_b",
-                    qpos=JointStateSeries(name="qpos", data=-qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
-                                          column_units=mock.TOY_QPOS_UNITS, body_model=body_model,
-                                          description="toy", **timing),
-                    keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((FRAMES, 3)),
-                                                      unit="meters", column_names=mock.TOY_KEYPOINTS,
-                                                      description="toy", **timing),
-                    model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints",
-                                                             positions=model),
+                    qpos=JointStateSeries(
+                        name="qpos",
+                        data=-qpos,
+                        unit="mixed",
+                        column_names=mock.TOY_QPOS_NAMES,
+                        column_units=mock.TOY_QPOS_UNITS,
+                        body_model=body_model,
+                        description="toy",
+                        **timing,
+                    ),
+                    keypoint_errors=NamedColumnSeries(
+                        name="keypoint_errors",
+                        data=np.zeros((FRAMES, 3)),
+                        unit="meters",
+                        column_names=mock.TOY_KEYPOINTS,
+                        description="toy",
+                        **timing,
+                    ),
+                    model_keypoints=mock.mock_PoseEstimation(
+                        skeleton=skeleton, name="model_keypoints", positions=model
+                    ),
                     keypoint_sites=mock.mock_KeypointSites(),
                     frame_valid=np.ones(FRAMES, dtype=bool),
                     pose_estimation=pose,
@@ -99,8 +125,13 @@ def session(tmp_path_factory):
     spikes = dict(zip(driven.names, driven.spike_times))
     for i in range(2):  # null units: constant rate
         spikes[f"null{i}"] = np.sort(rng.uniform(0.0, FRAMES / RATE - 0.1, 600))
-    import_units(path, spikes, sampling_rate=30000.0, session_end=FRAMES / RATE,
-                 unit_table={name: {"brain_region": "DLS"} for name in spikes})
+    import_units(
+        path,
+        spikes,
+        sampling_rate=30000.0,
+        session_end=FRAMES / RATE,
+        unit_table={name: {"brain_region": "DLS"} for name in spikes},
+    )
     return path, driven.names
 
 
@@ -153,16 +184,22 @@ def test_unfitted_frames_in_short_gaps_do_not_stop_encoding(tmp_path):
     with h5py.File(path, "r+") as f:
         qpos = f["processing/mimic/StacRegistration/qpos/data"]
         for start in range(100, FRAMES - 100, 97):  # a 2-frame gap every ~2 s
-            qpos[start:start + 2] = np.nan
+            qpos[start : start + 2] = np.nan
         qpos[1500:1550] = np.nan  # one 1-s gap: masked
     with read_session(path) as nwbfile:
         angles = read_feature_set(nwbfile, "joint_angles")
         assert np.isnan(angles.values).any(axis=1).sum() == 50
         driven = simulate_units(nwbfile, [("joint_angles", LAG, "DLS")] * 2, 0.0, FRAMES / RATE, seed=4)
-    import_units(path, dict(zip(driven.names, driven.spike_times)), sampling_rate=30000.0,
-                 session_end=FRAMES / RATE, unit_table={n: {"brain_region": "DLS"} for n in driven.names})
-    _, result, best = encode_session(path, ["joint_angles"], EncodingConfig(lags=(-0.1, 0.0), chunk_duration=2.0),
-                                     progress=False)
+    import_units(
+        path,
+        dict(zip(driven.names, driven.spike_times)),
+        sampling_rate=30000.0,
+        session_end=FRAMES / RATE,
+        unit_table={n: {"brain_region": "DLS"} for n in driven.names},
+    )
+    _, result, best = encode_session(
+        path, ["joint_angles"], EncodingConfig(lags=(-0.1, 0.0), chunk_duration=2.0), progress=False
+    )
     assert best["significant"].all()
     unused = np.flatnonzero(result.fold_of_bin < 0)
     # Bins centred inside the 1-s gap (51: 29.98 s < centre < 31.00 s), the 5 before it that pair
@@ -177,10 +214,16 @@ def test_several_registrations_are_named_never_chosen_silently(tmp_path):
     path, _ = session_with_missing_keypoints(tmp_path, missing_share=0.0, second_registration=True)
     with read_session(path) as nwbfile:
         names = available_feature_sets(nwbfile)
-        assert names == [f"{r}/{s}" for r in ("StacRegistration", "StacRegistration_b")
-                         for s in ("kinematics", "joint_angles", "joint_velocities")]
-        with pytest.raises(InputError, match="feature set 'joint_angles' is ambiguous: 2 StacRegistration results; "
-                                             "choose one of StacRegistration/joint_angles, StacRegistration_b/joint_angles"):
+        assert names == [
+            f"{r}/{s}"
+            for r in ("StacRegistration", "StacRegistration_b")
+            for s in ("kinematics", "joint_angles", "joint_velocities")
+        ]
+        with pytest.raises(
+            InputError,
+            match="feature set 'joint_angles' is ambiguous: 2 StacRegistration results; "
+            "choose one of StacRegistration/joint_angles, StacRegistration_b/joint_angles",
+        ):
             read_feature_set(nwbfile, "joint_angles", path)
         a = read_feature_set(nwbfile, "StacRegistration/joint_angles")
         b = read_feature_set(nwbfile, "StacRegistration_b/joint_angles")

@@ -31,8 +31,13 @@ def session(tmp_path_factory):
     for name, r in rate_hz.items():
         counts = rng.poisson(r / RATE)
         spikes[name] = np.sort(np.repeat(t, counts) + rng.uniform(0, 1 / RATE, counts.sum()))
-    import_units(path, spikes, sampling_rate=30000.0, session_end=FRAMES / RATE,
-                 unit_table={name: {"electrode_group": "drive0_tetrode_0"} for name in spikes})
+    import_units(
+        path,
+        spikes,
+        sampling_rate=30000.0,
+        session_end=FRAMES / RATE,
+        unit_table={name: {"electrode_group": "drive0_tetrode_0"} for name in spikes},
+    )
     return path
 
 
@@ -42,7 +47,9 @@ def test_feature_sets_of_the_session(session):
         angles = read_feature_set(nwbfile, "joint_angles")
         assert angles.columns == ["hip", "knee"] and angles.values.shape == (FRAMES, 2)
         centers = np.arange(10) * 0.02 + 0.01
-        np.testing.assert_allclose(resample_to_bins(angles, centers)[:, 0], np.interp(centers, angles.times, angles.values[:, 0]))
+        np.testing.assert_allclose(
+            resample_to_bins(angles, centers)[:, 0], np.interp(centers, angles.times, angles.values[:, 0])
+        )
         with pytest.raises(InputError, match="unknown feature set 'gait'"):
             read_feature_set(nwbfile, "gait")
 
@@ -85,8 +92,13 @@ def test_units_without_spikes_and_no_neural_data(tmp_path):
     path, t, _ = registered_toy_session(tmp_path)
     with pytest.raises(InputError, match="no units and no BinnedSpikeCounts"):
         encode_session(path, ["joint_angles"], CONFIG, progress=False)
-    import_units(path, {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([39.99])}, sampling_rate=30000.0,
-                 session_end=40.0, unit_table={"a": {"brain_region": "DLS"}, "b": {"brain_region": "DLS"}})
+    import_units(
+        path,
+        {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([39.99])},
+        sampling_rate=30000.0,
+        session_end=40.0,
+        unit_table={"a": {"brain_region": "DLS"}, "b": {"brain_region": "DLS"}},
+    )
     before = digest(path)
     with pytest.raises(InputError, match="units without spikes in 0.00-39.98 s: b"):
         encode_session(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0), progress=False)
@@ -98,10 +110,19 @@ def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
     rng = np.random.default_rng(1)
     rates = 0.2 * np.exp(np.c_[qpos[:, 7], -qpos[:, 7], np.zeros(FRAMES)])
     with append(path) as s:
-        s.add(BinnedSpikeCounts(name="BinnedSpikeCounts", data=rng.poisson(rates).astype("uint16"),
-                                column_names=["a", "b", "c"], bin_size=0.02, rate=50.0, starting_time=0.0,
-                                brain_region=["DLS", "DLS", "MC"], active=np.array([True, True, True]),
-                                description="toy counts"))
+        s.add(
+            BinnedSpikeCounts(
+                name="BinnedSpikeCounts",
+                data=rng.poisson(rates).astype("uint16"),
+                column_names=["a", "b", "c"],
+                bin_size=0.02,
+                rate=50.0,
+                starting_time=0.0,
+                brain_region=["DLS", "DLS", "MC"],
+                active=np.array([True, True, True]),
+                description="toy counts",
+            )
+        )
     encode_session(path, ["joint_angles"], CONFIG, progress=False)
     with read_session(path) as nwbfile:
         table = nwbfile.processing["mimic"]["EncodingResults"]

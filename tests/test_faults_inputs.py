@@ -44,8 +44,9 @@ def toy(tmp_path_factory):
     spikes = {name: np.sort(rng.uniform(0, 39.9, 300)) for name in ("a", "b")}
     import_units(path, spikes, sampling_rate=30000.0, unit_table={n: {"brain_region": "DLS"} for n in spikes})
     labels = path.parent / "bouts.csv"
-    labels.write_text("start,stop,label\n" + "".join(f"{i * 2.0},{i * 2.0 + 2.0},{'Walk' if i % 2 else 'Rear'}\n"
-                                                      for i in range(19)))
+    labels.write_text(
+        "start,stop,label\n" + "".join(f"{i * 2.0},{i * 2.0 + 2.0},{'Walk' if i % 2 else 'Rear'}\n" for i in range(19))
+    )
     assert main(["import-labels", str(path), str(labels)]) == 0
     return path
 
@@ -97,7 +98,19 @@ def test_rsa_refuses_a_non_integer_permutation_count(toy, capsys):
 def test_encode_and_rsa_numbers_must_be_finite_and_in_range(toy, capsys, argv, message):
     before = digest(toy)
     command, *options = argv
-    assert main([command, str(toy), "--feature-set", "joint_angles", *options, *(["--no-progress"] if command == "encode" else [])]) == 2
+    assert (
+        main(
+            [
+                command,
+                str(toy),
+                "--feature-set",
+                "joint_angles",
+                *options,
+                *(["--no-progress"] if command == "encode" else []),
+            ]
+        )
+        == 2
+    )
     assert message in one_line_error(capsys)
     assert digest(toy) == before
 
@@ -163,7 +176,9 @@ def test_unit_table_with_a_byte_order_mark_is_read(tmp_path):
     assert table.read_bytes().startswith(b"\xef\xbb\xbf")
     source = tmp_path / "spikes.npz"
     np.savez(source, a=np.array([0.1, 0.2]), b=np.array([0.3]))
-    assert main(["import-units", str(session), str(source), "--sampling-rate", "30000", "--unit-table", str(table)]) == 0
+    assert (
+        main(["import-units", str(session), str(source), "--sampling-rate", "30000", "--unit-table", str(table)]) == 0
+    )
     with NWBHDF5IO(session, "r") as nwb_io:
         units = nwb_io.read().units
         assert list(units["brain_region"][:]) == ["DLS", "MC"]
@@ -246,18 +261,43 @@ def damaged_registration(tmp_path):
         pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=positions)
         behavior.add(pose)
         body_model = s.add(mock.mock_BodyModel())
-        s.add(StacRegistration(
-            name="StacRegistration",
-            qpos=JointStateSeries(name="qpos", data=compressed(qpos), unit="mixed", column_names=mock.TOY_QPOS_NAMES,
-                                  column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy", **timing),
-            keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((frames, 3)), unit="meters",
-                                              column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
-            model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
-            keypoint_sites=mock.mock_KeypointSites(), frame_valid=np.ones(frames, dtype=bool),
-            pose_estimation=pose, body_model=body_model,
-        ))
-    import_units(path, {"a": np.sort(rng.uniform(0, 590, 3000))}, sampling_rate=30000.0, session_end=600.0,
-                 unit_table={"a": {"brain_region": "DLS"}})
+        s.add(
+            StacRegistration(
+                name="StacRegistration",
+                qpos=JointStateSeries(
+                    name="qpos",
+                    data=compressed(qpos),
+                    unit="mixed",
+                    column_names=mock.TOY_QPOS_NAMES,
+                    column_units=mock.TOY_QPOS_UNITS,
+                    body_model=body_model,
+                    description="toy",
+                    **timing,
+                ),
+                keypoint_errors=NamedColumnSeries(
+                    name="keypoint_errors",
+                    data=np.zeros((frames, 3)),
+                    unit="meters",
+                    column_names=mock.TOY_KEYPOINTS,
+                    description="toy",
+                    **timing,
+                ),
+                model_keypoints=mock.mock_PoseEstimation(
+                    skeleton=skeleton, name="model_keypoints", positions=positions
+                ),
+                keypoint_sites=mock.mock_KeypointSites(),
+                frame_valid=np.ones(frames, dtype=bool),
+                pose_estimation=pose,
+                body_model=body_model,
+            )
+        )
+    import_units(
+        path,
+        {"a": np.sort(rng.uniform(0, 590, 3000))},
+        sampling_rate=30000.0,
+        session_end=600.0,
+        unit_table={"a": {"brain_region": "DLS"}},
+    )
     corrupt_chunk(path, "processing/mimic/StacRegistration/qpos/data", chunk=1)
     return path
 

@@ -56,7 +56,10 @@ def test_csv_bouts_round_trip_through_cli(session, tmp_path, capsys):
     assert out.count("\n") == 1 and "3 bouts of 3 labels" in out
     bouts = read_bouts(session)
     assert bouts == dict(
-        start_time=[0.0, 1.5, 4.0], stop_time=[1.5, 2.25, 6.0], label=["Walk", "Rear", "FaceGroom"], cluster_id=[3, 7, 12]
+        start_time=[0.0, 1.5, 4.0],
+        stop_time=[1.5, 2.25, 6.0],
+        label=["Walk", "Rear", "FaceGroom"],
+        cluster_id=[3, 7, 12],
     )
 
 
@@ -90,7 +93,11 @@ def test_per_frame_labels_on_the_keypoints_clock(session_with_keypoints):
 
 def test_per_frame_npz_with_timestamps_through_cli(session, tmp_path):
     timestamps = 1.0 + np.cumsum(np.full(6, 0.02))
-    np.savez(tmp_path / "frames.npz", labels=np.array(["Walk", "Walk", "Rear", "Rear", "Rear", "Walk"]), timestamps=timestamps)
+    np.savez(
+        tmp_path / "frames.npz",
+        labels=np.array(["Walk", "Walk", "Rear", "Rear", "Rear", "Walk"]),
+        timestamps=timestamps,
+    )
     assert main(["import-labels", str(session), str(tmp_path / "frames.npz"), "--name", "motion_mapper"]) == 0
     bouts = read_bouts(session, "motion_mapper")
     np.testing.assert_allclose(bouts["start_time"], timestamps[[0, 2, 5]])
@@ -143,7 +150,10 @@ CASES = {
     "unsorted bouts": (_csv("start,stop,label\n2,3,Walk\n0,1,Rear\n"), "plain"),
     "stop before start": (_csv("start,stop,label\n0,1,Walk\n3,2,Rear\n"), "plain"),
     "zero-length bout": (_csv("start,stop,label\n1,1,Walk\n"), "plain"),
-    "bout after the session end": (_with(_csv("start,stop,label\n0,1,Walk\n50,70,Rear\n"), "--session-end", "60"), "plain"),
+    "bout after the session end": (
+        _with(_csv("start,stop,label\n0,1,Walk\n50,70,Rear\n"), "--session-end", "60"),
+        "plain",
+    ),
     "bout after the keypoints": (_csv("start,stop,label\n0,1,Walk\n9,12,Rear\n"), "keypoints"),
     "negative bout time": (_csv("start,stop,label\n-1,1,Walk\n"), "plain"),
     "empty file": (_csv(""), "plain"),
@@ -154,13 +164,19 @@ CASES = {
     "NaN stop": (_csv("start,stop,label\n0,nan,Walk\n"), "plain"),
     "empty label": (_csv("start,stop,label\n0,1,\n"), "plain"),
     "cluster id not an integer": (_csv("start,stop,label,cluster_id\n0,1,Walk,3.5\n"), "plain"),
-    "label array longer than its timestamps": (_npz(labels=np.array(["Walk"] * 5), timestamps=np.arange(4) / 50), "plain"),
+    "label array longer than its timestamps": (
+        _npz(labels=np.array(["Walk"] * 5), timestamps=np.arange(4) / 50),
+        "plain",
+    ),
     "per-frame labels without a clock": (_npz(labels=np.array(["Walk"] * 5)), "plain"),
     "per-frame labels off the keypoints' frame count": (_npz(labels=np.array(["Walk"] * 499)), "keypoints"),
     "cluster ids of another length": (_npz(labels=np.array(["Walk"] * 5), cluster_ids=np.arange(3)), "plain"),
     "npz without labels": (_npz(behaviour=np.array(["Walk"] * 5)), "plain"),
     "timestamps not increasing": (
-        lambda folder: ([_npz(labels=np.array(["Walk"] * 3))(folder)[0][0], "--timestamps", str(folder / "ts.txt")], "ts.txt"),
+        lambda folder: (
+            [_npz(labels=np.array(["Walk"] * 3))(folder)[0][0], "--timestamps", str(folder / "ts.txt")],
+            "ts.txt",
+        ),
         "plain",
     ),
     "rate for a table of bouts": (_with(_csv("start,stop,label\n0,1,Walk\n"), "--rate", "50"), "plain"),

@@ -17,7 +17,10 @@ from helpers import digest, session_templates
 
 RATE = 30000.0
 # electrodes 0-7: drive0_tetrode_0/1 in DLS; electrodes 8-11: drive1_tetrode_0 in MC
-DRIVES = [dict(name="drive0", brain_region="DLS", num_tetrodes=2), dict(name="drive1", brain_region="MC", num_tetrodes=1)]
+DRIVES = [
+    dict(name="drive0", brain_region="DLS", num_tetrodes=2),
+    dict(name="drive1", brain_region="MC", num_tetrodes=1),
+]
 KEYPOINTS_END = 10.0  # 500 frames at 50 Hz
 
 
@@ -146,8 +149,14 @@ def test_arrays_round_trip_with_unit_table(session):
     assert list(rows) == list(trains)
     for name, times in trains.items():
         np.testing.assert_array_equal(rows[name]["spike_times"], times)
-    assert rows["tt0_u1"] == dict(rows["tt0_u1"], electrode_group="drive0_tetrode_0", brain_region="DLS", cell_type="SPN", quality="good")
-    assert (rows["tt0_u2"]["brain_region"], rows["tt0_u2"]["cell_type"], rows["tt0_u2"]["quality"]) == ("DLS", "FSI", "unknown")
+    assert rows["tt0_u1"] == dict(
+        rows["tt0_u1"], electrode_group="drive0_tetrode_0", brain_region="DLS", cell_type="SPN", quality="good"
+    )
+    assert (rows["tt0_u2"]["brain_region"], rows["tt0_u2"]["cell_type"], rows["tt0_u2"]["quality"]) == (
+        "DLS",
+        "FSI",
+        "unknown",
+    )
     assert (rows["mc_u1"]["electrode_group"], rows["mc_u1"]["brain_region"]) == ("drive1_tetrode_0", "MC-L5")
 
 
@@ -155,10 +164,17 @@ def test_npz_and_tsv_unit_table_through_cli(session, tmp_path, capsys):
     trains = {"a": spikes(4, 20), "b": spikes(5, 25), "c": np.array([])}
     np.savez(tmp_path / "spikes.npz", **trains)
     (tmp_path / "units.tsv").write_text(
-        "unit\telectrode_group\tcell_type\n" "a\tdrive0_tetrode_0\tSPN\n" "b\tdrive1_tetrode_0\t\n" "c\tdrive0_tetrode_1\tSPN\n"
+        "unit\telectrode_group\tcell_type\na\tdrive0_tetrode_0\tSPN\nb\tdrive1_tetrode_0\t\nc\tdrive0_tetrode_1\tSPN\n"
     )
-    argv = ["import-units", str(session), str(tmp_path / "spikes.npz"), "--sampling-rate", "30000",
-            "--unit-table", str(tmp_path / "units.tsv")]
+    argv = [
+        "import-units",
+        str(session),
+        str(tmp_path / "spikes.npz"),
+        "--sampling-rate",
+        "30000",
+        "--unit-table",
+        str(tmp_path / "units.tsv"),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "2 units" in out and "left out: 1 without spikes" in out
@@ -177,10 +193,20 @@ def test_phy_folder_keeps_good_and_mua(session, phy_folder):
     assert resolution == pytest.approx(1 / RATE)
     assert sorted(rows) == ["0", "1"]
     for cluster in (0, 1):
-        np.testing.assert_allclose(rows[str(cluster)]["spike_times"], samples[clusters == cluster] / RATE, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            rows[str(cluster)]["spike_times"], samples[clusters == cluster] / RATE, rtol=0, atol=1e-12
+        )
     # ch 1 -> electrode 1 (drive0_tetrode_0, DLS); ch 9 -> electrode 9 (drive1_tetrode_0, MC)
-    assert (rows["0"]["quality"], rows["0"]["electrode_group"], rows["0"]["brain_region"]) == ("good", "drive0_tetrode_0", "DLS")
-    assert (rows["1"]["quality"], rows["1"]["electrode_group"], rows["1"]["brain_region"]) == ("mua", "drive1_tetrode_0", "MC")
+    assert (rows["0"]["quality"], rows["0"]["electrode_group"], rows["0"]["brain_region"]) == (
+        "good",
+        "drive0_tetrode_0",
+        "DLS",
+    )
+    assert (rows["1"]["quality"], rows["1"]["electrode_group"], rows["1"]["brain_region"]) == (
+        "mua",
+        "drive1_tetrode_0",
+        "MC",
+    )
 
 
 def test_units_pass_nwbinspector_units_checks(session, phy_folder):
@@ -204,7 +230,12 @@ def test_phy_keep_and_labels_from_cluster_info(session, tmp_path, capsys):
     samples = np.sort(rng.integers(0, int(9 * RATE), 300))
     clusters = rng.choice([4, 5, 6], size=samples.size)
     # no cluster_group.tsv: the curator's labels are cluster_info's 'group' (5 has none: unsorted)
-    folder = write_phy(tmp_path / "phy", clusters, samples, info_rows={4: ("mua", 0, "good"), 5: ("mua", 2, ""), 6: ("good", 8, "noise")})
+    folder = write_phy(
+        tmp_path / "phy",
+        clusters,
+        samples,
+        info_rows={4: ("mua", 0, "good"), 5: ("mua", 2, ""), 6: ("good", 8, "noise")},
+    )
     assert main(["import-units", str(session), str(folder), "--keep", "good"]) == 0
     assert "left out: 1 unsorted, 1 noise" in capsys.readouterr().out
     rows, _ = read_units(session)
@@ -231,7 +262,11 @@ def test_spikeinterface_sorting_duck_typed(session):
     sorting = FakeSorting(
         trains,
         fs,
-        {"electrode_group": ["drive0_tetrode_1", "drive1_tetrode_0"], "brain_area": ["DLS", "M1"], "quality": ["good", "mua"]},
+        {
+            "electrode_group": ["drive0_tetrode_1", "drive1_tetrode_0"],
+            "brain_area": ["DLS", "M1"],
+            "quality": ["good", "mua"],
+        },
     )
     import_units(session, sorting)
     assert "spikeinterface" not in sys.modules  # optional dependency, never imported for an object
@@ -239,14 +274,20 @@ def test_spikeinterface_sorting_duck_typed(session):
     assert resolution == pytest.approx(1 / fs)
     for name, frames in trains.items():
         np.testing.assert_allclose(rows[name]["spike_times"], frames / fs)
-    assert (rows["u1"]["electrode_group"], rows["u1"]["brain_region"], rows["u1"]["quality"]) == ("drive1_tetrode_0", "M1", "mua")
+    assert (rows["u1"]["electrode_group"], rows["u1"]["brain_region"], rows["u1"]["quality"]) == (
+        "drive1_tetrode_0",
+        "M1",
+        "mua",
+    )
 
 
 def test_spikes_within_keypoints_or_given_session_end(session_with_keypoints):
     late = {"u": np.array([1.0, 2.0, KEYPOINTS_END + 5.0])}
     with pytest.raises(InputError, match="spike at 15 s is after the end of the keypoints"):
         import_units(session_with_keypoints, late, sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}})
-    import_units(session_with_keypoints, late, sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}}, session_end=60.0)
+    import_units(
+        session_with_keypoints, late, sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}}, session_end=60.0
+    )
     rows, _ = read_units(session_with_keypoints)
     assert rows["u"]["electrode_group"] is None and rows["u"]["brain_region"] == "DLS"
 
@@ -324,19 +365,42 @@ TABLE = "unit,electrode_group\nu1,drive0_tetrode_0\nu2,drive0_tetrode_0\n"
 
 # name -> function(tmp_path) returning (CLI arguments after the session, text the error must name)
 CLI_CASES = {
-    "no unit has spikes": lambda p: ([_npz(p, u1=np.array([]), u2=np.array([])), "--sampling-rate", "30000"], "bad.npz"),
+    "no unit has spikes": lambda p: (
+        [_npz(p, u1=np.array([]), u2=np.array([])), "--sampling-rate", "30000"],
+        "bad.npz",
+    ),
     "negative spike time": lambda p: ([_npz(p, u1=[-0.1, 0.5]), "--sampling-rate", "30000"], "'u1'"),
     "NaN spike time": lambda p: ([_npz(p, u1=[0.1, np.nan, 0.5]), "--sampling-rate", "30000"], "'u1'"),
     "spike times not sorted": lambda p: ([_npz(p, u1=[0.1, 0.7, 0.5]), "--sampling-rate", "30000"], "'u1'"),
     "spike after session end": lambda p: (
-        [_npz(p, u1=[0.1, 99.5]), "--sampling-rate", "30000", "--session-end", "60", "--unit-table", _table(p, "unit,brain_region\nu1,DLS\n")],
+        [
+            _npz(p, u1=[0.1, 99.5]),
+            "--sampling-rate",
+            "30000",
+            "--session-end",
+            "60",
+            "--unit-table",
+            _table(p, "unit,brain_region\nu1,DLS\n"),
+        ],
         "'u1'",
     ),
-    "integer spike times (samples)": lambda p: ([_npz(p, u1=np.array([3000, 6000])), "--sampling-rate", "30000"], "'u1'"),
-    "whole-number spike times (samples)": lambda p: ([_npz(p, u1=np.arange(3000.0, 60000.0, 3000.0)), "--sampling-rate", "30000"], "bad.npz"),
+    "integer spike times (samples)": lambda p: (
+        [_npz(p, u1=np.array([3000, 6000])), "--sampling-rate", "30000"],
+        "'u1'",
+    ),
+    "whole-number spike times (samples)": lambda p: (
+        [_npz(p, u1=np.arange(3000.0, 60000.0, 3000.0)), "--sampling-rate", "30000"],
+        "bad.npz",
+    ),
     "no sampling rate for arrays": lambda p: ([_npz(p, u1=[0.5, 0.7])], "bad.npz"),
     "unknown electrode group": lambda p: (
-        [_npz(p, u1=[0.5]), "--sampling-rate", "30000", "--unit-table", _table(p, "unit,electrode_group\nu1,tetrode_99\n")],
+        [
+            _npz(p, u1=[0.5]),
+            "--sampling-rate",
+            "30000",
+            "--unit-table",
+            _table(p, "unit,electrode_group\nu1,tetrode_99\n"),
+        ],
         "'tetrode_99'",
     ),
     "unknown unit table column": lambda p: (
@@ -380,6 +444,8 @@ def test_bad_input_session_already_has_units(session, capsys):
 def test_bad_input_fake_sorting_property_length(session):
     sorting = FakeSorting({"u0": np.array([10, 20])}, RATE, {"quality": ["good", "mua"]})
     before = digest(session)
-    with pytest.raises(InputError, match=r"^SpikeInterface sorting FakeSorting: property 'quality' has 2 values for 1 units$"):
+    with pytest.raises(
+        InputError, match=r"^SpikeInterface sorting FakeSorting: property 'quality' has 2 values for 1 units$"
+    ):
         import_units(session, sorting)
     assert digest(session) == before

@@ -166,7 +166,10 @@ def test_unknown_names_raise():
 def test_permutation_count_must_be_a_non_negative_integer(n_permutations):
     rng = np.random.default_rng(7)
     codes, labels, patterns, folds = simulate(rng, n_bins=6000)
-    activities = {"population": representation(rng, codes, patterns, 8), "layer": representation(rng, codes, patterns, 5)}
+    activities = {
+        "population": representation(rng, codes, patterns, 8),
+        "layer": representation(rng, codes, patterns, 5),
+    }
     result = compute_rdms(activities, labels, folds, n_permutations=0)
     with pytest.raises(ValueError, match="n_permutations must be an integer >= 0"):
         compare_rdms(result, "population", n_permutations=n_permutations)

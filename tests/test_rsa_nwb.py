@@ -26,8 +26,13 @@ def session(tmp_path_factory):
     for i, (gain, _region) in enumerate([(1.5, "DLS"), (-1.5, "DLS"), (1.0, "MC"), (0.5, "DLS")]):
         counts = rng.poisson(12 * np.exp(gain * hip) / RATE)
         spikes[f"u{i}"] = np.sort(np.repeat(t, counts) + rng.uniform(0, 1 / RATE, counts.sum()))
-    import_units(path, spikes, sampling_rate=30000.0, session_end=len(t) / RATE,
-                 unit_table={f"u{i}": {"brain_region": r} for i, r in enumerate(["DLS", "DLS", "MC", "DLS"])})
+    import_units(
+        path,
+        spikes,
+        sampling_rate=30000.0,
+        session_end=len(t) / RATE,
+        unit_table={f"u{i}": {"brain_region": r} for i, r in enumerate(["DLS", "DLS", "MC", "DLS"])},
+    )
     labels = np.where(hip > 0.4, "Reach", np.where(hip < -0.4, "Retract", "Hold"))
     import_labels(path, labels, rate=RATE)
     return path
@@ -58,8 +63,13 @@ def test_rsa_bad_inputs_write_nothing(session, tmp_path, capsys):
     assert digest(session) == before
 
     path, t, _ = registered_toy_session(tmp_path)
-    import_units(path, {"a": np.linspace(0.1, 39, 500)}, sampling_rate=30000.0, session_end=40.0,
-                 unit_table={"a": {"brain_region": "DLS"}})
+    import_units(
+        path,
+        {"a": np.linspace(0.1, 39, 500)},
+        sampling_rate=30000.0,
+        session_end=40.0,
+        unit_table={"a": {"brain_region": "DLS"}},
+    )
     late = tmp_path / "late.csv"
     late.write_text("start,stop,label\n100,120,Walk\n")
     import_labels(path, late, session_end=200.0)

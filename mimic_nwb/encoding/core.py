@@ -701,7 +701,9 @@ def _check_feature_sets(feature_sets, feature_set_names, n_bins: int) -> dict[st
         raise ValueError("feature_set_names must not be empty")
     unknown = [n for n in names if n not in feature_sets]
     if unknown:
-        raise ValueError(f"feature_set_names: unknown feature set {unknown[0]!r} (known: {', '.join(map(str, feature_sets))})")
+        raise ValueError(
+            f"feature_set_names: unknown feature set {unknown[0]!r} (known: {', '.join(map(str, feature_sets))})"
+        )
     if len(set(names)) != len(names):
         raise ValueError("feature_set_names must be unique")
     sets = {}

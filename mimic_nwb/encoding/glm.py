@@ -163,9 +163,7 @@ def fit_poisson_glm(
     mu = np.repeat(y_mean[:, None], n, axis=1)  # expected counts, (n_units, n_bins)
     f = y_mean - y_mean * B[:, 0]
     if start is not None:
-        B_start = np.hstack(
-            [np.asarray(start[0], dtype=np.float64)[:, None], np.asarray(start[1], dtype=np.float64).T]
-        )
+        B_start = np.hstack([np.asarray(start[0], dtype=np.float64)[:, None], np.asarray(start[1], dtype=np.float64).T])
         if B_start.shape != B.shape:
             raise ValueError(f"start must give {n_units} intercepts and a ({p}, {n_units}) coef array")
         with np.errstate(over="ignore", invalid="ignore"):
@@ -206,9 +204,7 @@ def fit_poisson_glm(
             predicted = 0.5 * decrease
         else:
             D = _l1_newton_direction(H, grad, B_a, l1, penalised)
-            decrease = -(
-                np.sum(grad * D, axis=1) + l1 * np.sum(penalised * (np.abs(B_a + D) - np.abs(B_a)), axis=1)
-            )
+            decrease = -(np.sum(grad * D, axis=1) + l1 * np.sum(penalised * (np.abs(B_a + D) - np.abs(B_a)), axis=1))
             predicted = decrease
         small = predicted <= tol * y_mean[active]
         converged[active[small]] = True
@@ -262,7 +258,9 @@ def fit_poisson_glm(
             mu[moved] = mu_a[ok] + dmu[ok]
             f[moved] += df[ok]
             active = moved
-    return PoissonGLMFit(intercept=B[:, 0].copy(), coef=B[:, 1:].T.copy(), converged=converged, n_iter=n_iter, objective=f)
+    return PoissonGLMFit(
+        intercept=B[:, 0].copy(), coef=B[:, 1:].T.copy(), converged=converged, n_iter=n_iter, objective=f
+    )
 
 
 def _column_pairs(A_T: np.ndarray) -> np.ndarray:

@@ -49,16 +49,18 @@ def read_neural_data(nwbfile, path, bin_size, t_start, t_stop, counts_name=None)
             raise InputError(f"{path}: no BinnedSpikeCounts named {counts_name!r}")
         series = chosen[0]
         if abs(series.bin_size - bin_size) > 1e-9:
-            raise InputError(
-                f"{path}: {series.name} has {series.bin_size} s bins; run with bin_size {series.bin_size}"
-            )
+            raise InputError(f"{path}: {series.name} has {series.bin_size} s bins; run with bin_size {series.bin_size}")
         centers = series.get_timestamps() + series.bin_size / 2
         keep = np.ones(len(series.column_names), dtype=bool)
         if series.active is not None:
             keep = np.asarray(series.active[:], dtype=bool)
         columns = np.flatnonzero(keep)
         names = [str(series.column_names[i]) for i in columns]
-        regions = [str(series.brain_region[i]) for i in columns] if series.brain_region is not None else ["unknown"] * len(columns)
+        regions = (
+            [str(series.brain_region[i]) for i in columns]
+            if series.brain_region is not None
+            else ["unknown"] * len(columns)
+        )
         inside = (centers >= t_start) & (centers < t_stop)
         counts = np.asarray(series.data[:])[inside][:, columns]
         return NeuralData(counts, centers[inside], names, regions, series.name, columns)
@@ -103,8 +105,10 @@ def encode_session(
     """
     config = config or EncodingConfig()
     session = Path(session)
-    if isinstance(q_threshold, bool) or not isinstance(q_threshold, int | float | np.integer | np.floating) or not (
-        np.isfinite(q_threshold) and 0 < q_threshold <= 1
+    if (
+        isinstance(q_threshold, bool)
+        or not isinstance(q_threshold, int | float | np.integer | np.floating)
+        or not (np.isfinite(q_threshold) and 0 < q_threshold <= 1)
     ):
         raise InputError(f"q_threshold: {q_threshold!r} must be a number in (0, 1]")
     with read_session(session) as nwbfile:
@@ -178,7 +182,9 @@ def results_table(result, neural, best, q_threshold, name, nwbfile):
     unit_row = dict(zip(neural.unit_names, neural.unit_index))
     rows = np.array([unit_row[u] for u in table["unit"]])
     columns = [
-        VectorData(name="brain_region", description="Brain region of the unit.", data=[region_of[u] for u in table["unit"]]),
+        VectorData(
+            name="brain_region", description="Brain region of the unit.", data=[region_of[u] for u in table["unit"]]
+        ),
         VectorData(name="feature_set", description="Feature set.", data=list(table["feature_set"])),
         VectorData(name="lag", description="Lag, s (negative: premotor).", data=table["lag"].to_numpy()),
         VectorData(name="cv_llr", description="CV log-likelihood ratio, bits/spike.", data=table["cv_llr"].to_numpy()),
@@ -198,11 +204,11 @@ def results_table(result, neural, best, q_threshold, name, nwbfile):
     ]
     links = {}
     if neural.source == "units":
-        columns.insert(
-            0, DynamicTableRegion(name="unit", description="The unit.", data=rows, table=nwbfile.units)
-        )
+        columns.insert(0, DynamicTableRegion(name="unit", description="The unit.", data=rows, table=nwbfile.units))
     else:
-        columns.insert(0, VectorData(name="count_column", description="Column of the counts.", data=rows.astype("int32")))
+        columns.insert(
+            0, VectorData(name="count_column", description="Column of the counts.", data=rows.astype("int32"))
+        )
         links["spike_counts"] = nwbfile.processing["mimic"][neural.source]
     if result.coefficients is not None:
         # Mean over folds, intercept first, per unit x feature set x lag (ragged: sets differ in width).

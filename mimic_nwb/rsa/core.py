@@ -331,7 +331,9 @@ def compute_rdms(
     partition_ids = np.unique(part[used])
     index = np.searchsorted(partition_ids, part)
     index = np.where(used, index, -1)
-    _, counts = _cell_means(np.zeros((n_bins, 1)), np.where(used, codes, -1), len(conditions), index, partition_ids.size)
+    _, counts = _cell_means(
+        np.zeros((n_bins, 1)), np.where(used, codes, -1), len(conditions), index, partition_ids.size
+    )
     complete = np.flatnonzero(np.all(counts > 0, axis=1))
     crossnobis = complete.size >= 2
     if crossnobis:
@@ -485,8 +487,14 @@ def compare_rdms(
                 hits = int(np.sum(null >= similarity - 1e-12))
                 p = hits / len(permutations) if exact else (1 + hits) / (1 + len(permutations))
             rows.append(
-                dict(reference=ref, candidate=cand, method=method, similarity=similarity, p_value=p,
-                     n_permutations=len(permutations))
+                dict(
+                    reference=ref,
+                    candidate=cand,
+                    method=method,
+                    similarity=similarity,
+                    p_value=p,
+                    n_permutations=len(permutations),
+                )
             )
     return pd.DataFrame(rows, columns=["reference", "candidate", "method", "similarity", "p_value", "n_permutations"])
 

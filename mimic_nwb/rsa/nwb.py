@@ -67,9 +67,7 @@ def rsa_session(
         neural = read_neural_data(nwbfile, session, bin_size, t_start, t_stop)
         labels = bin_labels(intervals, neural.bin_centers)
         if not (labels != "").any():
-            raise InputError(
-                f"{session}: the behaviour labels do not overlap the data ({t_start:.2f}-{t_stop:.2f} s)"
-            )
+            raise InputError(f"{session}: the behaviour labels do not overlap the data ({t_start:.2f}-{t_stop:.2f} s)")
         activities = {}
         for region in sorted(set(neural.brain_regions)):
             columns = [i for i, r in enumerate(neural.brain_regions) if r == region]
