@@ -57,8 +57,10 @@ def quantized(values, description):
     """
     values = np.asarray(values, dtype=np.float64)
     if values.size == 0 or not np.all(np.isfinite(values)):
-        return dict(data=compressed(values.astype(np.float32)), description=description + (
-            " Stored as float32 (not every value is finite)." if values.size else ""))
+        return dict(
+            data=compressed(values.astype(np.float32)),
+            description=description + (" Stored as float32 (not every value is finite)." if values.size else ""),
+        )
     lo, hi = float(values.min()), float(values.max())
     magnitude = max(abs(lo), abs(hi))
     span = hi - lo if hi > lo else max(magnitude, 1.0) * 2.0**-16  # constant: any small step
@@ -70,10 +72,17 @@ def quantized(values, description):
     codes = np.rint((values - float(offset)) / float(step))
     data = np.clip(codes, -32767, 32767).astype(np.int16)
     bound = 0.5 * float(step) + 2 * float(np.finfo(np.float32).eps) * magnitude
-    note = (f" Stored as int16: value = data * conversion + offset, absolute error at most {bound:.3g} "
-            f"(values from {lo:.6g} to {hi:.6g}).")
-    return dict(data=compressed(data), conversion=float(step), offset=float(offset),
-                resolution=float(step), description=description + note)
+    note = (
+        f" Stored as int16: value = data * conversion + offset, absolute error at most {bound:.3g} "
+        f"(values from {lo:.6g} to {hi:.6g})."
+    )
+    return dict(
+        data=compressed(data),
+        conversion=float(step),
+        offset=float(offset),
+        resolution=float(step),
+        description=description + note,
+    )
 
 
 class BlockIterator(AbstractDataChunkIterator):
