@@ -597,32 +597,16 @@ def append(path, replace=(), replace_dependents=False, inputs=None, _before_repl
         try:
             try:
                 replaced, copy_method = _copy_without(target, work, replace, replace_dependents, shown)
-            except OSError as error:
-                if _is_no_space(error):
-                    raise _no_space_error(shown, target.parent) from None
-                raise
-            # No raw-data chunk cache: chunks are written when hdmf writes them, so a full disk is an
-            # error of that write, never of a flush when a dataset closes (which HDF5 cannot recover
-            # from: the dataset stays half open and the interpreter crashes at exit).
-            io = NWBHDF5IO(mode="a", file=h5py.File(work, "a", rdcc_nbytes=0))
-            try:
-                session = SessionAppend(_read_nwbfile(io, shown), shown, replaced, copy_method)
-                for where, object_id in (inputs or {}).items():
-                    session.input(where, object_id)
-                yield session
-                io.write(session.nwbfile)
-                io.close()
+                with _working_copy(work, "a") as io:
+                    session = SessionAppend(_read_nwbfile(io, shown), shown, replaced, copy_method)
+                    for where, object_id in (inputs or {}).items():
+                        session.input(where, object_id)
+                    yield session
+                    io.write(session.nwbfile)
                 with builtins.open(work, "rb") as f:
                     os.fsync(f.fileno())
-            except BaseException as error:
-                no_space = _is_no_space(error)
-                if no_space:
-                    # Free the working copy's blocks so that the metadata flushed when the file
-                    # closes can be written (the copy is removed below).
-                    os.truncate(work, 0)
-                with contextlib.suppress(Exception):
-                    io.close()
-                if no_space:
+            except (OSError, RuntimeError) as error:  # h5py raises both for a failed write
+                if _is_no_space(error):
                     raise _no_space_error(shown, target.parent) from None
                 raise
             shutil.copymode(target, work)
@@ -633,6 +617,28 @@ def append(path, replace=(), replace_dependents=False, inputs=None, _before_repl
         finally:
             with contextlib.suppress(FileNotFoundError):
                 work.unlink()
+
+
+@contextlib.contextmanager
+def _working_copy(work, mode):
+    """An NWBHDF5IO writing the working copy, closed however the block ends.
+
+    The file has no raw-data chunk cache: chunks are written when hdmf writes them, so a full disk
+    is an error of that write, never of a flush when a dataset closes (which HDF5 cannot recover
+    from: the dataset stays half open and the interpreter crashes at exit). Writers give whole
+    arrays or blocks of whole chunks, so the cache would not save any work.
+    """
+    io = NWBHDF5IO(mode=mode, file=h5py.File(work, mode, rdcc_nbytes=0))
+    try:
+        yield io
+        io.close()
+    except BaseException as error:
+        if _is_no_space(error):
+            # Free the copy's blocks so that the metadata written when the file closes fits.
+            os.truncate(work, 0)
+        with contextlib.suppress(Exception):
+            io.close()
+        raise
 
 
 def _work_prefix(path):
@@ -722,7 +728,8 @@ def _copy_without(path, work, replace, replace_dependents, shown):
                 found |= movable
             for where in found:
                 _remove(nwbfile, where)
-            with NWBHDF5IO(str(work), "w") as dst:
+            _check_space(path, work)
+            with _working_copy(work, "w") as dst:
                 dst.export(src_io=src, nwbfile=nwbfile)
             return tuple(sorted(name for _, name in found)), "export"
     return (), clone_or_copy(path, work)
@@ -740,14 +747,19 @@ def clone_or_copy(source, destination):
     source, destination = Path(source), Path(destination)
     if _reflink(source, destination):
         return "reflink"
-    size = source.stat().st_size
-    free = shutil.disk_usage(destination.parent).free
-    if free < size + (1 << 20):
-        raise OSError(errno.ENOSPC, f"No space left on device ({size / 1e6:.0f} MB needed)", str(destination))
+    size = _check_space(source, destination)
     if _copy_file_range(source, destination, size):
         return "copy_file_range"
     shutil.copyfile(source, destination)
     return "copy"
+
+
+def _check_space(source, destination):
+    """Raise ENOSPC unless ``destination``'s folder has room for a copy of ``source``; its size."""
+    size = Path(source).stat().st_size
+    if shutil.disk_usage(Path(destination).parent).free < size + (1 << 20):
+        raise OSError(errno.ENOSPC, f"No space left on device ({size / 1e6:.0f} MB needed)", str(destination))
+    return size
 
 
 _FICLONE = 0x40049409  # _IOW(0x94, 9, int), linux/fs.h

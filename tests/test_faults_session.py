@@ -132,13 +132,17 @@ FILL_A_SMALL_DISK = textwrap.dedent(
     from mimic_nwb.session import append
     from mimic_nwb.storage import compressed
     from ndx_mimic.testing import mock
-    folder = Path(sys.argv[1])
+    folder, case = Path(sys.argv[1]), sys.argv[3]
     path = new_session(folder)
+    rng = np.random.default_rng(0)
+    if case == "replace":  # 1.6 MB of results, then a replace that exports the file (a second copy)
+        with append(path) as s:
+            s.add(mock.mock_BinnedSpikeCounts(data=rng.integers(0, 60000, size=(80_000, 10)).astype("uint16"), num_units=10))
     before = digest(path)
     # ~8 MB that gzip cannot shrink much, on a 4 MB file system: the write fails part way
-    counts = np.random.default_rng(0).integers(0, 60000, size=(400_000, 10)).astype("uint16")
+    counts = rng.integers(0, 60000, size=(400_000, 10)).astype("uint16")
     try:
-        with append(path) as s:
+        with append(path, replace=["BinnedSpikeCounts"] if case == "replace" else ()) as s:
             s.add(mock.mock_BinnedSpikeCounts(data=compressed(counts), num_units=10))
         print("appended")
     except InputError as error:
@@ -158,7 +162,8 @@ def _can_mount_tmpfs(folder):
     return probe.returncode == 0
 
 
-def test_disk_full_on_a_real_small_file_system(tmp_path):
+@pytest.mark.parametrize("case", ["append", "replace"])
+def test_disk_full_on_a_real_small_file_system(tmp_path, case):
     """A 4 MB tmpfs in a private mount namespace: HDF5 itself hits ENOSPC while writing a chunk.
 
     Before: 282 lines of HDF5 errors, then a segmentation fault at exit.
@@ -168,7 +173,7 @@ def test_disk_full_on_a_real_small_file_system(tmp_path):
     if not _can_mount_tmpfs(mount):
         pytest.skip("cannot mount a tmpfs here (no user namespaces)")
     tests = os.path.dirname(__file__)
-    command = f'mount -t tmpfs -o size=4m tmpfs {mount} && exec {sys.executable} -c "$0" {mount} {tests}'
+    command = f'mount -t tmpfs -o size=4m tmpfs {mount} && exec {sys.executable} -c "$0" {mount} {tests} {case}'
     result = subprocess.run(
         ["unshare", "-rm", "sh", "-c", command, FILL_A_SMALL_DISK],
         capture_output=True,
