@@ -121,9 +121,7 @@ class SiteMap:
             raise ValueError("site map: no sites")
         for name, entry in self.sites.items():
             if len(entry) != 2 or not isinstance(entry[0], str) or len(entry[1]) != 3:
-                raise ValueError(
-                    f"site map: keypoint {name!r} must be [body, x, y, z], got {entry!r}"
-                )
+                raise ValueError(f"site map: keypoint {name!r} must be [body, x, y, z], got {entry!r}")
             if not np.all(np.isfinite(np.asarray(entry[1], dtype=float))):
                 raise ValueError(f"site map: keypoint {name!r} has a non-finite offset {entry[1]!r}")
         named = [self.root_keypoint] if self.root_keypoint else []
@@ -286,14 +284,14 @@ class BodyModel:
         offsets = np.asarray(offsets, dtype=float)
         if offsets.shape != (len(self.keypoint_names), 3) or not np.all(np.isfinite(offsets)):
             raise ValueError(
-                f"offsets: expected finite values of shape ({len(self.keypoint_names)}, 3), "
-                f"got {offsets.shape}"
+                f"offsets: expected finite values of shape ({len(self.keypoint_names)}, 3), got {offsets.shape}"
             )
         spec = mujoco.MjSpec.from_string(self.xml, assets=dict(self.assets))
         for name, off in zip(self.keypoint_names, offsets):
             spec.site(KEYPOINT_SITE_PREFIX + name).pos = off
-        return _finish(spec, self.scale, self.actuator_kind, self.keypoint_names,
-                       self.site_map, self.source, self.assets)
+        return _finish(
+            spec, self.scale, self.actuator_kind, self.keypoint_names, self.site_map, self.source, self.assets
+        )
 
 
 def build_body_model(
@@ -391,10 +389,11 @@ def build_body_model(
         _set_torque_actuators(spec)
     if floor and not _has_ground(spec, mjcf):
         taken = {g.name for g in spec.geoms}
-        name = next(n for n in ("floor", *(f"floor_{i}" for i in range(1, len(taken) + 2)))
-                    if n not in taken)
+        name = next(n for n in ("floor", *(f"floor_{i}" for i in range(1, len(taken) + 2))) if n not in taken)
         spec.worldbody.add_geom(
-            name=name, type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05],
+            name=name,
+            type=mujoco.mjtGeom.mjGEOM_PLANE,
+            size=[0, 0, 0.05],
             rgba=[0.5, 0.5, 0.5, 1],
         )
     return _finish(spec, scale, actuators, keypoint_names, site_map, str(mjcf), assets)
@@ -419,8 +418,10 @@ def _read_file_assets(spec: mujoco.MjSpec, mjcf: Path, skins: bool) -> dict[str,
     # (element, kind, attribute, index in a list attribute or None, path as written, directory)
     references = []
     for kind, elements, directory in (
-        ("mesh", spec.meshes, "meshdir"), ("height field", spec.hfields, "meshdir"),
-        ("skin", spec.skins, "meshdir"), ("texture", spec.textures, "texturedir"),
+        ("mesh", spec.meshes, "meshdir"),
+        ("height field", spec.hfields, "meshdir"),
+        ("skin", spec.skins, "meshdir"),
+        ("texture", spec.textures, "texturedir"),
     ):
         for element in elements:
             folder = getattr(element.compiler, directory) or ""
@@ -508,15 +509,21 @@ def _world_pose(spec: mujoco.MjSpec, element) -> tuple[np.ndarray, np.ndarray]:
     through the frames it sits in."""
     degree, sequence = spec.compiler.degree, spec.compiler.eulerseq
     pos = np.array(element.pos, dtype=float)
-    quat = np.array(spec.resolve_orientation(degree, sequence, element.alt)
-                    if element.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
-                    else element.quat, dtype=float)
+    quat = np.array(
+        spec.resolve_orientation(degree, sequence, element.alt)
+        if element.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
+        else element.quat,
+        dtype=float,
+    )
     quat /= np.linalg.norm(quat)
     frame = element.frame
     while frame is not None:
-        fquat = np.array(spec.resolve_orientation(degree, sequence, frame.alt)
-                         if frame.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
-                         else frame.quat, dtype=float)
+        fquat = np.array(
+            spec.resolve_orientation(degree, sequence, frame.alt)
+            if frame.alt.type != mujoco.mjtOrientation.mjORIENTATION_QUAT
+            else frame.quat,
+            dtype=float,
+        )
         fquat /= np.linalg.norm(fquat)
         rotated = np.zeros(3)
         mujoco.mju_rotVecQuat(rotated, pos, fquat)
@@ -535,9 +542,7 @@ def _add_root_joint(spec: mujoco.MjSpec) -> None:
     joints = list(root.joints)
     if joints:
         if joints[0].type != mujoco.mjtJoint.mjJNT_FREE:
-            raise ValueError(
-                f"mjcf: root body {root.name!r} already has joints and no free joint"
-            )
+            raise ValueError(f"mjcf: root body {root.name!r} already has joints and no free joint")
         return
     root.add_freejoint(name="root")
     # A keyframe's qpos no longer matches nq once the free joint exists.
@@ -592,12 +597,12 @@ def _scale_skin_files(spec: mujoco.MjSpec, assets: Mapping[str, bytes], s: float
         nvert, ntex, nface, nbone = struct.unpack_from("<4i", raw, 0)
         at = 16
         verts = np.frombuffer(raw, "<f4", 3 * nvert, at) * np.float32(s)
-        raw[at:at + 12 * nvert] = verts.astype("<f4").tobytes()
+        raw[at : at + 12 * nvert] = verts.astype("<f4").tobytes()
         at += 12 * nvert + 8 * ntex + 12 * nface
         for _ in range(nbone):
             at += 40
             bind = np.frombuffer(raw, "<f4", 3, at) * np.float32(s)
-            raw[at:at + 12] = bind.astype("<f4").tobytes()
+            raw[at : at + 12] = bind.astype("<f4").tobytes()
             at += 28
             (count,) = struct.unpack_from("<i", raw, at)
             at += 4 + 8 * count
@@ -610,9 +615,7 @@ def _set_torque_actuators(spec: mujoco.MjSpec) -> None:
     for act in spec.actuators:
         fmax = float(act.forcerange[1])
         if not fmax > 0:
-            raise ValueError(
-                f"actuator {act.name!r} has no positive forcerange; torque actuators need it"
-            )
+            raise ValueError(f"actuator {act.name!r} has no positive forcerange; torque actuators need it")
         gain = np.zeros_like(act.gainprm)
         gain[0] = fmax
         act.gaintype = mujoco.mjtGain.mjGAIN_FIXED
@@ -680,8 +683,9 @@ def _massless_moving_bodies(spec: mujoco.MjSpec) -> list[str]:
         model = probe.compile()
     except ValueError:
         return []
-    return [model.body(b).name for b in range(1, model.nbody)
-            if model.body_dofnum[b] > 0 and model.body_mass[b] <= 1e-12]
+    return [
+        model.body(b).name for b in range(1, model.nbody) if model.body_dofnum[b] > 0 and model.body_mass[b] <= 1e-12
+    ]
 
 
 def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source, assets) -> BodyModel:
@@ -691,9 +695,7 @@ def _finish(spec, scale, actuator_kind, keypoint_names, site_map, source, assets
     xml = spec.to_xml()
     # The stored model is the one compiled from the text: what a reader of the file gets.
     model = mujoco.MjModel.from_xml_string(xml, dict(assets))
-    site_ids = np.array(
-        [model.site(KEYPOINT_SITE_PREFIX + n).id for n in keypoint_names], dtype=int
-    )
+    site_ids = np.array([model.site(KEYPOINT_SITE_PREFIX + n).id for n in keypoint_names], dtype=int)
     body_ids = model.site_bodyid[site_ids].copy() if len(site_ids) else np.zeros(0, int)
     offsets = model.site_pos[site_ids].copy() if len(site_ids) else np.zeros((0, 3))
     for a in (site_ids, body_ids, offsets):

@@ -46,8 +46,10 @@ def stl_box(half):
 
 def png(width, height, rgb):
     """An RGB PNG of one colour."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = b"".join(b"\0" + bytes(rgb) * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
@@ -153,7 +155,9 @@ def test_asset_paths_resolve_as_mujoco_resolves_them(tmp_path):
 def test_missing_asset_file_is_one_line(tmp_path):
     path = write_model(tmp_path, body=LEG)
     (tmp_path / "meshes" / "left" / "bone.stl").unlink()
-    with pytest.raises(MjcfError, match=r"animal.xml reads mesh 'leg' from 'left/bone.stl': cannot read .*bone.stl") as err:
+    with pytest.raises(
+        MjcfError, match=r"animal.xml reads mesh 'leg' from 'left/bone.stl': cannot read .*bone.stl"
+    ) as err:
         build_body_model(SITES, mjcf=path)
     assert isinstance(err.value, InputError) and isinstance(err.value, ValueError)
     assert "\n" not in str(err.value)
@@ -171,12 +175,14 @@ def planes(bm):
 
 def test_own_ground_plane_is_kept(tmp_path):
     # Any name, any way of writing its orientation: one floor, no "repeated name 'floor'".
-    for i, ground in enumerate([
-        '<geom name="floor" type="plane" size="5 5 .1"/>',
-        '<geom name="ground" type="plane" size="5 5 .1" euler="0 0 30"/>',
-        '<frame euler="0 0 90"><geom name="arena" type="plane" size="5 5 .1"/></frame>',
-        '<geom type="plane" size="5 5 .1"/>',
-    ]):
+    for i, ground in enumerate(
+        [
+            '<geom name="floor" type="plane" size="5 5 .1"/>',
+            '<geom name="ground" type="plane" size="5 5 .1" euler="0 0 30"/>',
+            '<frame euler="0 0 90"><geom name="arena" type="plane" size="5 5 .1"/></frame>',
+            '<geom type="plane" size="5 5 .1"/>',
+        ]
+    ):
         bm = build_body_model(SITES, mjcf=write_model(tmp_path / str(i), body=LEG, world=ground))
         assert len(planes(bm)) == 1, ground
     # Not a ground: a wall, and a box that happens to be called floor.
@@ -217,7 +223,8 @@ def test_moving_body_without_mass_is_named(tmp_path):
     assert "\n" not in str(err.value)
     text = path.read_text().replace(
         "</body>\n    </body>",
-        '</body>\n      <body name="tail" pos="-0.05 0 0"><joint name="wag" axis="0 0 1"/></body>\n    </body>')
+        '</body>\n      <body name="tail" pos="-0.05 0 0"><joint name="wag" axis="0 0 1"/></body>\n    </body>',
+    )
     path.write_text(text)
     with pytest.raises(MjcfError, match=r"moving bodies 'leg', 'tail' without mass"):
         build_body_model(SITES, mjcf=path)
@@ -240,14 +247,31 @@ def dog_mjcf():
 
 
 DOG_SITES = {
-    "Snout": ["skull", 0.1, 0.0, 0.0], "EarL": ["skull", 0.0, 0.04, 0.04],
-    "EarR": ["skull", 0.0, -0.04, 0.04], "Jaw": ["jaw", 0.05, 0.0, 0.0], "Neck": ["C_4", 0.0, 0.0, 0.0],
-    "Withers": ["torso", 0.08, 0.0, 0.12], "SpineM": ["L_4", 0.0, 0.0, 0.0],
-    "Pelvis": ["pelvis", 0.0, 0.0, 0.0], "TailBase": ["Ca_1", 0.0, 0.0, 0.0],
-    "TailMid": ["Ca_10", 0.0, 0.0, 0.0], "TailTip": ["Ca_21", 0.0, 0.0, 0.0],
-    **{f"{joint}{side}": [f"{body}_{side}", 0.0, 0.0, 0.0] for side in "LR" for joint, body in (
-        ("Shoulder", "upper_arm"), ("Elbow", "lower_arm"), ("Wrist", "hand"), ("Paw", "finger"),
-        ("Hip", "upper_leg"), ("Knee", "lower_leg"), ("Ankle", "foot"), ("Toe", "toe"))},
+    "Snout": ["skull", 0.1, 0.0, 0.0],
+    "EarL": ["skull", 0.0, 0.04, 0.04],
+    "EarR": ["skull", 0.0, -0.04, 0.04],
+    "Jaw": ["jaw", 0.05, 0.0, 0.0],
+    "Neck": ["C_4", 0.0, 0.0, 0.0],
+    "Withers": ["torso", 0.08, 0.0, 0.12],
+    "SpineM": ["L_4", 0.0, 0.0, 0.0],
+    "Pelvis": ["pelvis", 0.0, 0.0, 0.0],
+    "TailBase": ["Ca_1", 0.0, 0.0, 0.0],
+    "TailMid": ["Ca_10", 0.0, 0.0, 0.0],
+    "TailTip": ["Ca_21", 0.0, 0.0, 0.0],
+    **{
+        f"{joint}{side}": [f"{body}_{side}", 0.0, 0.0, 0.0]
+        for side in "LR"
+        for joint, body in (
+            ("Shoulder", "upper_arm"),
+            ("Elbow", "lower_arm"),
+            ("Wrist", "hand"),
+            ("Paw", "finger"),
+            ("Hip", "upper_leg"),
+            ("Knee", "lower_leg"),
+            ("Ankle", "foot"),
+            ("Toe", "toe"),
+        )
+    },
 }
 DOG_SITE_MAP = {
     "skeleton": "dog27",
@@ -269,7 +293,12 @@ def test_dog_builds_with_its_meshes_floor_and_skin(dog):
     assert dog.model_name == "dog" and len(dog.keypoint_names) == 27
     assert dog.actuator_kind == "as_declared"  # its actuators declare gains, no force range
     assert [m.geom(i).name for i in range(m.ngeom) if m.geom_type[i] == mujoco.mjtGeom.mjGEOM_PLANE] == [
-        "floor", "wall_px", "wall_py", "wall_nx", "wall_ny"]
+        "floor",
+        "wall_px",
+        "wall_py",
+        "wall_nx",
+        "wall_ny",
+    ]
     folder = dog_mjcf().parent / "dog_assets"
     assert dog.assets["BONEC_1.stl"] == (folder / "BONEC_1.stl").read_bytes()
     assert dog.assets["dog_skin.skn"] == (folder / "dog_skin.skn").read_bytes()
@@ -301,7 +330,9 @@ def dog_clip(bm, n_frames, seed=0):
         lo, hi = m.jnt_range[j]
         center = np.clip(0.0, lo + 0.25 * (hi - lo), hi - 0.25 * (hi - lo))
         amp = 0.5 * min(center - lo, hi - center)
-        qpos[:, m.jnt_qposadr[j]] = center + amp * np.sin(2 * np.pi * rng.uniform(0.5, 1.5) * t + rng.uniform(0, 2 * np.pi))
+        qpos[:, m.jnt_qposadr[j]] = center + amp * np.sin(
+            2 * np.pi * rng.uniform(0.5, 1.5) * t + rng.uniform(0, 2 * np.pi)
+        )
     heading = np.linspace(0, np.pi / 2, n_frames)
     qpos[:, 0] = np.linspace(0.0, 0.2, n_frames)
     qpos[:, 2] += 0.1
@@ -313,12 +344,14 @@ def dog_clip(bm, n_frames, seed=0):
 
 # run_stac compiles ``body_model.xml`` again in mimic_nwb/stac/core.py (_Workers, _init_worker)
 # without ``body_model.assets``: MuJoCo cannot open the dog's meshes there until it passes them.
-@pytest.mark.xfail(raises=ValueError, strict=False,
-                   reason="mimic_nwb.stac.core compiles the body model without its assets")
+@pytest.mark.xfail(
+    raises=ValueError, strict=False, reason="mimic_nwb.stac.core compiles the body model without its assets"
+)
 def test_dog_registered_to_keypoints_made_from_it(dog):
     qpos, offsets, keypoints = dog_clip(dog, 30)
-    config = StacConfig(n_workers=1, n_calibration_frames=10, n_calibration_rounds=2,
-                        up_direction=(0.0, 0.0, 1.0), floor_height=0.0)
+    config = StacConfig(
+        n_workers=1, n_calibration_frames=10, n_calibration_rounds=2, up_direction=(0.0, 0.0, 1.0), floor_height=0.0
+    )
     result = run_stac(keypoints, dog, config)
     assert result.valid.all() and result.calibrated
     to_truth = np.linalg.norm(result.model_keypoints - keypoints, axis=2)
@@ -328,4 +361,4 @@ def test_dog_registered_to_keypoints_made_from_it(dog):
     assert np.linalg.norm(result.offsets - offsets, axis=1).mean() < start
     # The ball is no part of the dog: no keypoint moves it, it stays where the model puts it.
     ball = dog.model.jnt_qposadr[dog.model.joint("ball_root").id]
-    np.testing.assert_array_equal(result.qpos[:, ball:ball + 7], np.tile(dog.model.qpos0[ball:ball + 7], (30, 1)))
+    np.testing.assert_array_equal(result.qpos[:, ball : ball + 7], np.tile(dog.model.qpos0[ball : ball + 7], (30, 1)))
