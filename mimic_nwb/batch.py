@@ -100,6 +100,7 @@ STAGES = {
         "mimic_nwb.simulate.nwb:inverse_dynamics_session",
         configs={"config": "mimic_nwb.simulate:InverseDynamicsConfig"},
         results=_mimic("SimulationRollout_inverse_dynamics"),
+        configs={"config": "mimic_nwb.importers.keypoints:KeypointImportConfig"},
     ),
     "train_controller": Stage(
         "mimic_nwb.simulate.nwb:train_controller_session",

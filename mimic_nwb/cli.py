@@ -45,30 +45,30 @@ def _metadata_from_args(args):
 def cmd_create(args):
     from .create import create_session
 
-    path = create_session(args.session, _metadata_from_args(args), overwrite=args.overwrite)
-    print(f"created {path}")
+    result = create_session(args.session, _metadata_from_args(args), overwrite=args.overwrite)
+    print(result.summary())
 
 
 def cmd_import_keypoints(args):
-    from .importers.keypoints import import_keypoints
+    from .importers.keypoints import KeypointImportConfig, import_keypoints
 
-    summary = import_keypoints(
-        args.session,
-        args.source,
-        skeleton=args.skeleton,
-        rate=args.rate,
-        timestamps=args.timestamps,
-        starting_time=args.starting_time,
-        animal=args.animal,
-        units=args.units,
-        reference_frame=args.reference_frame,
-        videos=args.video,
-        name=args.name,
-        replace=args.replace,
-        keypoint_names=args.keypoint_names,
-        track=args.track,
-    )
-    print(summary)
+    try:
+        config = KeypointImportConfig(
+            skeleton=args.skeleton,
+            keypoint_names=args.keypoint_names,
+            units=args.units,
+            animal=args.animal,
+            track=args.track,
+            rate=args.rate,
+            timestamps=args.timestamps,
+            starting_time=args.starting_time,
+            reference_frame=args.reference_frame,
+            videos=tuple(args.video or ()),
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    result = import_keypoints(args.session, args.source, config, name=args.name, replace=args.replace)
+    print(result.summary())
 
 
 def cmd_import_units(args):
@@ -104,7 +104,9 @@ def cmd_import_labels(args):
 
 
 def cmd_import_foreign(args):
-    from .importers.foreign import import_foreign
+    from .importers.mimic_h5 import MimicH5ImportConfig, import_mimic_h5
+    from .importers.stac_mjx import StacMjxImportConfig, import_stac_mjx
+    from .importers.track_mjx import TrackMjxImportConfig, import_track_mjx
 
     layer_kinds = {}
     for spec in args.layer_kind or []:
@@ -112,16 +114,21 @@ def cmd_import_foreign(args):
         if not layer or not kind:
             raise InputError(f"--layer-kind {spec!r}: expected NAME=KIND, e.g. intention=latent_sample")
         layer_kinds[layer] = kind
-    summary = import_foreign(
-        args.session,
-        args.source,
-        args.format,
-        rate=args.rate,
-        name=args.name,
-        replace=args.replace,
-        layer_kinds=layer_kinds or None,
-    )
-    print(summary)
+    if layer_kinds and args.format != "track-mjx":
+        raise InputError(f"--layer-kind: only for --format track-mjx, not {args.format}")
+    rate = {} if args.rate is None else {"rate": args.rate}
+    try:
+        if args.format == "stac-mjx":
+            stage, config = import_stac_mjx, StacMjxImportConfig(**rate)
+        elif args.format == "track-mjx":
+            stage, config = import_track_mjx, TrackMjxImportConfig(**rate, layer_kinds=layer_kinds)
+        else:
+            stage, config = import_mimic_h5, MimicH5ImportConfig(**rate)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    names = {} if args.name is None else {"name": args.name}
+    result = stage(args.session, args.source, config, replace=args.replace, **names)
+    print(result.summary())
 
 
 def cmd_stac(args):
@@ -399,7 +406,9 @@ def build_parser():
         "import-foreign", help="import another tool's output (stac-mjx .h5, track-mjx rollout .h5, MIMIC session .h5)"
     )
     foreign.add_argument("session", type=Path)
-    foreign.add_argument("source", type=Path, help="the tool's HDF5 output (layouts: mimic_nwb.importers.foreign)")
+    foreign.add_argument(
+        "source", type=Path, help="the tool's HDF5 output (layouts: mimic_nwb.importers.stac_mjx, .track_mjx, .mimic_h5)"
+    )
     foreign.add_argument("--format", required=True, choices=["stac-mjx", "track-mjx", "mimic-h5"])
     foreign.add_argument(
         "--rate", type=float,

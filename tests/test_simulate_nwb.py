@@ -9,7 +9,7 @@ from mimic_nwb.cli import main
 from mimic_nwb.controller import ControllerConfig, TrainingConfig, load_checkpoint
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig
 from mimic_nwb.simulate.nwb import (
@@ -32,7 +32,7 @@ def simulated(tmp_path_factory):
     pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:150]
     scipy.io.savemat(folder / "clip.mat", {"pred": pred})
     path = new_session(folder)
-    import_keypoints(path, folder / "clip.mat", skeleton="rat23", rate=50.0)
+    import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     stac_session(path, config=StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2), progress=False)
     id_summary, id_result = inverse_dynamics_session(path)
     _, training = train_controller_session(path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10))
