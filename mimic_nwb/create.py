@@ -1,4 +1,10 @@
-"""Create a session file from metadata (a YAML file or flags), refusing what DANDI would reject."""
+"""Create a session file from metadata (a YAML file or flags), refusing what DANDI would reject.
+
+``create_session(path, metadata)`` is the one stage that does not take a session: the session
+does not exist yet. It follows the other stages' shape otherwise: the metadata
+(:class:`SessionMetadata`) play the role of the config, ``overwrite`` that of ``replace`` (for a
+whole file), and it returns a typed :class:`CreateResult` whose ``summary()`` the command prints.
+"""
 
 import os
 import re
@@ -180,9 +186,34 @@ def build_nwbfile(metadata: SessionMetadata) -> NWBFile:
     return nwbfile
 
 
-def create_session(path, metadata: SessionMetadata, overwrite=False) -> Path:
-    """Write a new session file (atomically: a crash leaves no half-written file)."""
+@dataclass(frozen=True)
+class CreateResult:
+    """A session file written by :func:`create_session`: its ``path``, the ``metadata`` it
+    records, its NWB ``identifier`` and the number of electrodes of its tetrode drives."""
+
+    path: Path
+    metadata: SessionMetadata
+    identifier: str
+    num_electrodes: int
+
+    def summary(self):
+        """One line: the file, subject, session and electrodes."""
+        meta = self.metadata
+        return (
+            f"created {self.path}: subject {meta.subject_id} ({meta.species}), session {meta.session_id} "
+            f"starting {meta.session_start_time.isoformat()}, {self.num_electrodes} electrodes on "
+            f"{len(meta.drives)} drive(s)"
+        )
+
+
+def create_session(path, metadata: SessionMetadata, *, overwrite=False) -> CreateResult:
+    """Write a new session file (atomically: a crash leaves no half-written file).
+
+    ``metadata`` is validated (:meth:`SessionMetadata.validate`) before anything is written; an
+    existing file is refused unless ``overwrite``. Returns a :class:`CreateResult`.
+    """
     path = Path(path)
+    metadata.validate("metadata")
     if path.exists() and not overwrite:
         raise InputError(f"{path}: already exists (pass overwrite / --overwrite to replace it)")
     if not path.parent.is_dir():
@@ -198,4 +229,9 @@ def create_session(path, metadata: SessionMetadata, overwrite=False) -> Path:
     finally:
         if os.path.exists(work):
             os.unlink(work)
-    return path
+    return CreateResult(
+        path=path,
+        metadata=metadata,
+        identifier=nwbfile.identifier,
+        num_electrodes=len(nwbfile.electrodes) if nwbfile.electrodes is not None else 0,
+    )

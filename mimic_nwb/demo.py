@@ -16,7 +16,7 @@ from .encoding import EncodingConfig
 from .encoding.nwb import encode_session
 from .features import available_feature_sets, read_feature_set
 from .groundtruth import GROUND_TRUTH_COLUMNS, movement_labels, simulate_units
-from .importers.keypoints import import_keypoints
+from .importers.keypoints import KeypointImportConfig, import_keypoints
 from .importers.labels import import_labels
 from .importers.units import SortedUnits, units_to_nwb
 from .inspect import inspect_session
@@ -220,12 +220,14 @@ def run_demo(outdir, fresh=False, log=print):
     stage(
         "create",
         session.exists,
-        lambda: f"created {create_session(session, SessionMetadata.from_dict(DEMO_METADATA, source='demo metadata'))}",
+        lambda: create_session(session, SessionMetadata.from_dict(DEMO_METADATA, source="demo metadata")).summary(),
     )
     stage(
         "keypoints",
         lambda: _has(session, "behavior", "PoseEstimation"),
-        lambda: import_keypoints(session, data_path("rat23_dannce_clip_1000.mat"), skeleton="rat23", rate=50.0),
+        lambda: import_keypoints(
+            session, data_path("rat23_dannce_clip_1000.mat"), KeypointImportConfig(skeleton="rat23", rate=50.0)
+        ).summary(),
     )
     stage(
         "stac",

@@ -5,7 +5,7 @@ import yaml
 from pynwb import validate
 
 from mimic_nwb.cli import main
-from mimic_nwb.create import SessionMetadata
+from mimic_nwb.create import SessionMetadata, create_session
 from mimic_nwb.errors import InputError
 from mimic_nwb.session import read_session
 
@@ -27,6 +27,29 @@ def test_create_from_yaml_writes_subject_and_drives(tmp_path):
         assert len(nwbfile.electrodes) == 8
         assert nwbfile.session_start_time.utcoffset().total_seconds() == 0
     assert validate(path=str(path)) == []
+
+
+def test_create_returns_what_it_wrote(tmp_path, capsys):
+    metadata = SessionMetadata.from_dict(METADATA)
+    result = create_session(tmp_path / "s.nwb", metadata)
+    assert result.path == tmp_path / "s.nwb" and result.metadata is metadata and result.num_electrodes == 8
+    with read_session(result.path) as nwbfile:
+        assert nwbfile.identifier == result.identifier and len(nwbfile.electrodes) == result.num_electrodes
+    assert result.summary().startswith(f"created {tmp_path / 's.nwb'}: subject rat-01 (Rattus norvegicus), session ")
+    assert result.summary().endswith("8 electrodes on 1 drive(s)")
+    # metadata built directly (not through from_dict) are checked too, before anything is written
+    unchecked = SessionMetadata(**{**vars(metadata), "sex": "male"})
+    with pytest.raises(InputError, match="metadata: sex 'male' must be one of"):
+        create_session(tmp_path / "t.nwb", unchecked)
+    assert not (tmp_path / "t.nwb").exists()
+    assert main(["create", str(tmp_path / "u.nwb"), "--metadata", str(_yaml(tmp_path))]) == 0
+    assert capsys.readouterr().out.startswith(f"created {tmp_path / 'u.nwb'}: subject rat-01")
+
+
+def _yaml(folder):
+    path = folder / "meta.yaml"
+    path.write_text(yaml.safe_dump(METADATA))
+    return path
 
 
 def test_create_from_flags(tmp_path):

@@ -15,12 +15,15 @@ import pytest
 import yaml
 from pynwb import validate
 
+import mimic_nwb
 from mimic_nwb.body_model import build_body_model, load_site_map
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.foreign import import_foreign, import_stac_mjx, layer_kind_of
 from mimic_nwb.importers.keypoints import load_skeleton
+from mimic_nwb.importers.mimic_h5 import MimicH5ImportConfig, import_mimic_h5
+from mimic_nwb.importers.stac_mjx import StacMjxImportConfig, import_stac_mjx
+from mimic_nwb.importers.track_mjx import TrackMjxImportConfig, import_track_mjx, layer_kind_of
 from mimic_nwb.session import read_session
 from mimic_nwb.stac.core import model_keypoint_positions
 from ndx_mimic.mimic import pose_as_array
@@ -28,6 +31,7 @@ from ndx_mimic.mimic import pose_as_array
 from helpers import digest, new_session
 
 RATE = 50.0
+IMPORTERS = {"stac-mjx": import_stac_mjx, "track-mjx": import_track_mjx, "mimic-h5": import_mimic_h5}
 NUM_FRAMES = 12
 RAT23 = load_skeleton("rat23").nodes
 SITE_MAP = data_path("rat23_rodent_sites.yaml")
@@ -137,7 +141,7 @@ def registered(stac_mjx_few, tmp_path_factory):
     folder = tmp_path_factory.mktemp("registered")
     source = write_h5(folder / "stac.h5", stac_mjx_few)
     session = new_session(folder)
-    summary = import_stac_mjx(session, source, rate=RATE)
+    summary = import_stac_mjx(session, source, StacMjxImportConfig(rate=RATE)).summary()
     return session, summary
 
 
@@ -193,7 +197,10 @@ def _copy(path, tmp_path):
 
 def test_stac_mjx_round_trip(stac_mjx, tmp_path):
     session = new_session(tmp_path)
-    summary = import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx), rate=RATE)
+    result = import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx), StacMjxImportConfig(rate=RATE))
+    summary = result.summary()
+    assert result.keypoints_added and result.skeleton == "rat23" and result.name == "processing/mimic/StacRegistration"
+    assert result.body_model == "processing/mimic/BodyModel" and result.registration.errors.shape == (NUM_FRAMES, 23)
     assert "12 frames x 23 keypoints from stac-mjx" in summary and "keypoints added" in summary and "(rat23)" in summary
     order = [list(stac_mjx["kp_names"].astype(str)).index(k) for k in RAT23]  # file order -> rat23
     kp_data = stac_mjx["kp_data"].reshape(NUM_FRAMES, 23, 3)[:, order].astype(np.float64)
@@ -236,7 +243,7 @@ def test_stac_mjx_links_the_sessions_keypoints(registered, stac_mjx_few, tmp_pat
     session = _copy(registered[0], tmp_path)
     assert "(stac_mjx_keypoints)" in registered[1]
     source = write_h5(tmp_path / "again.h5", stac_mjx_few)
-    summary = import_stac_mjx(session, source, name="stac_mjx_again")
+    summary = import_stac_mjx(session, source, name="stac_mjx_again").summary()
     assert "linked to the session's PoseEstimation" in summary
     with read_session(session) as nwbfile:
         skeleton = nwbfile.processing["behavior"]["PoseEstimation"].skeleton
@@ -291,7 +298,7 @@ def test_track_mjx_controls_between_states_are_padded(registered, track_mjx, tmp
     datasets, attrs = track_mjx
     shorter = {k: v[:-1] if k == "ctrl" or k.startswith("activations/") else v for k, v in datasets.items()}
     source = write_h5(tmp_path / "rollout.h5", shorter, {**attrs, "control_timestep": 0.01})
-    import_foreign(session, source, "track-mjx", name="padded")
+    import_track_mjx(session, source, name="padded")
     with read_session(session) as nwbfile:
         rollout = nwbfile.processing["mimic"]["SimulationRollout_padded"]
         controls = rollout.actuator_controls.data[:]
@@ -305,7 +312,10 @@ def test_track_mjx_controls_between_states_are_padded(registered, track_mjx, tmp
 def test_mimic_h5_round_trip(mimic_h5, tmp_path):
     session = new_session(tmp_path)
     source = write_h5(tmp_path / "mimic.h5", mimic_h5)
-    summary = import_foreign(session, source, "mimic-h5")
+    result = import_mimic_h5(session, source)
+    summary = result.summary()
+    assert result.spike_counts == "processing/mimic/BinnedSpikeCounts" and result.labels == "intervals/behavior_labels"
+    assert result.num_bouts == 4 and result.registration.mean_error < 1e-9
     assert "12 frames at 50 Hz" in summary and "5 units x 12 bins (3 active)" in summary
     assert "4 bouts of 3 clusters" in summary
     with read_session(session) as nwbfile:
@@ -330,6 +340,44 @@ def test_mimic_h5_round_trip(mimic_h5, tmp_path):
         np.testing.assert_allclose(bouts.start_time, [0, 0.06, 0.14, 0.18])
         np.testing.assert_allclose(bouts.stop_time, [0.06, 0.14, 0.18, 0.24])
     assert validate(path=str(session)) == []
+
+
+def test_rollout_into_an_open_session_refuses_a_reference_replaced_meanwhile(registered, stac_mjx_few, track_mjx, tmp_path):
+    """The rollout links the registration it was computed against: when another writer replaces
+    that registration between the read and the append, the append is refused (no stale link) and
+    the other writer's result stays; read again, the rollout links the new registration."""
+    session = _copy(registered[0], tmp_path)
+    datasets, attrs = track_mjx
+    source = write_h5(tmp_path / "rollout.h5", datasets, attrs)
+    with mimic_nwb.open(session, "a") as opened:
+        old_id = opened.result("StacRegistration").object_id
+        import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx_few), replace=True)  # another writer
+        before = digest(session)
+        with pytest.raises(InputError, match="input processing/mimic/StacRegistration changed since it was read: rerun"):
+            import_track_mjx(opened, source)
+        assert digest(session) == before
+        opened.reload()
+        result = import_track_mjx(opened, source)
+        assert opened.result("SimulationRollout").name == "SimulationRollout_track_mjx"  # the session shows the append
+    assert result.reference == "processing/mimic/StacRegistration" and result.start_frame == START
+    assert result.body_model == "processing/mimic/BodyModel" and not result.body_model_added
+    with read_session(session) as nwbfile:
+        registration = nwbfile.processing["mimic"]["StacRegistration"]
+        assert registration.object_id != old_id
+        assert nwbfile.processing["mimic"]["SimulationRollout_track_mjx"].reference is registration
+
+
+def test_configs_refuse_bad_numbers_naming_the_field():
+    with pytest.raises(ValueError, match=r"^rate: -1.0 Hz must be finite and positive"):
+        StacMjxImportConfig(rate=-1)
+    with pytest.raises(ValueError, match=r"^starting_time: nan s must be a finite number"):
+        StacMjxImportConfig(rate=RATE, starting_time=float("nan"))
+    with pytest.raises(ValueError, match=r"^layer_kinds \{'dense_3': 'dense'\}: each must be one of"):
+        TrackMjxImportConfig(layer_kinds={"dense_3": "dense"})
+    with pytest.raises(ValueError, match=r"^bin_size: 0.0 s must be finite and positive"):
+        MimicH5ImportConfig(bin_size=0)
+    with pytest.raises(ValueError, match=r"^rate: inf Hz"):
+        MimicH5ImportConfig(rate=float("inf"))
 
 
 def test_layer_kinds_from_names():
@@ -459,7 +507,7 @@ def test_not_hdf5_changes_nothing(fmt, tmp_path, capsys):
     assert "not an HDF5 file" in capsys.readouterr().err
     assert digest(session) == before
     with pytest.raises(InputError, match="no such file"):
-        import_foreign(session, tmp_path / "missing.h5", fmt, rate=50)
+        IMPORTERS[fmt](session, tmp_path / "missing.h5")
     assert digest(session) == before
 
 

@@ -9,10 +9,11 @@ import pytest
 import scipy.io
 from pynwb import validate
 
+import mimic_nwb
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.keypoints import import_keypoints, load_skeleton, read_nwb_pose
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints, load_skeleton, read_nwb_pose
 from mimic_nwb.session import read_session
 from ndx_mimic.mimic import pose_as_array
 
@@ -24,7 +25,7 @@ MOUSE = data_path("mouse22_dannce_save_data_MAX.mat")
 
 def test_rat_clip_round_trip_in_meters(tmp_path):
     path = new_session(tmp_path)
-    summary = import_keypoints(path, RAT_CLIP, skeleton="rat23", rate=50.0)
+    summary = import_keypoints(path, RAT_CLIP, KeypointImportConfig(skeleton="rat23", rate=50.0)).summary()
     assert "1000 frames x 23 keypoints" in summary and "missing detections: 0" in summary
     pred = scipy.io.loadmat(RAT_CLIP)["pred"]
     with read_session(path) as nwbfile:
@@ -71,7 +72,7 @@ def test_missing_detections_stay_nan_and_are_counted(tmp_path):
     source = tmp_path / "gaps.mat"
     scipy.io.savemat(source, {"pred": pred})
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source, skeleton="rat23", rate=50.0)
+    summary = import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=50.0)).summary()
     assert "missing detections: 11 of 23000" in summary
     with read_session(path) as nwbfile:
         positions = pose_as_array(nwbfile.processing["behavior"]["PoseEstimation"])
@@ -86,8 +87,8 @@ def test_multi_animal_predictions_pick_one(tmp_path):
     scipy.io.savemat(source, {"pred": two})
     path = new_session(tmp_path)
     with pytest.raises(InputError, match="holds 2 animals"):
-        import_keypoints(path, source, skeleton="rat23", rate=50.0)
-    import_keypoints(path, source, skeleton="rat23", rate=50.0, animal=1)
+        import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=50.0))
+    import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=50.0, animal=1))
     with read_session(path) as nwbfile:
         positions = pose_as_array(nwbfile.processing["behavior"]["PoseEstimation"])
     np.testing.assert_allclose(positions, (np.transpose(pred, (0, 2, 1)) + 100.0) / 1000.0)
@@ -122,7 +123,7 @@ def test_reads_ndx_pose_01_layout(tmp_path, edges):
     np.testing.assert_allclose(keypoints.positions, positions)
     assert keypoints.skeleton.edges.shape == (len(edges), 2)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source)
+    summary = import_keypoints(path, source).summary()
     assert "layout: ndx-pose 0.1.x" in summary
     with read_session(path) as nwbfile:
         pose = nwbfile.processing["behavior"]["PoseEstimation"]
@@ -135,9 +136,9 @@ def test_reads_ndx_pose_01_layout(tmp_path, edges):
 
 def test_reads_current_ndx_pose_layout_from_another_session(tmp_path):
     first = new_session(tmp_path, "first.nwb")
-    import_keypoints(first, RAT_CLIP, skeleton="rat23", rate=50.0)
+    import_keypoints(first, RAT_CLIP, KeypointImportConfig(skeleton="rat23", rate=50.0))
     second = new_session(tmp_path, "second.nwb")
-    summary = import_keypoints(second, first)
+    summary = import_keypoints(second, first).summary()
     assert "linked Skeleton" in summary
     with read_session(first) as a, read_session(second) as b:
         np.testing.assert_array_equal(
@@ -295,7 +296,7 @@ def test_site_map_found_by_keypoint_names_when_the_skeleton_name_is_unknown():
 
 def test_units_override_a_current_ndx_pose_file(tmp_path):
     first = new_session(tmp_path, "first.nwb")
-    import_keypoints(first, RAT_CLIP, skeleton="rat23", rate=50.0)
+    import_keypoints(first, RAT_CLIP, KeypointImportConfig(skeleton="rat23", rate=50.0))
     with h5py.File(first, "a") as f:  # another tool's mistake: meters declared as pixels
         for node in RAT23:
             f[f"processing/behavior/PoseEstimation/{node}/data"].attrs["unit"] = "pixels"
@@ -309,7 +310,7 @@ def test_keypoint_names_instead_of_a_skeleton_file(tmp_path):
     path = new_session(tmp_path)
     names = tmp_path / "names.txt"
     names.write_text("\n".join(RAT23))
-    summary = import_keypoints(path, RAT_CLIP, keypoint_names=names, rate=50.0)
+    summary = import_keypoints(path, RAT_CLIP, KeypointImportConfig(keypoint_names=names, rate=50.0)).summary()
     assert "(rat23, 50 Hz" in summary
 
 
@@ -322,7 +323,7 @@ def test_dannce_sample_ids_every_10th_frame_at_100_hz_is_a_100_s_clip(tmp_path):
     ids = 1 + 10 * np.arange(1000)  # sampleID 1, 11, 21, ...
     source = _dannce_with_ids(tmp_path, ids)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source, skeleton="rat23", rate=100.0, starting_time=2.0)
+    summary = import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=100.0, starting_time=2.0)).summary()
     assert "sampleID steps by 10" in summary
     with read_session(path) as nwbfile:
         behavior = nwbfile.processing["behavior"]
@@ -341,14 +342,14 @@ def test_dannce_sample_ids_with_gaps_give_timestamps(tmp_path):
     ids = np.r_[0:300, 350:1050]  # a 50-frame gap
     source = _dannce_with_ids(tmp_path, ids)
     path = new_session(tmp_path)
-    import_keypoints(path, source, skeleton="rat23", rate=50.0)
+    import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=50.0))
     with read_session(path) as nwbfile:
         series = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["Snout"]
         np.testing.assert_allclose(series.timestamps[:], ids / 50.0)
         ids_series = nwbfile.processing["behavior"]["PoseEstimation_frame_ids"]
         np.testing.assert_allclose(ids_series.timestamps[:], ids / 50.0)
     # replacing the keypoints replaces their frame ids too
-    import_keypoints(path, RAT_CLIP, skeleton="rat23", rate=50.0, replace=True)
+    import_keypoints(path, RAT_CLIP, KeypointImportConfig(skeleton="rat23", rate=50.0), replace=True)
     with read_session(path) as nwbfile:
         assert "PoseEstimation_frame_ids" not in nwbfile.processing["behavior"].data_interfaces
 
@@ -357,7 +358,7 @@ def test_regular_timestamps_become_a_rate(tmp_path):
     times = 3.0 + np.arange(1000) / 50.0 + np.random.default_rng(0).uniform(-1e-9, 1e-9, 1000)
     np.save(tmp_path / "times.npy", times)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, RAT_CLIP, skeleton="rat23", timestamps=tmp_path / "times.npy")
+    summary = import_keypoints(path, RAT_CLIP, KeypointImportConfig(skeleton="rat23", timestamps=tmp_path / "times.npy")).summary()
     assert "regular timestamps stored as 50 Hz from 3 s" in summary
     with read_session(path) as nwbfile:
         snout = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["Snout"]
@@ -428,6 +429,38 @@ def test_issue_case_ndx_pose_01_file_to_stac(tmp_path):
     assert "120 of 120 frames fitted" in summary and result.mean_error < 0.01
     findings = _inspector_findings(path, "check_regular_timestamps")
     assert findings == []
+
+
+def test_import_into_an_open_session_returns_a_typed_result(tmp_path):
+    path = new_session(tmp_path)
+    times = tmp_path / "times.npy"
+    np.save(times, 1.0 + np.arange(1000) / 50.0)
+    with mimic_nwb.open(path, "a") as session:
+        result = import_keypoints(
+            session, RAT_CLIP, KeypointImportConfig(skeleton="rat23", timestamps=times), name="rat"
+        )
+        # the open session shows the append
+        assert session.keypoints("rat").pose_estimation_series["Snout"].rate == 50.0
+    assert result.path == path and result.name == "processing/behavior/rat" and result.skeleton == "rat23"
+    assert result.frame_ids is None and result.videos == ()
+    assert result.keypoints.positions.shape == (1000, 23, 3) and result.keypoints.starting_time == pytest.approx(1.0)
+    assert result.summary() == f"{path}: processing/behavior/rat: {result.keypoints.summary()}"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(rate=-50.0), "^rate: -50.0 Hz must be finite and positive"),
+        (dict(rate="fast"), "^rate: 'fast' is not a number of Hz"),
+        (dict(starting_time=-1), "^starting_time: -1.0 s is before session_start_time"),
+        (dict(rate=50.0, timestamps=[0.0, 0.02]), "^rate and timestamps: give a frame rate or timestamps, not both"),
+        (dict(skeleton="rat23", keypoint_names="a,b"), "^skeleton and keypoint_names: .*not both"),
+        (dict(units="inches"), "^units 'inches': use one of mm, cm, m"),
+    ],
+)
+def test_config_refuses_bad_values_naming_the_field(values, message):
+    with pytest.raises(ValueError, match=message):
+        KeypointImportConfig(**values)
 
 
 def test_clip_length_for_a_stage_matches_nwbinspector_orientation_check():

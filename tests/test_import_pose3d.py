@@ -21,7 +21,7 @@ from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
 from mimic_nwb.importers.anipose import read_anipose_csv
-from mimic_nwb.importers.keypoints import import_keypoints, load_skeleton
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints, load_skeleton
 from mimic_nwb.importers.sleap import read_sleap_h5
 from mimic_nwb.session import read_session
 from ndx_mimic.mimic import pose_as_array
@@ -102,7 +102,7 @@ def _anipose(path, nodes, positions_mm, aligned=False):
 def test_triangulated_tracks_named_by_skeleton_track_chosen(tmp_path):
     source = _triangulated(tmp_path / "points3d.h5", frames=[100, 300])
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source, skeleton="rat23", rate=50.0, track=1)
+    summary = import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=50.0, track=1)).summary()
     assert "200 frames x 23 keypoints (rat23, 50 Hz" in summary and "sleap-anipose" in summary
     with read_session(path) as nwbfile:
         behavior = nwbfile.processing["behavior"]
@@ -158,7 +158,7 @@ def test_anipose_csv(tmp_path):
     source = tmp_path / "session1.csv"
     table = _anipose(source, RAT23, CLIP_MM, aligned=True)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source, rate=100.0)
+    summary = import_keypoints(path, source, KeypointImportConfig(rate=100.0)).summary()
     assert "Anipose pose-3d CSV" in summary and "(rat23, 100 Hz" in summary
     with read_session(path) as nwbfile:
         behavior = nwbfile.processing["behavior"]
@@ -239,7 +239,7 @@ def test_nwbinspector_has_no_clock_or_orientation_findings(tmp_path):
     source = tmp_path / "session1.csv"
     _anipose(source, RAT23, CLIP_MM)
     path = new_session(tmp_path)
-    import_keypoints(path, source, rate=100.0)
+    import_keypoints(path, source, KeypointImportConfig(rate=100.0))
     fired = {m.check_function_name for m in nwbinspector.inspect_nwbfile(nwbfile_path=str(path))}
     assert not fired & {"check_regular_timestamps", "check_data_orientation", "check_timestamps_match_first_dimension"}
     with pytest.raises(InputError, match="give the frame rate"):

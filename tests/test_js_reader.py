@@ -24,7 +24,7 @@ import scipy.io
 from mimic_nwb.controller import ControllerConfig, TrainingConfig
 from mimic_nwb.data import data_path
 from mimic_nwb.features import read_feature_set
-from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.importers.labels import import_labels
 from mimic_nwb.importers.units import import_units
 from mimic_nwb.session import read_session
@@ -61,7 +61,7 @@ def session(tmp_path_factory):
     pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:100]
     scipy.io.savemat(folder / "clip.mat", {"pred": pred})
     path = new_session(folder)
-    import_keypoints(path, folder / "clip.mat", skeleton="rat23", rate=50.0)
+    import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     rng = np.random.default_rng(0)
     spikes = {f"unit{i}": np.sort(rng.uniform(0, 1.9, 30)) for i in range(3)}
     import_units(path, spikes, sampling_rate=30000.0, unit_table={n: {"brain_region": "DLS"} for n in spikes})

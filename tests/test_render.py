@@ -14,7 +14,7 @@ from pynwb import NWBHDF5IO
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.render import nearest_rows, parse_frames, render_session, session_tracks
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
@@ -41,7 +41,7 @@ def rat_file(tmp_path_factory):
     clip = folder / "clip100.mat"
     scipy.io.savemat(clip, {"pred": scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:100]})
     path = new_session(folder)
-    import_keypoints(path, clip, skeleton="rat23", rate=50)
+    import_keypoints(path, clip, KeypointImportConfig(skeleton="rat23", rate=50))
     stac_session(path, config=FAST, progress=False)
     return path
 

@@ -15,7 +15,7 @@ from pynwb import NWBHDF5IO
 
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
-from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.report import best_feature_set_shares, tracking_error, write_report
 from ndx_mimic import JointStateSeries
 from ndx_mimic.testing.mock import (
@@ -88,7 +88,7 @@ def test_absent_data_is_stated(tmp_path):
     clip = tmp_path / "clip.mat"
     scipy.io.savemat(clip, {"pred": scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:50]})
     session = new_session(tmp_path)
-    import_keypoints(session, clip, skeleton="rat23", rate=50)
+    import_keypoints(session, clip, KeypointImportConfig(skeleton="rat23", rate=50))
     out = tmp_path / "report.html"
     summary = write_report(session, out)
     assert summary.endswith("absent: stac, rollouts, activations, encoding, rsa")

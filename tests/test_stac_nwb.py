@@ -10,7 +10,7 @@ from pynwb import validate
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.keypoints import import_keypoints
+from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.geometry import body_penetration
@@ -35,7 +35,7 @@ def clip(tmp_path_factory):
 @pytest.fixture(scope="module")
 def registered(clip, tmp_path_factory):
     path = new_session(tmp_path_factory.mktemp("stac"))
-    import_keypoints(path, clip, skeleton="rat23", rate=50.0)
+    import_keypoints(path, clip, KeypointImportConfig(skeleton="rat23", rate=50.0))
     summary, result = stac_session(path, config=FAST, progress=False)
     return path, summary, result
 
@@ -102,7 +102,7 @@ def test_stored_mjcf_compiles_with_fitted_sites(registered):
 def test_offsets_from_another_session_skip_calibration(registered, clip, tmp_path):
     first, _, first_result = registered
     second = new_session(tmp_path)
-    import_keypoints(second, clip, skeleton="rat23", rate=50.0)
+    import_keypoints(second, clip, KeypointImportConfig(skeleton="rat23", rate=50.0))
     _, result = stac_session(second, config=FAST, offsets_from=first, progress=False)
     assert not result.calibrated
     np.testing.assert_allclose(result.offsets, first_result.offsets)
@@ -124,7 +124,7 @@ def test_bad_inputs_write_nothing(clip, tmp_path, capsys):
     assert digest(empty) == before
 
     path = new_session(tmp_path, "s.nwb")
-    import_keypoints(path, clip, skeleton="rat23", rate=50.0)
+    import_keypoints(path, clip, KeypointImportConfig(skeleton="rat23", rate=50.0))
     before = digest(path)
     sites = yaml.safe_load(data_path("rat23_rodent_sites.yaml").read_text())
     bad_body = dict(sites, sites={**sites["sites"], "Snout": ["tail_tip", 0, 0, 0]})
@@ -146,6 +146,7 @@ def test_bad_inputs_write_nothing(clip, tmp_path, capsys):
 
 def test_unknown_skeleton_needs_a_site_map(tmp_path):
     path = new_session(tmp_path)
-    import_keypoints(path, data_path("mouse22_dannce_save_data_MAX.mat"), skeleton="mouse22", rate=100.0)
+    mouse = data_path("mouse22_dannce_save_data_MAX.mat")
+    import_keypoints(path, mouse, KeypointImportConfig(skeleton="mouse22", rate=100.0))
     with pytest.raises(InputError, match="skeleton 'mouse22': no built-in site map"):
         stac_session(path, config=FAST, progress=False)

@@ -23,6 +23,7 @@ Rules shared by every source:
 - A clip needs at least :data:`MIN_FRAMES` frames (see there).
 """
 
+import contextlib
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ import scipy.io
 
 from ..data import data_path
 from ..errors import InputError
+from ..session import KEYPOINTS_MODULE, Session
 
 BUILTIN_SKELETONS = {"rat23": "rat23_skeleton.mat", "mouse22": "mouse22_skeleton.mat"}
 UNIT_SCALE = {
@@ -50,7 +52,7 @@ REGULAR_CLOCK_TOLERANCE = 1e-6
 # check_data_orientation (CRITICAL) flags a series with more columns than rows. Later stages
 # write wider series and state their own minimum with check_clip_length (STAC: 74 qpos for the rat).
 MIN_FRAMES = 3
-BEHAVIOR_MODULE = "behavior"
+BEHAVIOR_MODULE = KEYPOINTS_MODULE  # processing/behavior: Skeletons and PoseEstimation (ndx-pose)
 DANNCE_REFERENCE_FRAME = (
     "DANNCE world frame: the calibrated 3D frame of the camera rig (origin and axes as set by the "
     "arena calibration), positions in meters"
@@ -126,24 +128,41 @@ def real_array(values, what, dtype=np.float64):
     return array.astype(dtype)
 
 
-def check_rate(rate, what="rate"):
-    """A sampling rate in Hz: finite and > 0."""
+def check_rate(rate, what="rate", error=InputError):
+    """A sampling rate in Hz: finite and > 0 (None stays None); else ``error`` (a config raises ValueError)."""
     if rate is None:
         return None
-    rate = float(rate)
+    try:
+        rate = float(rate)
+    except (TypeError, ValueError):
+        raise error(f"{what}: {rate!r} is not a number of Hz") from None
     if not math.isfinite(rate) or rate <= 0:
-        raise InputError(f"{what}: {rate} Hz must be finite and positive")
+        raise error(f"{what}: {rate} Hz must be finite and positive")
     return rate
 
 
-def check_time(value, what="starting_time"):
+def check_time(value, what="starting_time", error=InputError):
     """A time on the session clock in seconds: finite and >= 0 (not before session_start_time)."""
-    value = float(value)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise error(f"{what}: {value!r} is not a number of seconds") from None
     if not math.isfinite(value):
-        raise InputError(f"{what}: {value} s must be a finite number of seconds")
+        raise error(f"{what}: {value} s must be a finite number of seconds")
     if value < 0:
-        raise InputError(f"{what}: {value} s is before session_start_time")
+        raise error(f"{what}: {value} s is before session_start_time")
     return value
+
+
+@contextlib.contextmanager
+def opened_session(session):
+    """``session`` when it is a :class:`~mimic_nwb.session.Session` (left open), else the session
+    file at that path opened for appending for the duration of the block."""
+    if isinstance(session, Session):
+        yield session
+        return
+    with Session(session, "a") as opened:
+        yield opened
 
 
 def _loadmat(path):
@@ -726,44 +745,89 @@ def read_source(source, skeleton=None, keypoint_names=None, units=None, animal=N
     raise InputError(f"{source}: HDF5 file neither NWB (ndx-pose) nor SLEAP (no 'tracks' dataset)")
 
 
-def import_keypoints(
-    session,
-    source,
-    skeleton=None,
-    rate=None,
-    timestamps=None,
-    starting_time=0.0,
-    animal=None,
-    units=None,
-    reference_frame=None,
-    videos=None,
-    name="PoseEstimation",
-    replace=False,
-    keypoint_names=None,
-    track=None,
-):
-    """Append keypoints from ``source`` to a session; return a summary line.
+@dataclass(frozen=True)
+class KeypointImportConfig:
+    """How to read a keypoint source and place its frames on the session clock.
 
-    Sources: DANNCE .mat, an NWB file with ndx-pose (0.1.x or later), a SLEAP analysis .h5 with
-    3D points, a triangulated SLEAP ``tracks`` .h5 (sleap-anipose ``points3d.h5``) or an Anipose
-    3D .csv. ``units`` is the unit of the source's values (default mm, or the unit an NWB source
-    declares); ``rate`` in Hz (the camera rate when the source numbers its frames), ``timestamps``
-    in s, ``starting_time`` in s.
+    ``skeleton`` (a built-in name, a Label3D/DANNCE .mat or a SkeletonSpec) or ``keypoint_names``
+    (a list, a comma-separated string or a text file) names the keypoints when the source does
+    not; ``units`` is the unit of the source's values (mm, cm, m; default mm, or the unit an NWB
+    source declares); ``animal`` (DANNCE) and ``track`` (SLEAP) choose one of several animals.
+    ``rate`` in Hz (the camera rate when the source numbers its frames) or ``timestamps`` ((N,)
+    seconds, or a .npy/.txt file of them), from ``starting_time`` in s. ``reference_frame``
+    overrides the source's description of its coordinate frame; ``videos`` are source video
+    files, stored as external ImageSeries in ``acquisition``.
+    """
+
+    skeleton: object = None
+    keypoint_names: object = None
+    units: str | None = None
+    animal: int | None = None
+    track: int | None = None
+    rate: float | None = None
+    timestamps: object = field(default=None, compare=False)
+    starting_time: float = 0.0
+    reference_frame: str | None = None
+    videos: tuple = ()
+
+    def __post_init__(self):
+        # Numbers are checked at the door, before any file is read.
+        object.__setattr__(self, "rate", check_rate(self.rate, "rate", ValueError))
+        starting_time = 0.0 if self.starting_time is None else self.starting_time
+        object.__setattr__(self, "starting_time", check_time(starting_time, "starting_time", ValueError))
+        if self.rate is not None and self.timestamps is not None:
+            raise ValueError("rate and timestamps: give a frame rate or timestamps, not both")
+        if self.skeleton is not None and self.keypoint_names is not None:
+            raise ValueError("skeleton and keypoint_names: give --skeleton or --keypoint-names, not both")
+        if self.units is not None and self.units not in UNIT_SCALE:
+            raise ValueError(f"units {self.units!r}: use one of mm, cm, m")
+        object.__setattr__(self, "videos", tuple(self.videos or ()))
+
+
+@dataclass(frozen=True)
+class KeypointImportResult:
+    """What :func:`import_keypoints` appended: ``name`` is ``processing/behavior/<name>`` (the
+    PoseEstimation), ``skeleton`` its Skeleton's name, ``frame_ids`` the path of the source frame
+    numbers (or None), ``videos`` the paths of the video ImageSeries; ``keypoints`` the data as
+    written (positions (N, K, 3) metres, NaN where missing, and the clock)."""
+
+    path: Path
+    name: str
+    keypoints: Keypoints
+    skeleton: str
+    frame_ids: str | None = None
+    videos: tuple = ()
+
+    def summary(self):
+        """One line: where the keypoints went, frames x keypoints, clock, missing detections."""
+        return f"{self.path}: {self.name}: {self.keypoints.summary()}"
+
+
+def import_keypoints(session, source, config: KeypointImportConfig | None = None, *, name="PoseEstimation",
+                     replace=False):
+    """Append the 3D keypoints of ``source`` to a session as ndx-pose Skeleton + PoseEstimation.
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
+    path. Sources: DANNCE .mat, an NWB file with ndx-pose (0.1.x or later), a SLEAP analysis .h5
+    with 3D points, a triangulated SLEAP ``tracks`` .h5 (sleap-anipose ``points3d.h5``) or an
+    Anipose 3D .csv; ``config`` says how to read it (:class:`KeypointImportConfig`). The keypoints
+    go to ``processing/behavior/<name>`` (with ``<name>_frame_ids`` when the source numbers its
+    frames); ``replace`` replaces both. Returns a :class:`KeypointImportResult`.
     """
     from pynwb.image import ImageSeries
 
-    from ..session import append
-
+    config = config or KeypointImportConfig()
     source = Path(source)
-    # Numbers are checked at the door, before any file is read.
-    check_rate(rate)
-    check_time(starting_time if starting_time is not None else 0.0)
-    keypoints = read_source(source, skeleton, keypoint_names, units=units, animal=animal, track=track)
-    set_timing(keypoints, rate=rate, timestamps=timestamps, starting_time=starting_time, source=str(source))
-    if reference_frame:
-        keypoints.reference_frame = reference_frame
+    keypoints = read_source(
+        source, config.skeleton, config.keypoint_names, units=config.units, animal=config.animal, track=config.track
+    )
+    set_timing(
+        keypoints, rate=config.rate, timestamps=config.timestamps, starting_time=config.starting_time, source=str(source)
+    )
+    if config.reference_frame:
+        keypoints.reference_frame = config.reference_frame
     replace_names = [f"{BEHAVIOR_MODULE}/{name}", f"{BEHAVIOR_MODULE}/{name}_frame_ids"] if replace else ()
-    with append(session, replace=replace_names) as s:
+    with opened_session(session) as opened, opened.append(replace=replace_names) as s:
         s.check_new(name, BEHAVIOR_MODULE)
         if keypoints.frame_ids is not None:
             s.check_new(f"{name}_frame_ids", BEHAVIOR_MODULE)
@@ -783,7 +847,7 @@ def import_keypoints(
                 num_samples=len(keypoints.positions) if keypoints.rate else None,
                 **timing,
             )
-            for video in videos or []
+            for video in config.videos
         ]
         for video in video_series:
             s.nwbfile.add_acquisition(video)
@@ -794,4 +858,12 @@ def import_keypoints(
         module.add(pose)
         if keypoints.frame_ids is not None:
             module.add(frame_ids_to_nwb(keypoints, pose, name))
-    return f"{session}: processing/{BEHAVIOR_MODULE}/{name}: {keypoints.summary()}"
+        path = opened.path
+    return KeypointImportResult(
+        path=path,
+        name=f"processing/{BEHAVIOR_MODULE}/{name}",
+        keypoints=keypoints,
+        skeleton=keypoints.skeleton.name,
+        frame_ids=f"processing/{BEHAVIOR_MODULE}/{name}_frame_ids" if keypoints.frame_ids is not None else None,
+        videos=tuple(f"acquisition/{video.name}" for video in video_series),
+    )
