@@ -299,8 +299,11 @@ class Session:
     def append(self, replace=(), replace_dependents=False, inputs=None):
         """:func:`append` to this session; afterwards ``self.nwbfile`` shows the new file.
 
-        The reader is closed just before the atomic rename (Windows cannot rename over an open
-        file), so objects read earlier must not be used after the append; look them up again.
+        New results must link the working copy's objects (``s.input(obj)`` gives the one matching
+        an object read through this session, checked to be unchanged), never objects read through
+        the session itself (hdmf would write a link to another file). The reader is closed just
+        before the atomic rename (Windows cannot rename over an open file), so objects read
+        earlier must not be used after the append; look them up again.
         """
         if self.mode != "a":
             raise InputError(f"{self.path}: opened read-only; open it with mode='a' to append")
@@ -310,6 +313,17 @@ class Session:
         finally:
             if self._io is None:
                 self._open()
+
+
+@contextlib.contextmanager
+def opened(session, mode="a"):
+    """``session`` itself when it is a :class:`Session` (left open), else the file at that path
+    opened as a Session for the block: what a stage function taking "a session or a path" uses."""
+    if isinstance(session, Session):
+        yield session
+        return
+    with Session(session, mode) as opened_session:
+        yield opened_session
 
 
 def open(path, mode="r"):  # noqa: A001  (mimic_nwb.open, as h5py.File / xarray.open_dataset read)

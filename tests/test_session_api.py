@@ -218,3 +218,15 @@ def test_lock_between_processes(full_session):
     holder.wait()
     with append(full_session, replace=["BodyModel_2"]) as s:
         assert s.replaced == ("BodyModel_2",)
+
+
+def test_opened_takes_a_session_or_a_path(full_session):
+    from mimic_nwb.session import opened
+
+    with mimic_nwb.open(full_session) as session:
+        with opened(session) as same:
+            assert same is session
+        assert session.nwbfile is not None  # left open
+    with opened(full_session) as from_path:
+        assert from_path.mode == "a" and from_path.result(StacRegistration).name == "StacRegistration"
+    assert from_path.nwbfile is None  # closed with the block
