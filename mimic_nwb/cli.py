@@ -199,7 +199,7 @@ def cmd_rsa(args):
 
 
 def cmd_simulate(args):
-    from .simulate import InverseDynamicsConfig, RolloutConfig
+    from .simulate import ExpertConfig, InverseDynamicsConfig, RolloutConfig
     from .simulate.nwb import inverse_dynamics_session, simulate_session
 
     try:
@@ -207,9 +207,11 @@ def cmd_simulate(args):
             config = InverseDynamicsConfig(contacts=args.contacts)
             summary, _ = inverse_dynamics_session(args.session, args.registration, config, replace=args.replace)
         else:
+            expert = ExpertConfig(n_samples=args.samples, horizon=args.horizon, seed=args.seed)
             config = RolloutConfig(
                 mode=args.mode, n_frames=args.frames, termination_error=args.termination_error,
                 resample_latent=args.latent_samples > 0, latent_samples=max(args.latent_samples, 2), seed=args.seed,
+                expert=expert,
             )
             summary, _ = simulate_session(
                 args.session, config, checkpoint=args.checkpoint, controller=args.controller, label=args.name,
@@ -470,15 +472,21 @@ def build_parser():
     rsa.add_argument("--replace", action="store_true", help="replace an existing result of that name")
     rsa.set_defaults(func=cmd_rsa)
 
-    simulate = commands.add_parser("simulate", help="inverse-dynamics replay, or controller rollouts (closed/open loop)")
+    simulate = commands.add_parser(
+        "simulate", help="inverse-dynamics replay, controller rollouts (closed/open loop), or the tracking expert")
     simulate.add_argument("session", type=Path)
-    simulate.add_argument("--mode", default="closed_loop", choices=["inverse_dynamics", "closed_loop", "open_loop"])
+    simulate.add_argument("--mode", default="closed_loop",
+                          choices=["inverse_dynamics", "closed_loop", "open_loop", "expert"])
     simulate.add_argument("--registration", default="StacRegistration", help="reference registration (inverse dynamics)")
     simulate.add_argument("--contacts", action="store_true", help="keep contacts in inverse dynamics (default off)")
     simulate.add_argument("--checkpoint", type=Path, help="controller checkpoint (.npz; default: the session's)")
     simulate.add_argument("--controller", default="ControllerNetwork", help="ControllerNetwork in the session")
     simulate.add_argument("--frames", type=int, help="reference frames to run (default: all)")
-    simulate.add_argument("--termination-error", type=float, default=0.03, help="tracking error ending an episode, m")
+    simulate.add_argument("--termination-error", type=float, default=0.03,
+                          help="error of the keypoint-carrying bodies ending an episode, m")
+    simulate.add_argument("--samples", type=int, default=0,
+                          help="expert: predictive-sampling candidates per step (0: off; e.g. 16)")
+    simulate.add_argument("--horizon", type=float, default=0.2, help="expert: predictive-sampling horizon, s")
     simulate.add_argument("--latent-samples", type=int, default=0, help="latent resampling per step (0: off; paper 50)")
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--name", help="label of the results (default: the mode)")

@@ -79,7 +79,6 @@ def test_arrays_align_with_the_reference_frames(body_model, reference, checkpoin
     assert np.isfinite(r.tracking[1:]).all()
     body = TRACKING_COLUMNS.index("body_error")
     np.testing.assert_array_equal(r.step_error[:-1], r.tracking[1:, body])
-    assert np.all(r.pose_error[1:] <= r.total_error[1:] + 1e-12)
     assert "episodes" in r.summary() and r.cpu_time > 0
 
 

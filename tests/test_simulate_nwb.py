@@ -104,3 +104,34 @@ def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
     empty = new_session(tmp_path, "empty.nwb")
     with pytest.raises(InputError, match="no StacRegistration named 'StacRegistration'"):
         inverse_dynamics_session(empty)
+
+
+def test_expert_rollout_round_trip_through_the_command_line(simulated, capsys):
+    path, _, _, _, _ = simulated
+    assert main(["simulate", str(path), "--mode", "expert", "--frames", "40", "--samples", "2",
+                 "--horizon", "0.04"]) == 0
+    out = capsys.readouterr().out
+    assert "SimulationRollout_expert" in out and "mean total error" in out
+    with read_session(path) as nwbfile:
+        mimic = nwbfile.processing["mimic"]
+        rollout = mimic["SimulationRollout_expert"]
+        assert rollout.mode == "expert" and rollout.controller is None
+        assert "NetworkActivations_expert" not in mimic.data_interfaces
+        tracking = rollout.tracking_errors
+        names = list(tracking.column_names[:])
+        assert names[:3] == ["total_error", "pose_error", "body_error"]
+        assert tracking.unit_of("total_error") == "meters" and tracking.unit_of("joint_distance") == "radians^2"
+        data = tracking.data[:]
+        assert data.shape == (40, len(names)) and np.isnan(data[0]).all()
+        assert np.isfinite(data[1:]).all() and np.all(data[1:, :3] > 0)
+        controls = rollout.actuator_controls.data[:]
+        assert np.all(np.abs(controls) <= 1.0)
+        ep = rollout.episodes
+        assert ep["start_frame"].data[0] == 0
+    # the closed-loop rollout of the fixture stored its tracking too
+    with read_session(path) as nwbfile:
+        closed = nwbfile.processing["mimic"]["SimulationRollout_closed_loop"]
+        assert closed.tracking_errors.data.shape[0] == closed.qpos.data.shape[0]
+    before = digest(path)
+    assert main(["simulate", str(path), "--mode", "expert", "--frames", "40"]) == 2  # exists: no --replace
+    assert digest(path) == before

@@ -22,6 +22,10 @@ from ..storage import compressed, quantized
 
 ID_NAME = "SimulationRollout_inverse_dynamics"
 CONTROLLER_NAME = "ControllerNetwork"
+TRACKING_UNITS = {"total_error": "meters", "pose_error": "meters", "body_error": "meters",
+                  "dm_control_error": "meters and radians (0.5 mean |dx| + 0.5 mean |dq|)",
+                  "root_distance": "meters^2", "joint_distance": "radians^2", "quat_distance": "radians^2",
+                  "trackmjx_terminate": "dimensionless"}
 
 
 def _result(nwbfile, path, name, kind):
@@ -248,15 +252,96 @@ def train_controller_session(session, checkpoint_path, inverse_dynamics=ID_NAME,
     ), result
 
 
+def _tracking_series(result, timing):
+    """The rollout's per-frame tracking measures as a NamedColumnSeries (columns with their units)."""
+    import ndx_mimic
+
+    from .tracking import TRACKING_COLUMNS
+
+    units = [TRACKING_UNITS[c] for c in TRACKING_COLUMNS]
+    return ndx_mimic.NamedColumnSeries(
+        name="tracking_errors", data=compressed(result.tracking), unit="mixed", column_names=list(TRACKING_COLUMNS),
+        column_units=units, description=(
+            "Tracking of the reference by each simulated state at its frame (before any restart there): total and "
+            "pose (rigidly aligned, no scaling) keypoint-site error, body error of the keypoint-carrying bodies "
+            "(termination), dm_control's termination metric, track-mjx's distances and termination rule. NaN on "
+            "the first frame (not simulated)."), **timing)
+
+
+def expert_session(session, config=None, inverse_dynamics=ID_NAME, label=None, replace=False, progress=None):
+    """Track the reference with the expert (no network); append SimulationRollout_<label> (mode expert)."""
+    import ndx_mimic
+    from pynwb import TimeSeries
+
+    from .rollout import RolloutConfig, run_rollout
+
+    config = config or RolloutConfig(mode="expert")
+    if config.mode != "expert":
+        raise ValueError(f"config: mode {config.mode!r} is not 'expert'")
+    name = f"SimulationRollout_{label or config.mode}"
+    session = Path(session)
+    with read_session(session) as nwbfile:
+        if not replace and name in _results(nwbfile):
+            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
+        rollout_id = _result(nwbfile, session, inverse_dynamics, "SimulationRollout")
+        model = compile_body_model(rollout_id.body_model)
+        rate = 1.0 / rollout_id.control_timestep
+        start = rollout_id.qpos.starting_time
+        reference = _reference_from_rollout(rollout_id, rate)
+    try:
+        result = run_rollout(model, reference, None, config, progress=progress)
+    except ValueError as error:
+        raise InputError(f"{session}: {error}") from None
+    with append(session, replace=[name] if replace else ()) as s:
+        s.check_new(name)
+        id_rollout = s.nwbfile.processing["mimic"][inverse_dynamics]
+        body_model = id_rollout.body_model
+        timing = dict(rate=rate, starting_time=start + result.frames[0] / rate)
+        terms = sorted(result.reward_terms)
+        episodes = result.episodes
+        rollout = ndx_mimic.SimulationRollout(
+            name=name,
+            mode="expert",
+            physics_timestep=result.timestep,
+            control_timestep=1.0 / rate,
+            seed=int(config.expert.seed),
+            qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing, "Simulated poses."),
+            qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
+                               "Simulated velocities."),
+            actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator", None,
+                                            timing, "The expert's controls."),
+            actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
+                                               "actuator", None, timing, "Activation states (act)."),
+            actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
+                                          ["newton-meters"] * model.nu, timing, "Actuator forces."),
+            reward=TimeSeries(name="reward", data=result.reward, unit="dimensionless",
+                              description="Total reward (track-mjx's terms).", **timing),
+            reward_terms=ndx_mimic.NamedColumnSeries(
+                name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
+                unit="dimensionless", column_names=terms, description="Reward terms (track-mjx).", **timing),
+            tracking_errors=_tracking_series(result, timing),
+            episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
+                               episodes.termination, episodes.episode_return),
+            body_model=body_model,
+            reference=id_rollout.reference,
+        )
+        s.add(rollout, parameters={**config.to_dict(), "reference": inverse_dynamics,
+                                   "cpu_seconds": float(result.cpu_time)})
+    return f"{session}: processing/mimic/{name}: {result.summary()}", result
+
+
 def simulate_session(session, config=None, checkpoint=None, controller=CONTROLLER_NAME, inverse_dynamics=ID_NAME,
                      label=None, replace=False, progress=None):
-    """Run the controller against the reference; append SimulationRollout_<label> and NetworkActivations_<label>."""
+    """Run the controller against the reference; append SimulationRollout_<label> and NetworkActivations_<label>.
+    Mode ``expert`` runs the tracking expert instead (``expert_session``: no controller, no activations)."""
     import ndx_mimic
 
     from ..controller import load_checkpoint
     from .rollout import RolloutConfig, run_rollout
 
     config = config or RolloutConfig()
+    if config.mode == "expert":
+        return expert_session(session, config, inverse_dynamics, label, replace, progress)
     label = label or config.mode
     names = (f"SimulationRollout_{label}", f"NetworkActivations_{label}")
     session = Path(session)
@@ -315,6 +400,7 @@ def simulate_session(session, config=None, checkpoint=None, controller=CONTROLLE
             reward_terms=ndx_mimic.NamedColumnSeries(
                 name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
                 unit="dimensionless", column_names=terms, description="Reward terms.", **timing),
+            tracking_errors=_tracking_series(result, timing),
             episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
                                episodes.termination, episodes.episode_return),
             body_model=body_model,
@@ -348,6 +434,7 @@ def simulate_session(session, config=None, checkpoint=None, controller=CONTROLLE
     lengths = episodes.length / rate
     return (
         f"{session}: processing/mimic/{names[0]} + {names[1]}: {result.n_frames} steps, {len(episodes)} episodes "
-        f"(mean {lengths.mean():.2f} s, longest {lengths.max():.2f} s), mean tracking error "
-        f"{1000 * np.nanmean(result.tracking_error):.1f} mm, {len(layers)} layers"
+        f"(mean {lengths.mean():.2f} s, median {np.median(lengths):.2f} s, longest {lengths.max():.2f} s), mean total "
+        f"error {1000 * np.nanmean(result.total_error):.1f} mm, pose error {1000 * np.nanmean(result.pose_error):.1f} mm, "
+        f"{len(layers)} layers"
     ), result
