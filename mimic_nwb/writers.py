@@ -97,13 +97,16 @@ def registration_to_nwb(
     )
     sites = ndx_mimic.KeypointSites(name="keypoint_sites", description="Keypoint sites of the registered model.")
     regularized = set(model.site_map.regularized_keypoints)
+    excluded = getattr(result, "keypoint_excluded", None)
     for k, keypoint in enumerate(result.keypoint_names):
+        flags = {} if excluded is None else {"excluded": bool(excluded[k])}
         sites.add_row(
             keypoint=keypoint,
             body=result.keypoint_bodies[k],
             offset=result.offsets[k],
             initial_offset=result.initial_offsets[k],
             regularized=keypoint in regularized,
+            **flags,
         )
     extra = {}
     if getattr(result, "penetration", None) is not None:

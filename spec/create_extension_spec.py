@@ -174,6 +174,17 @@ def build_types():
                 dtype="bool",
                 doc="Whether the offset fit pulled this keypoint toward its initial offset.",
             ),
+            NWBDatasetSpec(
+                name="excluded",
+                neurodata_type_inc="VectorData",
+                dtype="bool",
+                doc=(
+                    "Whether the keypoint was missing in too many frames (every frame, or more than the share "
+                    "given in the registration's parameters) and so was left out of the offset calibration "
+                    "(its offset is the initial one) and of the error statistics (mean_error)."
+                ),
+                quantity="?",
+            ),
         ],
     )
 

@@ -25,7 +25,7 @@ import scipy.io
 
 from mimic_nwb.body_model import build_body_model, set_site_offsets
 from mimic_nwb.data import data_path
-from mimic_nwb.stac import StacConfig, model_keypoint_positions, run_stac
+from mimic_nwb.stac import MissingKeypointWarning, StacConfig, model_keypoint_positions, run_stac
 from mimic_nwb.stac.arena import model_floor_clearance
 from mimic_nwb.stac.fitter import PoseFitter, SolverSettings
 from mimic_nwb.stac.geometry import GeomSupport, body_penetration, floor_contact_geoms
@@ -483,3 +483,36 @@ def test_geom_support_is_the_lowest_surface_point():
     mesh = geoms[5]
     world = data.geom_xpos[mesh] + verts @ data.geom_xmat[mesh].reshape(3, 3).T
     assert heights[5] <= world[:, 2].min() + 1e-12
+
+
+def test_keypoints_missing_too_often_are_excluded(rat):
+    """A keypoint missing in every frame and one missing in 70 % of them: each named in a
+    warning, left out of calibration (initial offset kept) and of mean_error; the others are
+    still recovered."""
+    qpos, offsets, clean = synthetic_clip(rat, 60, seed=14)
+    noisy = clean + np.random.default_rng(14).normal(0, NOISE, clean.shape)
+    names = list(rat.keypoint_names)
+    gone, rare = names.index("ElbowL"), names.index("KneeR")
+    noisy[:, gone] = np.nan
+    noisy[np.arange(60) % 10 < 7, rare] = np.nan  # 70 % of the frames
+    with pytest.warns(MissingKeypointWarning) as caught:
+        r = run_stac(noisy, rat, StacConfig(**QUICK, **WORLD))
+    messages = [str(w.message) for w in caught]
+    assert any("'ElbowL' is missing in every frame" in m for m in messages)
+    assert any("'KneeR' is missing in 70% of the frames" in m for m in messages)
+    assert len(messages) == 2
+    expected = np.zeros(23, bool)
+    expected[[gone, rare]] = True
+    np.testing.assert_array_equal(r.keypoint_excluded, expected)
+    np.testing.assert_array_equal(r.offsets[[gone, rare]], r.initial_offsets[[gone, rare]])
+    assert np.isnan(r.errors[:, gone]).all() and np.isfinite(r.errors[:, rare]).any()
+    kept = np.delete(r.errors, [gone, rare], axis=1)
+    assert r.mean_error == pytest.approx(np.nanmean(kept))
+    assert 0.5 * NOISE_DISTANCE < r.mean_error < NOISE_DISTANCE
+    others = np.delete(np.arange(23), [gone, rare])
+    assert np.linalg.norm(r.model_keypoints[:, others] - clean[:, others], axis=2).mean() < 0.0015
+    # A share under the limit is kept (only the keypoint missing everywhere is excluded).
+    with pytest.warns(MissingKeypointWarning) as caught:
+        r2 = run_stac(noisy, rat, StacConfig(**QUICK, **WORLD, max_missing_share=0.8), offsets=offsets)
+    assert len(caught) == 1 and "'ElbowL'" in str(caught[0].message)
+    assert r2.keypoint_excluded.sum() == 1 and r2.keypoint_excluded[gone]

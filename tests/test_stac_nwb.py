@@ -78,6 +78,8 @@ def test_penetration_stored_and_reported(registered):
         names = [str(n) for n in stac.penetration.column_names[:]]
         assert stac.penetration.unit == "meters" and stac.penetration.rate == 50.0
         assert stac.max_penetration == pytest.approx(np.nanmax(stored))
+        # Every keypoint of the clip is seen: none excluded (the optional column is written).
+        assert not np.any(stac.keypoint_sites["excluded"].data[:])
     bodies, recomputed = body_penetration(model, qpos)
     assert names == [model.body(int(b)).name for b in bodies]
     np.testing.assert_allclose(stored, recomputed, atol=1e-12)

@@ -5,10 +5,18 @@ algorithm, ``fitter`` for the per-frame solver and ``arena`` for the floor / up 
 """
 
 from .arena import Floor
-from .core import StacConfig, StacResult, default_n_workers, model_keypoint_positions, run_stac
+from .core import (
+    MissingKeypointWarning,
+    StacConfig,
+    StacResult,
+    default_n_workers,
+    model_keypoint_positions,
+    run_stac,
+)
 
 __all__ = [
     "Floor",
+    "MissingKeypointWarning",
     "StacConfig",
     "StacResult",
     "default_n_workers",

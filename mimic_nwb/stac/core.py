@@ -35,6 +35,7 @@ import contextlib
 import multiprocessing
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
@@ -50,6 +51,7 @@ from .geometry import body_penetration
 from .unobserved import UnobservedPrior
 
 __all__ = [
+    "MissingKeypointWarning",
     "StacConfig",
     "StacResult",
     "run_stac",
@@ -66,6 +68,10 @@ PENETRATION_TOLERANCE = 0.001
 # Frames with a geom deeper than this after the unobserved-joint prior are refit with the
 # floor term on every geom, metres.
 _REFIT_DEPTH = 0.0001
+
+
+class MissingKeypointWarning(UserWarning):
+    """A keypoint is missing in too many frames to calibrate its offset or count its error."""
 
 
 def default_n_workers() -> int:
@@ -103,6 +109,11 @@ class StacConfig:
         reinit_error: mean keypoint error (m) above which a frame is refitted from a fresh
             rigid root fit (lost track), keeping the better of the two.
         min_keypoints: frames with fewer observed keypoints are invalid (NaN, not fitted).
+        max_missing_share: a keypoint missing (NaN) in more than this share of the frames, or in
+            every frame, is *excluded*: a warning names it, its offset is not calibrated (stays
+            initial) and its errors do not count in ``mean_error``. It still helps fit the pose
+            of the frames where it is seen. 0.5: an offset calibrated on a minority of frames
+            (often the frames where the detector guessed) is not trusted.
         floor_weight: weight of the one-sided floor term, m^2 of keypoint error per m^2 of depth
             of a geom below the floor (0 = off). 100: a geom 1 mm deep costs as much as one
             keypoint 10 mm off, so a geom stays within a few hundredths of a millimetre of the
@@ -140,6 +151,7 @@ class StacConfig:
     smoothness_weight: float = 0.0
     reinit_error: float = 0.012
     min_keypoints: int = 6
+    max_missing_share: float = 0.5
     floor_weight: float = 100.0
     floor_percentile: float | None = 10.0
     unobserved_prior: bool = True
@@ -165,6 +177,8 @@ class StacConfig:
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"StacConfig.{name}: must be finite and >= 0, got {v!r}")
+        if not (0 <= self.max_missing_share <= 1):
+            raise ValueError(f"StacConfig.max_missing_share: must be in [0, 1], got {self.max_missing_share!r}")
         if self.floor_percentile is not None and not (0 <= self.floor_percentile <= 100):
             raise ValueError(f"StacConfig.floor_percentile: must be in [0, 100] or None, got {self.floor_percentile!r}")
         if self.min_keypoints < 3:
@@ -203,6 +217,8 @@ class StacResult:
         keypoints: (T, K, 3) the input keypoints moved into the model world (NaN = missing).
         errors: (T, K) distance between model and input keypoint, metres; NaN where the keypoint
             is missing or the frame invalid.
+        keypoint_excluded: (K,) bool, keypoints missing in more than ``max_missing_share`` of
+            the frames: not calibrated, not in ``mean_error`` (their errors are still given).
         valid: (T,) bool, frames with at least ``min_keypoints`` observed keypoints (fitted).
         at_limit: (T, nq) bool, fitted scalar joints within 1e-4 of a range limit.
         iterations: (T,) Levenberg–Marquardt iterations spent per frame.
@@ -233,6 +249,7 @@ class StacResult:
     model_keypoints: np.ndarray
     keypoints: np.ndarray
     errors: np.ndarray
+    keypoint_excluded: np.ndarray
     valid: np.ndarray
     at_limit: np.ndarray
     iterations: np.ndarray
@@ -258,8 +275,10 @@ class StacResult:
 
     @property
     def mean_error(self) -> float:
-        """Mean keypoint error over observed keypoints of valid frames, metres."""
-        return float(np.nanmean(self.errors))
+        """Mean keypoint error over observed keypoints of valid frames, metres (excluded
+        keypoints left out)."""
+        kept = self.errors[:, ~self.keypoint_excluded]
+        return float(np.nanmean(kept)) if np.isfinite(kept).any() else float("nan")
 
     @property
     def max_penetration(self) -> tuple[float, str]:
@@ -330,6 +349,9 @@ def run_stac(
             f"keypoints: no frame has at least min_keypoints={config.min_keypoints} observed "
             f"keypoints (most in one frame: {observed.sum(1).max()})"
         )
+    excluded = _excluded_keypoints(observed, body_model.keypoint_names, config.max_missing_share)
+    # Calibration sees only the keypoints kept; pose fitting sees every observed one.
+    calibrated_obs = observed & ~excluded
     site_map = body_model.site_map
     trunk_names = set(site_map.trunk_keypoints) | ({site_map.root_keypoint} - {None})
     trunk = np.array([n in trunk_names for n in body_model.keypoint_names])
@@ -369,14 +391,14 @@ def run_stac(
         floor_on = not refloor
         floor_shift = 0.0
         if offsets is None:
-            cal_frames = _calibration_frames(observed, valid, config.n_calibration_frames)
+            cal_frames = _calibration_frames(calibrated_obs, valid, config.n_calibration_frames)
             fitted = initial.copy()
             q_cal = None
             total = len(cal_frames) * config.n_calibration_rounds
             done = 0
             for _ in range(config.n_calibration_rounds):
                 q_cal = _fit_calibration_round(
-                    workers, y[cal_frames], observed[cal_frames], fitted, q_cal,
+                    workers, y[cal_frames], calibrated_obs[cal_frames], fitted, q_cal,
                     lambda n: _report(progress, "calibration", n, total), done, floor_on,
                 )
                 done += len(cal_frames)
@@ -388,7 +410,7 @@ def run_stac(
                     transform = floor.world_from_input()
                     y = apply_transform(transform, y_in)
                 fitted = local.fit_offsets(
-                    y[cal_frames], observed[cal_frames], q_cal, initial, regularized,
+                    y[cal_frames], calibrated_obs[cal_frames], q_cal, initial, regularized,
                     config.offset_regularization,
                 )
             offsets_out = fitted
@@ -396,7 +418,7 @@ def run_stac(
             cal_frames = np.zeros(0, dtype=int)
             offsets_out = initial
         if refloor:  # no calibration round ran: one pass over the calibration frames for it
-            sample = _calibration_frames(observed, valid, config.n_calibration_frames)
+            sample = _calibration_frames(calibrated_obs, valid, config.n_calibration_frames)
             q_sample = _fit_calibration_round(workers, y[sample], observed[sample], offsets_out,
                                               None, lambda n: None, 0, False)
             floor_shift = _floor_shift(local, q_sample, config.floor_percentile)
@@ -464,6 +486,7 @@ def run_stac(
         model_keypoints=model_kp,
         keypoints=y,
         errors=errors,
+        keypoint_excluded=excluded,
         valid=valid,
         at_limit=at_limit,
         iterations=iterations,
@@ -572,6 +595,21 @@ def _check_units(y, observed, valid, fitter: PoseFitter):
             f"keypoints: the animal is {ratio:.3g}x the size of the body model; keypoints must be "
             f"in metres{hint}"
         )
+
+
+def _excluded_keypoints(observed, names, max_share) -> np.ndarray:
+    """(K,) keypoints missing in every frame or in more than ``max_share`` of them, each named
+    in a warning."""
+    missing = 1.0 - observed.mean(axis=0)
+    excluded = (missing > max_share) | ~observed.any(axis=0)
+    for k in np.flatnonzero(excluded):
+        where = "every frame" if not observed[:, k].any() else f"{missing[k]:.0%} of the frames"
+        warnings.warn(
+            f"keypoint {names[k]!r} is missing in {where} (more than max_missing_share="
+            f"{max_share:g}): left out of the offset calibration and the error statistics",
+            MissingKeypointWarning, stacklevel=3,
+        )
+    return excluded
 
 
 def _floor(config: StacConfig, y, observed, fitter: PoseFitter) -> Floor:
