@@ -724,7 +724,7 @@ def _single_threaded_children():
                 os.environ[k] = v
 
 
-def _init_worker(xml, body_ids, trunk, settings):
+def _init_worker(xml, assets, body_ids, trunk, settings):
     global _worker_fitter
     try:  # belt and braces, should BLAS have started before the environment was read
         from threadpoolctl import threadpool_limits
@@ -732,7 +732,7 @@ def _init_worker(xml, body_ids, trunk, settings):
         threadpool_limits(1)
     except ImportError:
         pass
-    model = mujoco.MjModel.from_xml_string(xml)
+    model = mujoco.MjModel.from_xml_string(xml, assets)
     _worker_fitter = PoseFitter(model, body_ids, np.zeros((len(body_ids), 3)), trunk, settings)
 
 
@@ -759,15 +759,17 @@ class _Workers:
     def __init__(self, n_workers, body_model: BodyModel, trunk, settings):
         self.n_workers = n_workers
         self.nq = body_model.nq
-        self._args = (body_model.xml, np.asarray(body_model.keypoint_body_ids), trunk, settings)
+        # The model's files (meshes, textures) travel with its XML: workers compile it from both.
+        assets = dict(getattr(body_model, "assets", None) or {})
+        self._args = (body_model.xml, assets, np.asarray(body_model.keypoint_body_ids), trunk, settings)
         self._pool = None
         self._local = None
 
     def __enter__(self):
         if self.n_workers == 1:
             # Same path as a worker (the model compiled from the XML text).
-            xml, body_ids, trunk, settings = self._args
-            self._local = PoseFitter(mujoco.MjModel.from_xml_string(xml), body_ids,
+            xml, assets, body_ids, trunk, settings = self._args
+            self._local = PoseFitter(mujoco.MjModel.from_xml_string(xml, assets), body_ids,
                                      np.zeros((len(body_ids), 3)), trunk, settings)
             return self
         # spawn: safe whatever threads the caller runs (fork is not) and the same on every OS;
