@@ -468,7 +468,7 @@ def test_clip_length_for_a_stage_matches_nwbinspector_orientation_check():
     from nwbinspector.checks import check_data_orientation
     from pynwb import TimeSeries
 
-    from mimic_nwb.importers.keypoints import check_clip_length
+    from mimic_nwb.importers.keypoint_data import check_clip_length
 
     def flagged(frames, columns):
         series = TimeSeries(name="qpos", data=np.zeros((frames, columns)), unit="mixed", rate=50.0)

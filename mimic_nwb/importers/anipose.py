@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .keypoints import (
+from .keypoint_data import (
     Keypoints,
     SkeletonSpec,
     check_positions,

@@ -1,10 +1,11 @@
 """3D keypoints into ndx-pose: DANNCE, SLEAP (3D), Anipose and NWB files written by other tools.
 
-Core: :func:`load_skeleton`, :func:`read_dannce`, :func:`read_nwb_pose` (and the readers in
-:mod:`.sleap` and :mod:`.anipose`) return :class:`Keypoints` in SI units; :func:`set_timing`
-places the frames on the session clock; :func:`import_keypoints` appends them to a session as
-``processing/behavior`` Skeletons + PoseEstimation. Missing detections (NaN) stay NaN and are
-counted, never filled.
+Core: :func:`read_dannce`, :func:`read_nwb_pose` (and the readers in :mod:`.sleap` and
+:mod:`.anipose`) return :class:`~.keypoint_data.Keypoints` in SI units (the types, skeletons and
+checks they share are in :mod:`.keypoint_data`); :func:`read_source` picks the reader by the
+file's content; :func:`set_timing` places the frames on the session clock;
+:func:`import_keypoints` appends them to a session as ``processing/behavior`` Skeletons +
+PoseEstimation. Missing detections (NaN) stay NaN and are counted, never filled.
 
 Rules shared by every source:
 
@@ -24,134 +25,36 @@ Rules shared by every source:
 """
 
 import contextlib
-import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
-import scipy.io
+from ndx_pose import PoseEstimation, PoseEstimationSeries, Skeleton, Skeletons
+from pynwb import TimeSeries
+from pynwb.image import ImageSeries
 
-from ..data import data_path
 from ..errors import InputError
 from ..session import KEYPOINTS_MODULE, Session
-
-BUILTIN_SKELETONS = {"rat23": "rat23_skeleton.mat", "mouse22": "mouse22_skeleton.mat"}
-UNIT_SCALE = {
-    "mm": 1e-3, "millimeters": 1e-3, "millimetres": 1e-3,
-    "cm": 1e-2, "centimeters": 1e-2, "centimetres": 1e-2,
-    "m": 1.0, "meters": 1.0, "metres": 1.0,
-}
-# Body size (median over frames of the largest distance between two keypoints) of any animal
-# this pipeline handles, in meters: a fly is ~3 mm long, a rat ~0.5 m with tail and limbs.
-PLAUSIBLE_BODY_SIZE = (0.002, 2.0)
-# Timestamps within this fraction of a frame period of a regular grid are a regular clock.
-REGULAR_CLOCK_TOLERANCE = 1e-6
-# Fewest frames a clip may have: each PoseEstimationSeries is (frames, 3), and nwbinspector's
-# check_data_orientation (CRITICAL) flags a series with more columns than rows. Later stages
-# write wider series and state their own minimum with check_clip_length (STAC: 74 qpos for the rat).
-MIN_FRAMES = 3
-BEHAVIOR_MODULE = KEYPOINTS_MODULE  # processing/behavior: Skeletons and PoseEstimation (ndx-pose)
-DANNCE_REFERENCE_FRAME = (
-    "DANNCE world frame: the calibrated 3D frame of the camera rig (origin and axes as set by the "
-    "arena calibration), positions in meters"
+from .anipose import read_anipose_csv
+from .keypoint_data import (
+    REGULAR_CLOCK_TOLERANCE,
+    UNIT_SCALE,
+    Keypoints,
+    SkeletonSpec,
+    check_positions,
+    check_rate,
+    check_time,
+    load_skeleton,
+    loadmat,
+    parse_keypoint_names,
+    real_array,
+    resolve_skeleton,
+    unit_scale,
 )
+from .sleap import read_sleap_h5
 
-
-@dataclass
-class SkeletonSpec:
-    """Keypoint names and zero-based edges of a skeleton."""
-
-    name: str
-    nodes: list[str]
-    edges: np.ndarray  # (E, 2) zero-based indices into nodes
-
-
-@dataclass
-class Keypoints:
-    """3D keypoints ready to write: positions (N, K, 3) in meters, NaN where missing.
-
-    ``frame_ids`` (N,) are the source's frame numbers (``frame_ids_name`` says which field),
-    ``rate`` (Hz) and ``starting_time`` (s) a regular clock, or ``timestamps`` (N,) in seconds.
-    """
-
-    positions: np.ndarray
-    skeleton: SkeletonSpec
-    confidence: np.ndarray | None = None  # (N, K) in [0, 1]
-    frame_ids: np.ndarray | None = None  # (N,) source frame numbers
-    source_software: str = "DANNCE"
-    layout: str = "DANNCE save_data .mat"
-    reference_frame: str = DANNCE_REFERENCE_FRAME
-    rate: float | None = None
-    starting_time: float | None = None
-    timestamps: np.ndarray | None = None
-    confidence_definition: str = "DANNCE p_max: maximum of the keypoint's 3D probability map"
-    frame_ids_name: str = "sampleID"
-    named_by_source: bool = True  # False when the source file has no skeleton name of its own
-    notes: list[str] = field(default_factory=list)
-
-    def missing_per_keypoint(self):
-        return np.isnan(self.positions).any(axis=2).sum(axis=0)
-
-    def summary(self):
-        n, k, _ = self.positions.shape
-        missing = self.missing_per_keypoint()
-        worst = ", ".join(
-            f"{self.skeleton.nodes[i]} {missing[i]}" for i in np.argsort(-missing)[:3] if missing[i] > 0
-        )
-        timing = f"{self.rate:g} Hz" if self.rate else "per-frame timestamps"
-        text = (
-            f"{n} frames x {k} keypoints ({self.skeleton.name}, {timing}, layout: {self.layout}); "
-            f"missing detections: {int(missing.sum())} of {n * k} ({100 * missing.sum() / (n * k):.2f} %)"
-        )
-        text += f", most in {worst}" if worst else ""
-        return text + "".join(f"; {note}" for note in self.notes)
-
-    def reordered(self, nodes):
-        """The same keypoints with the keypoint axis in ``nodes`` order (a permutation)."""
-        order = [self.skeleton.nodes.index(n) for n in nodes]
-        self.positions = self.positions[:, order]
-        if self.confidence is not None:
-            self.confidence = self.confidence[:, order]
-        return self
-
-
-def real_array(values, what, dtype=np.float64):
-    """``values`` as a real ``dtype`` array, or an InputError naming ``what`` (text, cells, complex)."""
-    array = np.asarray(values)
-    if array.dtype.kind == "c":
-        raise InputError(f"{what}: complex values; keypoints and times must be real numbers")
-    if array.dtype.kind not in "iuf":
-        kind = {"U": "text", "S": "text", "O": "text or cells", "b": "true/false values"}.get(array.dtype.kind, str(array.dtype))
-        raise InputError(f"{what}: holds {kind}, not numbers")
-    return array.astype(dtype)
-
-
-def check_rate(rate, what="rate", error=InputError):
-    """A sampling rate in Hz: finite and > 0 (None stays None); else ``error`` (a config raises ValueError)."""
-    if rate is None:
-        return None
-    try:
-        rate = float(rate)
-    except (TypeError, ValueError):
-        raise error(f"{what}: {rate!r} is not a number of Hz") from None
-    if not math.isfinite(rate) or rate <= 0:
-        raise error(f"{what}: {rate} Hz must be finite and positive")
-    return rate
-
-
-def check_time(value, what="starting_time", error=InputError):
-    """A time on the session clock in seconds: finite and >= 0 (not before session_start_time)."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise error(f"{what}: {value!r} is not a number of seconds") from None
-    if not math.isfinite(value):
-        raise error(f"{what}: {value} s must be a finite number of seconds")
-    if value < 0:
-        raise error(f"{what}: {value} s is before session_start_time")
-    return value
+BEHAVIOR_MODULE = KEYPOINTS_MODULE  # processing/behavior: Skeletons and PoseEstimation (ndx-pose)
 
 
 @contextlib.contextmanager
@@ -163,183 +66,6 @@ def opened_session(session):
         return
     with Session(session, "a") as opened:
         yield opened
-
-
-def _loadmat(path):
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        return scipy.io.loadmat(str(path))
-    except NotImplementedError:
-        raise InputError(f"{path}: MATLAB v7.3 (HDF5) .mat files are not supported; save with -v7") from None
-    except Exception as error:  # scipy raises ValueError, TypeError, MatReadError... on corrupt files
-        raise InputError(f"{path}: not a readable .mat file ({type(error).__name__}: {str(error)[:80]})") from None
-
-
-def _cell_strings(values):
-    """MATLAB cell array of strings → list of str."""
-    flat = np.asarray(values, dtype=object).ravel()
-    return [str(np.asarray(v).ravel()[0]) if np.asarray(v).size else "" for v in flat]
-
-
-def load_skeleton(skeleton):
-    """A built-in skeleton name ('rat23', 'mouse22') or a Label3D/DANNCE skeleton .mat path."""
-    if skeleton is None:
-        raise InputError("skeleton: give a skeleton .mat or a built-in name (rat23, mouse22)")
-    if isinstance(skeleton, SkeletonSpec):
-        return skeleton
-    skeleton = str(skeleton)
-    if skeleton in BUILTIN_SKELETONS:
-        path, name = data_path(BUILTIN_SKELETONS[skeleton]), skeleton
-    elif skeleton.endswith(".mat"):
-        path, name = Path(skeleton), Path(skeleton).stem
-    else:
-        raise InputError(f"skeleton {skeleton!r}: unknown; use a .mat file or one of {', '.join(BUILTIN_SKELETONS)}")
-    content = _loadmat(path)
-    for key in ("joint_names", "joints_idx"):
-        if key not in content:
-            raise InputError(f"{path}: skeleton file has no '{key}'")
-    nodes = _cell_strings(content["joint_names"])
-    edges = real_array(content["joints_idx"], f"{path}: joints_idx", np.int64)
-    if edges.ndim != 2 or edges.shape[1] != 2:
-        raise InputError(f"{path}: joints_idx must have shape (E, 2), got {edges.shape}")
-    edges = edges - 1  # one-based in Label3D/DANNCE
-    if edges.size and (edges.min() < 0 or edges.max() >= len(nodes)):
-        raise InputError(f"{path}: joints_idx refers to keypoints outside 1..{len(nodes)}")
-    if len(set(nodes)) != len(nodes) or not all(nodes):
-        raise InputError(f"{path}: joint_names must be unique and non-empty")
-    return SkeletonSpec(name=name, nodes=nodes, edges=edges)
-
-
-def parse_keypoint_names(names, what="keypoint names"):
-    """Keypoint names from a list, a comma-separated string or a text file (one name per line)."""
-    if isinstance(names, (str, Path)):
-        path = Path(names)
-        if path.suffix in (".txt", ".csv") or path.is_file():
-            if not path.is_file():
-                raise InputError(f"{path}: no such keypoint-names file")
-            names = [line.strip() for line in path.read_text().replace(",", "\n").splitlines()]
-        else:
-            names = str(names).split(",")
-        names = [n.strip() for n in names if n.strip()]
-    names = [str(n) for n in names]
-    if not names:
-        raise InputError(f"{what}: no names given")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise InputError(f"{what}: repeated names {duplicates}")
-    return names
-
-
-def builtin_skeleton_with(names):
-    """The built-in skeleton whose keypoint names are exactly ``names`` (any order), else None."""
-    for builtin in BUILTIN_SKELETONS:
-        skeleton = load_skeleton(builtin)
-        if sorted(skeleton.nodes) == sorted(names):
-            return skeleton
-    return None
-
-
-def skeleton_for_names(names, fallback_name):
-    """A built-in skeleton with exactly these keypoints, else one without edges named ``fallback_name``."""
-    return builtin_skeleton_with(names) or SkeletonSpec(
-        name=fallback_name, nodes=list(names), edges=np.zeros((0, 2), dtype=np.int64)
-    )
-
-
-def resolve_skeleton(keypoints, skeleton=None, keypoint_names=None, source="keypoints"):
-    """Name and order the keypoints: by the given skeleton, or by a built-in one with the same names.
-
-    ``skeleton`` (a built-in name, a .mat path or a SkeletonSpec) or ``keypoint_names`` must
-    name exactly the source's keypoints (in any order; the keypoints are put in its order). With
-    neither, a source skeleton without a known name whose names are exactly a built-in
-    skeleton's becomes that skeleton.
-    """
-    have = list(keypoints.skeleton.nodes)
-    if skeleton is not None or keypoint_names is not None:
-        if skeleton is not None:
-            spec = load_skeleton(skeleton)
-        else:
-            names = parse_keypoint_names(keypoint_names)
-            spec = skeleton_for_names(names, keypoints.skeleton.name)
-            if spec.name in BUILTIN_SKELETONS:
-                spec = SkeletonSpec(spec.name, names, _edges_in(spec, names))
-        if sorted(spec.nodes) != sorted(have):
-            extra, missing = sorted(set(spec.nodes) - set(have)), sorted(set(have) - set(spec.nodes))
-            raise InputError(
-                f"{source}: skeleton {spec.name} does not name the file's keypoints "
-                f"(not in the file: {extra or 'none'}; not in the skeleton: {missing or 'none'})"
-            )
-        keypoints.reordered(spec.nodes)
-        keypoints.skeleton = spec
-        return keypoints
-    if keypoints.skeleton.name in BUILTIN_SKELETONS and keypoints.named_by_source:
-        return keypoints
-    builtin = builtin_skeleton_with(have)
-    if builtin is not None:
-        keypoints.reordered(builtin.nodes)
-        keypoints.notes.append(
-            f"skeleton {keypoints.skeleton.name!r} has exactly {builtin.name}'s keypoints: stored as {builtin.name}"
-        )
-        keypoints.skeleton = builtin
-    return keypoints
-
-
-def _edges_in(spec, names):
-    """``spec``'s edges re-indexed into ``names`` (a permutation of its nodes)."""
-    index = {n: names.index(n) for n in spec.nodes}
-    return np.array([[index[spec.nodes[a]], index[spec.nodes[b]]] for a, b in spec.edges], dtype=np.int64).reshape(-1, 2)
-
-
-def check_body_size(positions_m, source, declared):
-    """Refuse positions whose body size is implausible in meters (e.g. millimetres declared as metres)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # frames without keypoints give NaN spans
-        spans = np.nanmax(positions_m, axis=1) - np.nanmin(positions_m, axis=1)  # (N, 3)
-        size = np.nanmedian(np.linalg.norm(spans, axis=1))
-    low, high = PLAUSIBLE_BODY_SIZE
-    if not np.isfinite(size):
-        raise InputError(f"{source}: no frame has two observed keypoints")
-    if size > high:
-        raise InputError(
-            f"{source}: body size {size:.3g} m is implausible with units '{declared}' (millimetres declared as metres?)"
-        )
-    if size < low:
-        raise InputError(
-            f"{source}: body size {size:.3g} m is implausible with units '{declared}' (metres declared as millimetres?)"
-        )
-    return size
-
-
-def unit_scale(units, what="units"):
-    """Metres per ``units`` (mm, cm, m and their spelled-out names)."""
-    if units not in UNIT_SCALE:
-        raise InputError(f"{what} {units!r}: use one of mm, cm, m")
-    return UNIT_SCALE[units]
-
-
-def check_positions(positions, source, units):
-    """Shared checks of positions (N, K, 3) in metres: enough frames, no infinities, plausible size."""
-    if positions.shape[0] < MIN_FRAMES:
-        raise InputError(
-            f"{source}: {positions.shape[0]} frame(s); a clip needs at least {MIN_FRAMES} frames "
-            "(nwbinspector's data orientation check on the (frames, 3) keypoint series)"
-        )
-    if np.isinf(positions).any():
-        raise InputError(f"{source}: positions contain infinite values")
-    check_body_size(positions, source, units)
-
-
-def check_clip_length(num_frames, widest, stage, source):
-    """Refuse a clip too short for a stage: ``widest`` is the most columns of any (frames, columns)
-    series the stage writes (STAC: max(qpos, keypoints), 74 for the rat), since nwbinspector's
-    check_data_orientation (CRITICAL) flags a series with more columns than rows."""
-    if num_frames < widest:
-        raise InputError(
-            f"{source}: {num_frames} frames; {stage} needs at least {widest} "
-            f"(it writes series {widest} columns wide, and a series needs as many rows as columns)"
-        )
 
 
 def read_dannce(path, skeleton=None, units=None, animal=None, keypoint_names=None):
@@ -354,7 +80,7 @@ def read_dannce(path, skeleton=None, units=None, animal=None, keypoint_names=Non
     scale = unit_scale(units)
     if skeleton is None and keypoint_names is None:
         load_skeleton(None)  # the error that asks for one
-    content = _loadmat(path)
+    content = loadmat(path)
     if "pred" not in content:
         raise InputError(f"{path}: no 'pred' array (not a DANNCE prediction file)")
     pred = real_array(content["pred"], f"{path}: pred")
@@ -624,16 +350,12 @@ def _load_timestamps(timestamps):
 
 
 def skeleton_to_nwb(spec, subject=None):
-    from ndx_pose import Skeleton
-
     return Skeleton(name=spec.name, nodes=spec.nodes, edges=spec.edges.astype("uint8"), subject=subject)
 
 
 def behavior_skeleton(session_append, spec, source):
     """``(processing/behavior module, Skeleton)`` of an append: the session's skeleton of that name
     (which must have the same keypoints) or a new one added to its Skeletons."""
-    from ndx_pose import Skeletons
-
     module = session_append.module(BEHAVIOR_MODULE, "Behaviour: 3D keypoints (ndx-pose) and derived data")
     if "Skeletons" not in module.data_interfaces:
         module.add(Skeletons(name="Skeletons"))
@@ -649,7 +371,6 @@ def behavior_skeleton(session_append, spec, source):
 
 def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=None, description=None):
     """ndx-pose PoseEstimation of ``keypoints`` on ``skeleton`` (timestamps shared by link when irregular)."""
-    from ndx_pose import PoseEstimation, PoseEstimationSeries
     series = []
     timing = (
         dict(timestamps=keypoints.timestamps)
@@ -692,8 +413,6 @@ def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=No
 
 def frame_ids_to_nwb(keypoints, pose, name):
     """A TimeSeries of the source's frame number of each keypoint frame, on the keypoints' clock."""
-    from pynwb import TimeSeries
-
     first = next(iter(pose.pose_estimation_series.values()))
     timing = dict(rate=keypoints.rate, starting_time=keypoints.starting_time) if keypoints.rate else dict(timestamps=first)
     return TimeSeries(
@@ -717,8 +436,6 @@ def read_source(source, skeleton=None, keypoint_names=None, units=None, animal=N
     if not source.exists():
         raise InputError(f"{source}: no such file")
     if source.suffix.lower() == ".csv":
-        from .anipose import read_anipose_csv
-
         return read_anipose_csv(source, units=units, skeleton=skeleton, keypoint_names=keypoint_names)
     hdf5 = h5py.is_hdf5(source)
     if source.suffix.lower() in (".nwb", ".h5", ".hdf5") and not hdf5:
@@ -739,8 +456,6 @@ def read_source(source, skeleton=None, keypoint_names=None, units=None, animal=N
         keypoints = read_nwb_pose(source, units=units)
         return resolve_skeleton(keypoints, skeleton, keypoint_names, source)
     if is_sleap:
-        from .sleap import read_sleap_h5
-
         return read_sleap_h5(source, skeleton=skeleton, keypoint_names=keypoint_names, track=track, units=units)
     raise InputError(f"{source}: HDF5 file neither NWB (ndx-pose) nor SLEAP (no 'tracks' dataset)")
 
@@ -814,8 +529,6 @@ def import_keypoints(session, source, config: KeypointImportConfig | None = None
     go to ``processing/behavior/<name>`` (with ``<name>_frame_ids`` when the source numbers its
     frames); ``replace`` replaces both. Returns a :class:`KeypointImportResult`.
     """
-    from pynwb.image import ImageSeries
-
     config = config or KeypointImportConfig()
     source = Path(source)
     keypoints = read_source(

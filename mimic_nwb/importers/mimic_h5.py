@@ -32,8 +32,7 @@ from ..stac.core import model_keypoint_positions
 from ..storage import compressed
 from ..writers import body_model_to_nwb, registration_to_nwb
 from .hdf5 import attribute_dict, file_sha256, numeric, open_h5, read_dataset
-from .keypoints import (
-    BEHAVIOR_MODULE,
+from .keypoint_data import (
     DANNCE_REFERENCE_FRAME,
     Keypoints,
     SkeletonSpec,
@@ -41,8 +40,8 @@ from .keypoints import (
     check_rate,
     check_time,
     load_skeleton,
-    opened_session,
 )
+from .keypoints import BEHAVIOR_MODULE, opened_session
 from .labels import bouts_from_frames, bouts_to_nwb, check_bouts
 from .registration import KEYPOINTS_NAME, ImportedRegistration, add_keypoints, body_model_name, registration_body_model
 

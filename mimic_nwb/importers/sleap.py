@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 
 from ..errors import InputError
-from .keypoints import (
+from .keypoint_data import (
     Keypoints,
     SkeletonSpec,
     check_positions,

@@ -42,15 +42,8 @@ from ..session import RESULTS_MODULE
 from ..stac.core import model_keypoint_positions
 from ..writers import body_model_to_nwb, registration_to_nwb
 from .hdf5 import file_sha256, name_list, numeric, open_h5, parse_config, read_dataset
-from .keypoints import (
-    BEHAVIOR_MODULE,
-    Keypoints,
-    check_body_size,
-    check_rate,
-    check_time,
-    opened_session,
-    skeleton_for_names,
-)
+from .keypoint_data import Keypoints, check_body_size, check_rate, check_time, skeleton_for_names
+from .keypoints import BEHAVIOR_MODULE, opened_session
 from .registration import KEYPOINTS_NAME, ImportedRegistration, add_keypoints, body_model_name, registration_body_model
 
 # Largest distance (m) between the session's keypoints and a stac-mjx file's kp_data for them to

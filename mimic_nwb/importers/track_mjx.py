@@ -43,7 +43,8 @@ from ..session import RESULTS_MODULE, where_of
 from ..storage import compressed
 from ..writers import body_model_to_nwb
 from .hdf5 import attribute_dict, file_sha256, numeric, open_h5, parse_config, read_dataset
-from .keypoints import check_rate, opened_session
+from .keypoint_data import check_rate
+from .keypoints import opened_session
 
 # A track-mjx reference frame matches a registration frame within this (qpos units).
 REFERENCE_MATCH_TOLERANCE = 1e-4
