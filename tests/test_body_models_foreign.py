@@ -349,11 +349,6 @@ def dog_clip(bm, n_frames, seed=0):
     return qpos, offsets, model_keypoint_positions(bm, qpos, offsets)
 
 
-# run_stac compiles ``body_model.xml`` again in mimic_nwb/stac/core.py (_Workers, _init_worker)
-# without ``body_model.assets``: MuJoCo cannot open the dog's meshes there until it passes them.
-@pytest.mark.xfail(
-    raises=ValueError, strict=False, reason="mimic_nwb.stac.core compiles the body model without its assets"
-)
 def test_dog_registered_to_keypoints_made_from_it(dog):
     qpos, offsets, keypoints = dog_clip(dog, 30)
     config = StacConfig(
@@ -371,9 +366,6 @@ def test_dog_registered_to_keypoints_made_from_it(dog):
     np.testing.assert_array_equal(result.qpos[:, ball : ball + 7], np.tile(dog.model.qpos0[ball : ball + 7], (30, 1)))
 
 
-@pytest.mark.xfail(
-    raises=InputError, strict=False, reason="mimic_nwb.stac.core compiles the body model without its assets"
-)
 def test_dog_through_the_stac_stage_compiles_from_the_session_alone(dog, tmp_path, monkeypatch):
 
     qpos, _, keypoints = dog_clip(dog, 20, seed=4)
