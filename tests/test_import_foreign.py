@@ -243,7 +243,9 @@ def test_stac_mjx_links_the_sessions_keypoints(registered, stac_mjx_few, tmp_pat
     session = _copy(registered[0], tmp_path)
     assert "(stac_mjx_keypoints)" in registered[1]
     source = write_h5(tmp_path / "again.h5", stac_mjx_few)
-    summary = import_stac_mjx(session, source, name="stac_mjx_again").summary()
+    with pytest.raises(InputError, match=r"no PoseEstimation named 'rat' in processing/behavior \(found: PoseEstimation\)"):
+        import_stac_mjx(session, source, keypoints="rat", name="stac_mjx_again")
+    summary = import_stac_mjx(session, source, keypoints="PoseEstimation", name="stac_mjx_again").summary()
     assert "linked to the session's PoseEstimation" in summary
     with read_session(session) as nwbfile:
         skeleton = nwbfile.processing["behavior"]["PoseEstimation"].skeleton

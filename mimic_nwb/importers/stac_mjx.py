@@ -38,7 +38,7 @@ from ndx_mimic.mimic import pose_as_array
 
 from ..body_model import SiteMap
 from ..errors import InputError
-from ..session import RESULTS_MODULE
+from ..session import RESULTS_MODULE, where_of
 from ..stac.core import model_keypoint_positions
 from ..writers import body_model_to_nwb, registration_to_nwb
 from .hdf5 import file_sha256, name_list, numeric, open_h5, parse_config, read_dataset
@@ -310,14 +310,23 @@ class StacMjxImportResult:
 
 
 def import_stac_mjx(
-    session, source, config: StacMjxImportConfig | None = None, *, name="StacRegistration", replace=False
+    session,
+    source,
+    config: StacMjxImportConfig | None = None,
+    *,
+    keypoints=None,
+    name="StacRegistration",
+    replace=False,
 ):
     """Append a stac-mjx result: BodyModel + StacRegistration (+ its keypoints when the session has none).
 
     ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
-    path; ``source`` the stac-mjx ``.h5`` (layout in the module docstring). The registration goes
-    to ``processing/mimic/<name>``, its BodyModel to ``BodyModel`` (``BodyModel_<name>`` for
-    another ``name``); ``replace`` replaces both. Returns a :class:`StacMjxImportResult`.
+    path; ``source`` the stac-mjx ``.h5`` (layout in the module docstring). The registration links
+    the session's keypoints (``processing/behavior``: the PoseEstimation named ``keypoints``, or
+    the only one), which must be the file's ``kp_data``; a session without keypoints gets them
+    from ``kp_data`` as ``PoseEstimation``. The registration goes to ``processing/mimic/<name>``,
+    its BodyModel to ``BodyModel`` (``BodyModel_<name>`` for another ``name``); ``replace``
+    replaces both. Returns a :class:`StacMjxImportResult`.
     """
     config = config or StacMjxImportConfig()
     source = Path(source)
@@ -325,30 +334,32 @@ def import_stac_mjx(
     model_name = body_model_name(name)
     keypoints_path = f"processing/{BEHAVIOR_MODULE}/{KEYPOINTS_NAME}"
     with opened_session(session) as opened:
-        pose = opened.results(PoseEstimation, BEHAVIOR_MODULE).get(KEYPOINTS_NAME)
+        has_keypoints = keypoints is not None or opened.results(PoseEstimation, BEHAVIOR_MODULE)
+        pose = opened.keypoints(keypoints) if has_keypoints else None
         if pose is not None:
+            keypoints_path = where_of(pose)
             positions, keypoint_names = _keypoint_positions(pose, opened.path)
             if sorted(keypoint_names) != sorted(output.keypoint_names):
                 raise InputError(
-                    f"{source}: kp_names are not the keypoints of the session's {KEYPOINTS_NAME} "
+                    f"{source}: kp_names are not the keypoints of the session's {pose.name} "
                     f"({', '.join(keypoint_names)})"
                 )
             output = output.reordered(keypoint_names)
             if len(positions) != len(output.qpos):
                 raise InputError(
-                    f"{source}: {len(output.qpos)} frames but the session's {KEYPOINTS_NAME} has {len(positions)}"
+                    f"{source}: {len(output.qpos)} frames but the session's {pose.name} has {len(positions)}"
                 )
             gap = np.nanmax(np.abs(positions - output.keypoints), initial=0.0)
             if gap > SAME_KEYPOINTS_TOLERANCE:
                 raise InputError(
-                    f"{source}: kp_data differ from the session's {KEYPOINTS_NAME} by up to {1000 * gap:.2f} mm: "
+                    f"{source}: kp_data differ from the session's {pose.name} by up to {1000 * gap:.2f} mm: "
                     "not the same keypoints"
                 )
             timing = _pose_timing(pose)
             rate = config.rate
             if rate is not None and (timing is None or abs(timing["rate"] - rate) > 1e-9 * rate):
                 raise InputError(f"rate: the session's keypoints set the frame times; do not pass {rate} Hz")
-            skeleton = pose.skeleton.name if pose.skeleton is not None else KEYPOINTS_NAME
+            skeleton = pose.skeleton.name if pose.skeleton is not None else pose.name
             inputs = opened.object_ids(pose)
         else:
             if config.rate is None:
@@ -356,7 +367,7 @@ def import_stac_mjx(
             skeleton_spec = skeleton_for_names(output.keypoint_names, "stac_mjx_keypoints")
             output = output.reordered(skeleton_spec.nodes)
             skeleton = skeleton_spec.name
-            keypoints = Keypoints(
+            new_keypoints = Keypoints(
                 positions=output.keypoints,
                 skeleton=skeleton_spec,
                 source_software="stac-mjx (kp_data)",
@@ -383,7 +394,7 @@ def import_stac_mjx(
         with opened.append(replace=[name, model_name] if replace else (), inputs=inputs) as s:
             s.check_new(name)
             s.check_new(model_name)
-            linked = s.input(keypoints_path, inputs[keypoints_path]) if inputs else add_keypoints(s, keypoints)
+            linked = s.input(keypoints_path, inputs[keypoints_path]) if inputs else add_keypoints(s, new_keypoints)
             body_model = s.add(
                 body_model_to_nwb(fitted, model_name, f"{fitted.source} (keypoint sites at the stac-mjx offsets)"),
                 parameters={"scale": fitted.scale, "actuators": fitted.actuator_kind, "mjcf": str(fitted.source)},
