@@ -22,6 +22,7 @@ import importlib
 import inspect
 import os
 import time
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +44,8 @@ SESSION_INPUTS = {
 class Stage:
     """How the batch runs one pipeline stage on one session.
 
-    ``function`` is ``"module:callable"`` (imported on the worker, so the client stays light);
+    ``function`` is ``"module:callable"`` (imported when used; ``"module:new|old"`` takes the
+    first name the module has);
     it is called as ``function(session, [input,] **keyword_options, **configs)``. ``configs`` maps
     a keyword argument of the function to ``"module:ConfigClass"``: an option whose key is a field
     of that dataclass goes into it. ``results`` gives, for the stage's options, the HDF5 paths in
@@ -60,14 +62,33 @@ class Stage:
     defaults: Mapping[str, object] = field(default_factory=dict)
 
     def callable(self):
-        module, _, name = self.function.partition(":")
-        return getattr(importlib.import_module(module), name)
+        # "module:new|old": the first name the module has (a stage renamed in its module)
+        module, _, names = self.function.partition(":")
+        module = importlib.import_module(module)
+        for name in names.split("|"):
+            if hasattr(module, name):
+                return getattr(module, name)
+        raise AttributeError(f"module {module.__name__!r} has none of {names.replace('|', ', ')}")
 
     def config_classes(self):
+        """``{argument: dataclass}``: the table's configs, plus every argument of the function
+        annotated with a dataclass (``config: StacConfig | None``), so a stage that gains a config
+        needs no change here."""
         classes = {}
         for argument, reference in self.configs.items():
             module, _, name = reference.partition(":")
             classes[argument] = getattr(importlib.import_module(module), name)
+        try:
+            hints = typing.get_type_hints(self.callable())
+        except Exception:  # noqa: BLE001  (unresolvable annotations: use the table only)
+            hints = {}
+        for argument, hint in hints.items():
+            if argument in classes or argument == "return":
+                continue
+            for candidate in (hint, *typing.get_args(hint)):
+                if isinstance(candidate, type) and dataclasses.is_dataclass(candidate):
+                    classes[argument] = candidate
+                    break
         return classes
 
 
@@ -85,6 +106,7 @@ def _rollout_results(options):
 STAGES = {
     "import_keypoints": Stage(
         "mimic_nwb.importers.keypoints:import_keypoints", input="keypoints",
+        configs={"config": "mimic_nwb.importers.keypoints:KeypointImportConfig"},
         results=lambda options: (f"processing/behavior/{options.get('name', 'PoseEstimation')}",),
     ),
     "import_units": Stage("mimic_nwb.importers.units:import_units", input="units", results=lambda options: ("units",)),
@@ -93,30 +115,29 @@ STAGES = {
         results=lambda options: (f"intervals/{options.get('name', 'behavior_labels')}",),
     ),
     "stac": Stage(
-        "mimic_nwb.stac.nwb:stac_session", configs={"config": "mimic_nwb.stac:StacConfig"},
+        "mimic_nwb.stac.nwb:stac_session|stac", configs={"config": "mimic_nwb.stac:StacConfig"},
         defaults={"n_workers": 1, "progress": False}, results=_mimic("StacRegistration"),
     ),
     "inverse_dynamics": Stage(
-        "mimic_nwb.simulate.nwb:inverse_dynamics_session",
+        "mimic_nwb.simulate.nwb:inverse_dynamics_session|inverse_dynamics",
         configs={"config": "mimic_nwb.simulate:InverseDynamicsConfig"},
         results=_mimic("SimulationRollout_inverse_dynamics"),
-        configs={"config": "mimic_nwb.importers.keypoints:KeypointImportConfig"},
     ),
     "train_controller": Stage(
-        "mimic_nwb.simulate.nwb:train_controller_session",
+        "mimic_nwb.simulate.nwb:train_controller_session|train_controller",
         configs={"config": "mimic_nwb.controller:ControllerConfig", "training": "mimic_nwb.controller:TrainingConfig"},
         input="checkpoint", input_default=lambda path: path.with_name(f"{path.stem}.controller.npz"),
         results=_mimic("ControllerNetwork"),
     ),
     "simulate": Stage(
-        "mimic_nwb.simulate.nwb:simulate_session", configs={"config": "mimic_nwb.simulate:RolloutConfig"},
+        "mimic_nwb.simulate.nwb:simulate_session|simulate", configs={"config": "mimic_nwb.simulate:RolloutConfig"},
         results=_rollout_results,
     ),
     "encode": Stage(
-        "mimic_nwb.encoding.nwb:encode_session", configs={"config": "mimic_nwb.encoding:EncodingConfig"},
+        "mimic_nwb.encoding.nwb:encode|encode_session", configs={"config": "mimic_nwb.encoding:EncodingConfig"},
         defaults={"progress": False}, results=_mimic("EncodingResults"),
     ),
-    "rsa": Stage("mimic_nwb.rsa.nwb:rsa_session", results=_mimic("RepresentationalSimilarity")),
+    "rsa": Stage("mimic_nwb.rsa.nwb:rsa|rsa_session", results=_mimic("RepresentationalSimilarity")),
 }
 # Options that ask a stage to redo its result: the batch then runs it even when the result exists.
 REPLACE_OPTIONS = ("replace", "replace_existing")
@@ -460,7 +481,10 @@ def run_session(session: BatchSession, stages, options) -> list[StageOutcome]:
                     raise InputError(f"{session.path}: no '{stage.input}' input for stage {name} in the manifest")
                 args.append(source)
             returned = stage.callable()(*args, **stage_call(name, stage_options))
+            # stages return a summary line, (summary, result, ...), or a result with .summary()
             summary = returned[0] if isinstance(returned, tuple) else returned
+            if callable(getattr(summary, "summary", None)):
+                summary = summary.summary()
             outcomes.append(StageOutcome(session.name, name, "done", time.perf_counter() - started,
                                          summary=str(summary)))
         except SessionInUseError as error:
@@ -597,7 +621,7 @@ def run_batch(
             where = f"scheduler {client.scheduler.address}"
         try:
             client.register_plugin(PinThreads(1))
-            n_workers = len(client.scheduler_info().get("workers", {})) or (n_workers or 0)
+            n_workers = len(client.nthreads()) or (n_workers or 0)
             futures = {
                 client.submit(run_session, session, stages, merged, key=f"mimic-nwb-session-{i}-{session.path.name}",
                               pure=False): session

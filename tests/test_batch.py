@@ -9,7 +9,6 @@ from mimic_nwb.batch import BatchSession, find_sessions, parse_options, run_batc
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.keypoints import import_keypoints
 from mimic_nwb.session import read_session, session_lock
 
 from helpers import digest, new_session
@@ -86,7 +85,7 @@ def test_batch_on_a_two_worker_cluster_isolates_the_bad_session_and_reruns_skip(
 
 def test_locked_session_is_reported_in_use(clip, tmp_path):
     path = new_session(tmp_path)
-    import_keypoints(path, clip, skeleton="rat23", rate=50.0)
+    assert main(["import-keypoints", str(path), str(clip), "--skeleton", "rat23", "--rate", "50"]) == 0
     before = digest(path)
     session = BatchSession(path=path, name="session.nwb")
     with session_lock(path):

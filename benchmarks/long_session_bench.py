@@ -1,0 +1,357 @@
+"""A session of real length through the pipeline: time, peak memory and I/O share per stage.
+
+    python benchmarks/long_session_bench.py [--minutes 180] [--units 100] [--workers N] [--out DIR]
+
+Builds a session of ``--minutes`` at 50 Hz (default 180: 540,000 frames, the study's 3-hour
+sessions) from synthetic keypoints of the real body model: a smooth known motion of the rodent
+(``mimic_nwb.simulate.testing.smooth_reference``), its keypoint sites by forward kinematics, 1 mm
+of Gaussian noise, written as a DANNCE ``save_data`` .mat (millimetres). Then runs, on the session
+file, each stage as the command line does:
+
+    import keypoints -> stac -> inverse dynamics -> closed-loop rollout (with every layer's
+    activations) -> encode (``--units`` simulated units on kinematics, joint angles, inverse
+    dynamics and the LSTM's first hidden layer)
+
+The rollout's controller is the default network, untrained (it costs the same per step as a
+trained one; its episodes are short, so it restarts often), normalised on the first 2,000 frames.
+The simulated units are Poisson units driven by those feature sets at known lags (setup, timed
+apart). Each stage runs in a fresh process, so its peak memory is its own:
+
+- seconds, and per frame;
+- peak RSS of the stage's process, and of the process with its children at any moment (STAC's
+  worker processes), sampled every 0.2 s;
+- I/O share: the time spent inside the stage's ``read_session`` and ``append`` blocks (reading
+  the inputs from the file, building and writing the results, the atomic replace), over the
+  stage's time;
+- the session file's size after the stage.
+
+Thread counts (BLAS, OpenMP, XLA) are pinned to one per process before NumPy/JAX load; STAC uses
+``--workers`` processes (default: all cores). Results also go to ``OUT/long_session_bench.json``.
+"""
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import sys
+import threading
+import time
+from pathlib import Path
+
+FRAME_RATE = 50.0
+NOISE = 0.001  # m, keypoint noise (DANNCE's error on real rats is a few mm)
+NORMALISATION_FRAMES = 2000
+FEATURE_SETS = ("kinematics", "joint_angles", "inverse_dynamics", "NetworkActivations_closed_loop/lstm_hidden_0")
+
+
+def _pin_threads(threads=1):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    os.environ["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+# --- measurement --------------------------------------------------------------------------------
+
+
+class IOClock:
+    """Seconds spent inside ``read_session`` / ``append`` blocks (outermost only)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.depth = 0
+
+    def wrap(self, factory):
+        clock = self
+
+        @contextlib.contextmanager
+        def timed(*args, **kwargs):
+            clock.depth += 1
+            started = time.perf_counter()
+            try:
+                with factory(*args, **kwargs) as value:
+                    yield value
+            finally:
+                clock.depth -= 1
+                if clock.depth == 0:
+                    clock.seconds += time.perf_counter() - started
+
+        return timed
+
+    def install(self):
+        """Wrap the session module's functions and every mimic_nwb module's imported copies."""
+        import mimic_nwb.encoding.nwb  # noqa: F401  (import the stage modules so they are patched)
+        import mimic_nwb.features  # noqa: F401
+        import mimic_nwb.importers.keypoints  # noqa: F401
+        import mimic_nwb.session as session
+        import mimic_nwb.simulate.nwb  # noqa: F401
+        import mimic_nwb.stac.nwb  # noqa: F401
+
+        originals = {name: getattr(session, name) for name in ("read_session", "append")}
+        wrapped = {name: self.wrap(function) for name, function in originals.items()}
+        for module in [m for n, m in sys.modules.items() if n.startswith("mimic_nwb") and m is not None]:
+            for name, function in originals.items():
+                if getattr(module, name, None) is function:
+                    setattr(module, name, wrapped[name])
+
+
+class PeakMemory:
+    """Largest RSS of this process plus its children, sampled every ``interval`` seconds."""
+
+    def __init__(self, interval=0.2):
+        import psutil
+
+        self.process = psutil.Process()
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        import psutil
+
+        while not self._stop.is_set():
+            try:
+                total = self.process.memory_info().rss
+                for child in self.process.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        total += child.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def _measured(stage, function, queue):
+    """Run ``function()`` (returns a summary line) in this fresh process; put the numbers on ``queue``."""
+    try:
+        clock = IOClock()
+        clock.install()
+        with PeakMemory() as memory:
+            started = time.perf_counter()
+            summary = function()
+            seconds = time.perf_counter() - started
+        queue.put(dict(
+            stage=stage, seconds=seconds, io_seconds=clock.seconds, summary=summary,
+            peak_rss_process=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            peak_rss_children=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+            peak_rss_total=memory.peak,
+        ))
+    except BaseException as error:  # report it to the parent, which stops the run
+        queue.put(dict(stage=stage, error=f"{type(error).__name__}: {error}"))
+        raise
+
+
+def run_stage(stage, function, *args):
+    """``function(*args)`` in a fresh (spawned) process; returns its measurements."""
+    import functools
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_measured, args=(stage, functools.partial(function, *args), queue))
+    process.start()
+    import queue as queues
+
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queues.Empty:
+            if not process.is_alive():  # killed (e.g. out of memory) before reporting
+                result = dict(stage=stage, error=f"the stage's process ended with code {process.exitcode}")
+                break
+    process.join()
+    if "error" in result:
+        raise SystemExit(f"long_session_bench: stage {stage} failed: {result['error']}")
+    return result
+
+
+# --- the stages (each runs in its own process) ---------------------------------------------------
+
+
+def synthesize(session, keypoints_mat, n_frames, seed):
+    """The session file and the DANNCE file of synthetic keypoints; returns a summary line."""
+    import numpy as np
+    import scipy.io
+
+    from mimic_nwb.body_model import build_body_model
+    from mimic_nwb.create import SessionMetadata, create_session
+    from mimic_nwb.data import data_path
+    from mimic_nwb.importers.keypoints import load_skeleton
+    from mimic_nwb.simulate.testing import smooth_reference
+    from mimic_nwb.stac import model_keypoint_positions
+
+    skeleton = load_skeleton("rat23")
+    body_model = build_body_model(data_path("rat23_rodent_sites.yaml"), skeleton.nodes)
+    qpos = smooth_reference(body_model, n_frames, FRAME_RATE, height=0.1, seed=seed)
+    rng = np.random.default_rng(seed)
+    # (N, 3, K) in mm as DANNCE writes it; filled in chunks so only one float64 copy exists
+    pred = np.empty((n_frames, 3, len(skeleton.nodes)), dtype=np.float64)
+    for start in range(0, n_frames, 10_000):
+        stop = min(start + 10_000, n_frames)
+        positions = model_keypoint_positions(body_model, qpos[start:stop])
+        positions += rng.normal(0.0, NOISE, positions.shape)
+        pred[start:stop] = 1000.0 * positions.transpose(0, 2, 1)
+    del qpos
+    scipy.io.savemat(keypoints_mat, {"pred": pred}, do_compression=False)
+    create_session(session, SessionMetadata.from_dict(dict(
+        subject_id="rat-synthetic", species="Rattus norvegicus", sex="U", age="P90D",
+        session_id=f"synthetic-{n_frames}", session_start_time="2024-01-01T12:00:00+00:00",
+        session_description="Synthetic keypoints of the rodent body model (long_session_bench).",
+        drives=[dict(name="drive_DLS", brain_region="DLS", num_tetrodes=4),
+                dict(name="drive_MC", brain_region="MC", num_tetrodes=4)],
+    )))
+    return f"{n_frames} frames of {len(skeleton.nodes)} keypoints, {keypoints_mat.stat().st_size / 1e6:.0f} MB .mat"
+
+
+def pipeline_stage(session, stage, options, inputs=None):
+    """One stage as ``mimic-nwb batch`` runs it (its table of stage functions and options)."""
+    from mimic_nwb.batch import BatchSession, run_session
+
+    [outcome] = run_session(BatchSession(path=session, name=session.name, inputs=inputs or {}), (stage,),
+                            {stage: options})
+    if outcome.status != "done":
+        raise RuntimeError(outcome.error or f"stage {stage}: {outcome.status}")
+    return outcome.summary
+
+
+def controller_setup(session, checkpoint):
+    """An untrained default controller normalised on the first frames of the inverse dynamics."""
+    import numpy as np
+
+    from mimic_nwb.controller import (ControllerCheckpoint, ControllerConfig, ReferenceTrajectory,
+                                      build_training_set, network_from_params, network_params, save_checkpoint)
+    from mimic_nwb.session import read_session
+    from mimic_nwb.simulate.nwb import compile_body_model
+
+    with read_session(session) as nwbfile:
+        rollout = nwbfile.processing["mimic"]["SimulationRollout_inverse_dynamics"]
+        n = min(NORMALISATION_FRAMES, rollout.qpos.data.shape[0])
+        model = compile_body_model(rollout.body_model)
+        reference = ReferenceTrajectory(
+            qpos=np.asarray(rollout.qpos.data[:n]), qvel=np.asarray(rollout.qvel.data[:n]),
+            frame_rate=1.0 / rollout.control_timestep, activations=np.asarray(rollout.actuator_activations.data[:n]),
+        )
+        controls = np.asarray(rollout.actuator_controls.data[:n])
+    data = build_training_set(model, reference, controls)
+    config = ControllerConfig(observation=data.spec.with_statistics(data.reference, data.proprioception))
+    sha = save_checkpoint(checkpoint, ControllerCheckpoint(config=config,
+                                                           params=network_params(network_from_params(config, seed=0))))
+    return f"untrained default controller, normalised on {n} frames: {checkpoint.name} (sha256 {sha[:12]}...)"
+
+
+def units_setup(session, n_units, seed):
+    """``n_units`` Poisson units driven by the encoded feature sets at known lags, appended."""
+    import numpy as np
+
+    from mimic_nwb.features import read_feature_set
+    from mimic_nwb.groundtruth import simulate_units
+    from mimic_nwb.importers.units import SortedUnits, units_to_nwb
+    from mimic_nwb.session import append, read_session
+
+    rng = np.random.default_rng(seed)
+    plan = [(FEATURE_SETS[i % len(FEATURE_SETS)], float(rng.choice([-0.2, -0.1, 0.0, 0.1])), ("DLS", "MC")[i % 2])
+            for i in range(n_units)]
+    with read_session(session) as nwbfile:
+        times = read_feature_set(nwbfile, "kinematics").times
+        simulated = simulate_units(nwbfile, plan, float(times[0]), float(times[-1]), seed=seed, path=str(session))
+    with append(session) as s:
+        groups = {g.location: g for g in s.nwbfile.electrode_groups.values()}
+        units = SortedUnits(names=simulated.names, spike_times=simulated.spike_times, sampling_rate=30000.0,
+                            layout="simulated", columns={"brain_region": simulated.brain_regions})
+        s.nwbfile.units = units_to_nwb(units, [groups[r] for r in simulated.brain_regions],
+                                       description="SIMULATED units (long_session_bench)")
+    # the ground truth, for the encode stage to check its best models against
+    session.with_suffix(".truth.json").write_text(json.dumps(dict(zip(simulated.names, simulated.feature_sets))))
+    spikes = sum(len(t) for t in simulated.spike_times)
+    return f"{n_units} simulated units, {spikes} spikes"
+
+
+def ground_truth_check(session):
+    """Units whose best encoding model (highest CV-LLR) is on the feature set that drove them."""
+    from mimic_nwb.session import read_session
+
+    truth = json.loads(session.with_suffix(".truth.json").read_text())
+    with read_session(session) as nwbfile:
+        table = nwbfile.processing["mimic"]["EncodingResults"].to_dataframe(index=True)
+        names = dict(enumerate(nwbfile.units["unit_name"][:])) if "unit_name" in nwbfile.units.colnames else None
+    best = table.loc[table.groupby("unit")["cv_llr"].idxmax()]
+    winners = {names[u] if names else u: f for u, f in zip(best["unit"], best["feature_set"])}
+    hits = sum(winners.get(unit) == feature_set for unit, feature_set in truth.items())
+    return f"best feature set = ground truth for {hits} of {len(truth)} simulated units"
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=180.0, help="session length, minutes (default 180)")
+    parser.add_argument("--units", type=int, default=100, help="simulated units to encode (default 100)")
+    parser.add_argument("--workers", type=int, help="STAC processes (default: all cores)")
+    parser.add_argument("--out", type=Path, default=Path("long_session_bench"), help="working folder")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    _pin_threads(1)  # inherited by every stage process, before it imports NumPy or JAX
+
+    n_frames = int(round(args.minutes * 60 * FRAME_RATE))
+    args.out.mkdir(parents=True, exist_ok=True)
+    session = args.out / "long_session.nwb"
+    keypoints_mat = args.out / "save_data_synthetic.mat"
+    checkpoint = args.out / "controller_untrained.npz"
+    for stale in (session, keypoints_mat, checkpoint):
+        stale.unlink(missing_ok=True)
+    workers = args.workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    print(f"long_session_bench: {n_frames} frames ({args.minutes:g} min at {FRAME_RATE:g} Hz), {args.units} units, "
+          f"STAC workers {workers}; {platform.machine()}, {os.cpu_count()} cores visible, "
+          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+
+    plan = [
+        ("synthesize (setup)", synthesize, session, keypoints_mat, n_frames, args.seed),
+        ("import keypoints", pipeline_stage, session, "import_keypoints", dict(skeleton="rat23", rate=FRAME_RATE),
+         dict(keypoints=keypoints_mat)),
+        ("stac", pipeline_stage, session, "stac", dict(n_workers=workers)),
+        ("inverse dynamics", pipeline_stage, session, "inverse_dynamics", {}),
+        ("controller (setup)", controller_setup, session, checkpoint),
+        ("closed-loop rollout", pipeline_stage, session, "simulate", dict(mode="closed_loop", seed=0,
+                                                                          checkpoint=checkpoint)),
+        ("units (setup)", units_setup, session, args.units, args.seed),
+        ("encode", pipeline_stage, session, "encode", dict(feature_sets=list(FEATURE_SETS))),
+    ]
+    results = []
+    header = (f"{'stage':<22}{'seconds':>10}{'ms/frame':>10}{'I/O':>7}{'peak RSS':>10}{'+children':>11}"
+              f"{'file':>10}")
+    print(header)
+    for stage, function, *stage_args in plan:
+        result = run_stage(stage, function, *stage_args)
+        result["frames"] = n_frames
+        result["file_bytes"] = session.stat().st_size if session.exists() else 0
+        results.append(result)
+        print(f"{stage:<22}{result['seconds']:>10.1f}{1e3 * result['seconds'] / n_frames:>10.3f}"
+              f"{result['io_seconds'] / result['seconds']:>7.0%}{result['peak_rss_process'] / 2**30:>8.2f} G"
+              f"{result['peak_rss_total'] / 2**30:>9.2f} G{result['file_bytes'] / 2**30:>8.2f} G", flush=True)
+        print(f"    {result['summary']}", flush=True)
+    print(ground_truth_check(session))
+    chain = [r for r in results if "setup" not in r["stage"]]
+    total = sum(r["seconds"] for r in chain)
+    print(f"chain (import, stac, inverse dynamics, rollout, encode): {total:.1f} s, "
+          f"{1e3 * total / n_frames:.3f} ms/frame; at 540,000 frames: {540_000 * total / n_frames / 3600:.2f} h "
+          f"(target <= 2 h on 2 cores); largest peak RSS {max(r['peak_rss_total'] for r in chain) / 2**30:.2f} GiB "
+          "(target <= 4 GB)")
+    (args.out / "long_session_bench.json").write_text(json.dumps(dict(
+        frames=n_frames, minutes=args.minutes, units=args.units, stac_workers=workers, stages=results), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
