@@ -1,6 +1,6 @@
 """STAC benchmark on the real 1000-frame DANNCE rat clip (run by hand, not part of the tests).
 
-    python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--frames N]
+    python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--skip-large] [--frames N]
 
 Prints: frames/s of calibration and of pose fitting (separately) and the whole run including
 start-up (interpreter, imports, model build, worker processes); physical validity beside a fit
@@ -10,7 +10,10 @@ keypoint error, deepest geom below the floor and its body, frames with a geom de
 the calibrated offsets, measure the error at k, for every k); the share of frames with joints
 pinned at their limits; peak RSS; and the baseline, the original STAC approach (per-frame
 ``scipy.optimize.least_squares`` with finite differences on the whole qpos) on a subset of
-frames, side by side with this implementation on the same frames.
+frames, side by side with this implementation on the same frames; and the speed on a larger
+model (over 200 qpos: the rodent with every joint made a chain of up to three perpendicular
+hinges, and two small hinges on each jointless tail vertebra, as published mouse models with
+many small joints have), registered to the same clip.
 """
 
 import os
@@ -30,12 +33,15 @@ import resource  # noqa: E402
 from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 import multiprocessing  # noqa: E402
 
+import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.io  # noqa: E402
 from scipy.optimize import least_squares  # noqa: E402
 
-from mimic_nwb.body_model import build_body_model  # noqa: E402
+from mimic_nwb.body_model import build_body_model, default_mjcf_path  # noqa: E402
 from mimic_nwb.data import data_path  # noqa: E402
 from mimic_nwb.stac import StacConfig, run_stac  # noqa: E402
 from mimic_nwb.stac.fitter import PoseFitter, SolverSettings  # noqa: E402
@@ -113,11 +119,59 @@ def baseline(bm, keypoints_world, offsets, frames, q_start):
     return time.perf_counter() - t0, np.array(out)
 
 
+def many_joint_rodent(folder) -> Path:
+    """MJCF of the rodent with more, smaller joints (qpos 222): every hinge gets up to two more
+    perpendicular hinges at its anchor (at most six dofs per body, MuJoCo's limit), range
+    +-20 degrees; every jointless body below the torso (tail vertebrae) two hinges of +-11.5
+    degrees. Written to ``folder``; returns its path."""
+    spec = mujoco.MjSpec.from_file(str(default_mjcf_path()))
+
+    def hinge(body, name, axis, limit, pos=(0.0, 0.0, 0.0)):
+        joint = body.add_joint()
+        joint.name, joint.type, joint.axis, joint.pos = name, mujoco.mjtJoint.mjJNT_HINGE, axis, pos
+        joint.range, joint.limited = [-limit, limit], mujoco.mjtLimited.mjLIMITED_TRUE
+
+    for body in spec.bodies:
+        hinges = [j for j in body.joints if j.type == mujoco.mjtJoint.mjJNT_HINGE]
+        if not body.joints and body.parent is not None and body.parent.name not in ("world", ""):
+            hinge(body, f"{body.name}_pitch", [0.0, 1.0, 0.0], 0.2)
+            hinge(body, f"{body.name}_yaw", [0.0, 0.0, 1.0], 0.2)
+            continue
+        room = 6 - len(hinges)
+        for j in hinges:
+            axis = np.asarray(j.axis, dtype=float) / np.linalg.norm(j.axis)
+            a = np.cross(axis, [1.0, 0.0, 0.0] if abs(axis[0]) < 0.9 else [0.0, 1.0, 0.0])
+            a /= np.linalg.norm(a)
+            for k, extra in enumerate((a, np.cross(axis, a))[: max(0, min(2, room))]):
+                hinge(body, f"{j.name}_extra{k}", extra, 0.35, j.pos)
+                room -= 1
+    path = Path(folder) / "rodent_many_joints.xml"
+    path.write_text(spec.to_xml())
+    return path
+
+
+def large_model(keypoints, workers):
+    """STAC of the clip with the many-joint rodent: qpos, fitted dofs, speed, error, floor."""
+    with tempfile.TemporaryDirectory() as folder:
+        bm = build_body_model(data_path("rat23_rodent_sites.yaml"), mjcf=many_joint_rodent(folder))
+    r = run_stac(keypoints, bm, StacConfig(n_workers=workers))
+    tm = r.timings
+    n = len(keypoints)
+    depth, body = r.max_penetration
+    print(f"\nlarger model: the rodent with more, smaller joints, qpos {bm.nq} ({r.fitted_dofs.sum()} of "
+          f"{bm.nv} dofs move a keypoint), same clip, {r.n_workers} workers:")
+    print(f"  pose fitting {n / tm['pose_fitting']:.0f} frames/s ({r.iterations.mean():.1f} LM iterations per "
+          f"frame), calibration {len(r.calibration_frames) * r.config.n_calibration_rounds / tm['calibration']:.0f} "
+          f"frames/s, run_stac total {tm['total']:.1f} s; mean error {r.mean_error * 1000:.2f} mm; deepest geom "
+          f"{depth * 1000:.2f} mm ({body})")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-frames", type=int, default=20)
     parser.add_argument("--skip-loo", action="store_true")
+    parser.add_argument("--skip-large", action="store_true", help="skip the larger (222-qpos) model")
     parser.add_argument("--frames", type=int, default=None, help="first N frames only (a quick check)")
     args = parser.parse_args()
 
@@ -219,6 +273,8 @@ def main():
     print(f"  {'this (LM, analytic Jacobians)':<32}{n_frames / tm['pose_fitting']:10.0f}"
           f"{np.nanmean(ours) * 1000:16.2f}")
     print(f"\npeak RSS: main process {rss_main:.0f} MiB, largest worker {rss_workers:.0f} MiB")
+    if not args.skip_large:
+        large_model(keypoints, args.workers)
 
 
 if __name__ == "__main__":
