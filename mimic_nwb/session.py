@@ -348,9 +348,13 @@ def _name_digest(path):
 
 @contextlib.contextmanager
 def session_lock(path):
-    """Hold the writer lock of a session (a hidden lock file beside it); fail at once if held."""
+    """Hold the writer lock of a session (a hidden lock file beside it); fail at once if held.
+
+    The lock belongs to the file a symbolic link points to, so writers through the link and
+    through the real path exclude each other.
+    """
     path = Path(path)
-    lock_path = _lock_path(path)
+    lock_path = _lock_path(Path(os.path.realpath(path)))
     # thread_local=False: the holder may hand the work to another thread (a progress bar, Dask).
     lock = filelock.FileLock(lock_path, timeout=0, thread_local=False)
     try:
@@ -358,7 +362,7 @@ def session_lock(path):
     except filelock.Timeout:
         raise SessionInUseError(f"{path}: session is in use by another writer (lock {lock_path.name})") from None
     except PermissionError:
-        raise InputError(f"{path}: cannot create the lock file in {path.parent} (folder not writable)") from None
+        raise InputError(f"{path}: cannot create the lock file in {lock_path.parent} (folder not writable)") from None
     try:
         yield
     finally:

@@ -17,8 +17,8 @@ from pynwb import NWBHDF5IO
 
 from mimic_nwb import cli
 from mimic_nwb import session as session_module
-from mimic_nwb.errors import InputError
-from mimic_nwb.session import append, read_session
+from mimic_nwb.errors import InputError, SessionInUseError
+from mimic_nwb.session import append, read_session, session_lock
 from ndx_mimic.testing import mock
 
 from helpers import digest, new_session
@@ -53,6 +53,10 @@ def test_symlinked_session_is_updated_through_its_target(tmp_path):
     with read_session(real) as nwbfile:
         assert "BodyModel" in nwbfile.processing["mimic"].data_interfaces
     assert _hidden(store) == [] and _hidden(tmp_path) == []
+    # one lock for the file, whichever name a writer uses
+    with session_lock(link):
+        with pytest.raises(SessionInUseError):
+            _add_body_model(real, "BodyModel_2")
     # a relative link, through a linked folder, works the same
     relative = store / "relative.nwb"
     relative.symlink_to(real.name)
@@ -128,7 +132,7 @@ FILL_A_SMALL_DISK = textwrap.dedent(
     import numpy as np
     sys.path.insert(0, sys.argv[2])
     from helpers import new_session, digest
-    from mimic_nwb.errors import InputError
+    from mimic_nwb.errors import InputError, SessionInUseError
     from mimic_nwb.session import append
     from mimic_nwb.storage import compressed
     from ndx_mimic.testing import mock
