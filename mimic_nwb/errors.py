@@ -7,3 +7,7 @@ class InputError(Exception):
 
 class SessionInUseError(InputError):
     """Another writer holds the session."""
+
+
+class StaleInputError(InputError):
+    """An input a stage read was replaced or removed by another writer before the stage appended."""

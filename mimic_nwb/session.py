@@ -46,10 +46,11 @@ import filelock
 import h5py
 from pynwb import NWBHDF5IO, ProcessingModule
 
-import ndx_mimic  # noqa: F401  (registers the types the file holds)
+# Importing ndx_mimic registers the types the file holds; its version is the distribution's one
+# (taken from there, not from mimic_nwb, whose __init__ imports this module).
+from ndx_mimic import __version__
 
-from . import __version__
-from .errors import InputError, SessionInUseError
+from .errors import InputError, SessionInUseError, StaleInputError
 
 RESULTS_MODULE = "mimic"
 RESULTS_MODULE_DESCRIPTION = (
@@ -520,10 +521,10 @@ class SessionAppend:
             where, object_id = where_of(where), where.object_id
         found = _resolve(self.nwbfile, where)
         if found is None:
-            raise InputError(f"{self.path}: input {where} is gone since it was read: rerun")
+            raise StaleInputError(f"{self.path}: input {where} is gone since it was read: rerun")
         obj = _get(self.nwbfile, found)
         if object_id is not None and obj.object_id != object_id:
-            raise InputError(f"{self.path}: input {where} changed since it was read: rerun")
+            raise StaleInputError(f"{self.path}: input {where} changed since it was read: rerun")
         return obj
 
 

@@ -10,7 +10,7 @@ import pytest
 from pynwb import NWBHDF5IO
 
 import mimic_nwb
-from mimic_nwb.errors import InputError, SessionInUseError
+from mimic_nwb.errors import InputError, SessionInUseError, StaleInputError
 from mimic_nwb.session import append, find_result, read_session, session_lock
 from ndx_mimic import BodyModel, SimulationRollout, StacRegistration
 from ndx_mimic.testing import mock
@@ -145,7 +145,7 @@ def test_a_concurrent_replace_cannot_produce_a_stale_link(full_session):
         subprocess.run([sys.executable, "-c", REPLACE_KEYPOINTS, str(full_session)], check=True, capture_output=True)
         after_replace = digest(full_session)
         with pytest.raises(
-            InputError, match="input processing/behavior/PoseEstimation changed since it was read: rerun"
+            StaleInputError, match="input processing/behavior/PoseEstimation changed since it was read: rerun"
         ):
             with session.append(inputs=inputs) as s:
                 s.add(mock.mock_BodyModel(name="never_written"))
