@@ -24,7 +24,6 @@ Rules shared by every source:
 - A clip needs at least :data:`MIN_FRAMES` frames (see there).
 """
 
-import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from pynwb import TimeSeries
 from pynwb.image import ImageSeries
 
 from ..errors import InputError
-from ..session import KEYPOINTS_MODULE, Session
+from ..session import KEYPOINTS_MODULE, opened
 from .anipose import read_anipose_csv
 from .keypoint_data import (
     REGULAR_CLOCK_TOLERANCE,
@@ -55,17 +54,6 @@ from .keypoint_data import (
 from .sleap import read_sleap_h5
 
 BEHAVIOR_MODULE = KEYPOINTS_MODULE  # processing/behavior: Skeletons and PoseEstimation (ndx-pose)
-
-
-@contextlib.contextmanager
-def opened_session(session):
-    """``session`` when it is a :class:`~mimic_nwb.session.Session` (left open), else the session
-    file at that path opened for appending for the duration of the block."""
-    if isinstance(session, Session):
-        yield session
-        return
-    with Session(session, "a") as opened:
-        yield opened
 
 
 def read_dannce(path, skeleton=None, units=None, animal=None, keypoint_names=None):
@@ -540,7 +528,7 @@ def import_keypoints(session, source, config: KeypointImportConfig | None = None
     if config.reference_frame:
         keypoints.reference_frame = config.reference_frame
     replace_names = [f"{BEHAVIOR_MODULE}/{name}", f"{BEHAVIOR_MODULE}/{name}_frame_ids"] if replace else ()
-    with opened_session(session) as opened, opened.append(replace=replace_names) as s:
+    with opened(session) as current, current.append(replace=replace_names) as s:
         s.check_new(name, BEHAVIOR_MODULE)
         if keypoints.frame_ids is not None:
             s.check_new(f"{name}_frame_ids", BEHAVIOR_MODULE)
@@ -571,7 +559,7 @@ def import_keypoints(session, source, config: KeypointImportConfig | None = None
         module.add(pose)
         if keypoints.frame_ids is not None:
             module.add(frame_ids_to_nwb(keypoints, pose, name))
-        path = opened.path
+        path = current.path
     return KeypointImportResult(
         path=path,
         name=f"processing/{BEHAVIOR_MODULE}/{name}",

@@ -27,7 +27,7 @@ import ndx_mimic
 
 from ..data import BUILTIN_SITE_MAPS, data_path
 from ..errors import InputError
-from ..session import RESULTS_MODULE
+from ..session import RESULTS_MODULE, opened
 from ..stac.core import model_keypoint_positions
 from ..storage import compressed
 from ..writers import body_model_to_nwb, registration_to_nwb
@@ -41,7 +41,7 @@ from .keypoint_data import (
     check_time,
     load_skeleton,
 )
-from .keypoints import BEHAVIOR_MODULE, opened_session
+from .keypoints import BEHAVIOR_MODULE
 from .labels import bouts_from_frames, bouts_to_nwb, check_bouts
 from .registration import KEYPOINTS_NAME, ImportedRegistration, add_keypoints, body_model_name, registration_body_model
 
@@ -269,8 +269,8 @@ def import_mimic_h5(
         reference_frame=DANNCE_REFERENCE_FRAME,
         **timing,
     )
-    with opened_session(session) as opened:
-        with opened.append(replace=results if replace else ()) as s:
+    with opened(session) as current:
+        with current.append(replace=results if replace else ()) as s:
             s.check_new(name)
             s.check_new(model_name)
             if data.spike_counts is not None:
@@ -325,7 +325,7 @@ def import_mimic_h5(
                         description=f"Behaviour bouts: run-length motion-mapper clusters of {source.name}.",
                     )
                 )
-        path = opened.path
+        path = current.path
     return MimicH5ImportResult(
         path=path,
         name=f"processing/{RESULTS_MODULE}/{name}",

@@ -38,12 +38,12 @@ from ndx_mimic.mimic import pose_as_array
 
 from ..body_model import SiteMap
 from ..errors import InputError
-from ..session import RESULTS_MODULE, where_of
+from ..session import RESULTS_MODULE, opened, where_of
 from ..stac.core import model_keypoint_positions
 from ..writers import body_model_to_nwb, registration_to_nwb
 from .hdf5 import file_sha256, name_list, numeric, open_h5, parse_config, read_dataset
 from .keypoint_data import Keypoints, check_body_size, check_rate, check_time, skeleton_for_names
-from .keypoints import BEHAVIOR_MODULE, opened_session
+from .keypoints import BEHAVIOR_MODULE
 from .registration import KEYPOINTS_NAME, ImportedRegistration, add_keypoints, body_model_name, registration_body_model
 
 # Largest distance (m) between the session's keypoints and a stac-mjx file's kp_data for them to
@@ -333,12 +333,12 @@ def import_stac_mjx(
     output = read_stac_mjx(source)
     model_name = body_model_name(name)
     keypoints_path = f"processing/{BEHAVIOR_MODULE}/{KEYPOINTS_NAME}"
-    with opened_session(session) as opened:
-        has_keypoints = keypoints is not None or opened.results(PoseEstimation, BEHAVIOR_MODULE)
-        pose = opened.keypoints(keypoints) if has_keypoints else None
+    with opened(session) as current:
+        has_keypoints = keypoints is not None or current.results(PoseEstimation, BEHAVIOR_MODULE)
+        pose = current.keypoints(keypoints) if has_keypoints else None
         if pose is not None:
             keypoints_path = where_of(pose)
-            positions, keypoint_names = _keypoint_positions(pose, opened.path)
+            positions, keypoint_names = _keypoint_positions(pose, current.path)
             if sorted(keypoint_names) != sorted(output.keypoint_names):
                 raise InputError(
                     f"{source}: kp_names are not the keypoints of the session's {pose.name} "
@@ -360,7 +360,7 @@ def import_stac_mjx(
             if rate is not None and (timing is None or abs(timing["rate"] - rate) > 1e-9 * rate):
                 raise InputError(f"rate: the session's keypoints set the frame times; do not pass {rate} Hz")
             skeleton = pose.skeleton.name if pose.skeleton is not None else pose.name
-            inputs = opened.object_ids(pose)
+            inputs = current.object_ids(pose)
         else:
             if config.rate is None:
                 raise InputError(f"{source}: the session has no keypoints; give the frame rate (--rate)")
@@ -391,7 +391,7 @@ def import_stac_mjx(
             "mjcf": str(fitted.source),
             "keypoints": keypoints_path,
         }
-        with opened.append(replace=[name, model_name] if replace else (), inputs=inputs) as s:
+        with current.append(replace=[name, model_name] if replace else (), inputs=inputs) as s:
             s.check_new(name)
             s.check_new(model_name)
             linked = s.input(keypoints_path, inputs[keypoints_path]) if inputs else add_keypoints(s, new_keypoints)
@@ -403,7 +403,7 @@ def import_stac_mjx(
                 registration_to_nwb(registration, fitted, body_model, linked, timing, name, source_software="stac-mjx"),
                 parameters=parameters,
             )
-        path = opened.path
+        path = current.path
     return StacMjxImportResult(
         path=path,
         name=f"processing/{RESULTS_MODULE}/{name}",

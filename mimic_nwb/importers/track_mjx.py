@@ -39,12 +39,11 @@ from ndx_mimic.mimic import LAYER_KINDS
 
 from ..body_model import build_body_model, column_names
 from ..errors import InputError
-from ..session import RESULTS_MODULE, where_of
+from ..session import RESULTS_MODULE, opened, where_of
 from ..storage import compressed
 from ..writers import body_model_to_nwb
 from .hdf5 import attribute_dict, file_sha256, numeric, open_h5, parse_config, read_dataset
 from .keypoint_data import check_rate
-from .keypoints import opened_session
 
 # A track-mjx reference frame matches a registration frame within this (qpos units).
 REFERENCE_MATCH_TOLERANCE = 1e-4
@@ -331,11 +330,11 @@ class TrackMjxImportResult:
         )
 
 
-def _chosen(opened, kind, chosen):
+def _chosen(session, kind, chosen):
     """The session's result of type ``kind`` named ``chosen``, else its only one, else None (none there)."""
-    if chosen is None and not opened.results(kind):
+    if chosen is None and not session.results(kind):
         return None
-    return opened.result(kind, chosen)
+    return session.result(kind, chosen)
 
 
 def import_track_mjx(
@@ -368,14 +367,14 @@ def import_track_mjx(
     names = {kind: f"{kind}_{name}" for kind in ("SimulationRollout", "ControllerNetwork", "NetworkActivations")}
     num_steps, nq = rollout.qpos.shape
     attrs = rollout.attributes
-    with opened_session(session) as opened:
-        registration = _chosen(opened, ndx_mimic.StacRegistration, reference)
+    with opened(session) as current:
+        registration = _chosen(current, ndx_mimic.StacRegistration, reference)
         if registration is not None:
             model_nwb = registration.body_model
-            inputs = opened.object_ids(registration)
+            inputs = current.object_ids(registration)
         else:
-            model_nwb = _chosen(opened, ndx_mimic.BodyModel, body_model)
-            inputs = opened.object_ids(model_nwb) if model_nwb is not None else {}
+            model_nwb = _chosen(current, ndx_mimic.BodyModel, body_model)
+            inputs = current.object_ids(model_nwb) if model_nwb is not None else {}
         default = None
         if model_nwb is None:
             default = build_body_model(None)
@@ -434,7 +433,7 @@ def import_track_mjx(
         model_path = where_of(model_nwb) if default is None else f"processing/{RESULTS_MODULE}/{model_nwb.name}"
         clock = dict(rate=1.0 / control_timestep, starting_time=starting_time)
 
-        with opened.append(replace=list(names.values()) if replace else (), inputs=inputs) as s:
+        with current.append(replace=list(names.values()) if replace else (), inputs=inputs) as s:
             for result in names.values():
                 s.check_new(result)
             # Link the objects of the working copy, checked to be the ones read above.
@@ -552,7 +551,7 @@ def import_track_mjx(
                     ),
                     parameters={"format": "track-mjx", "source": str(source), "layer_kinds": rollout.layer_kinds},
                 )
-        path = opened.path
+        path = current.path
     where = f"processing/{RESULTS_MODULE}/"
     return TrackMjxImportResult(
         path=path,
