@@ -16,10 +16,10 @@ over the frame's physics steps, as the network's is. The control is computed in 
    motion and the feedback, both through the mass matrix at the current pose (computed torque).
 3. **Support by the floor.** The root's six degrees of freedom have no actuator (there is no root
    force): the root's share of that force must come from the floor, pushed on by the limbs. Floor
-   reaction forces f at the current contacts (those within 5 mm of the floor: a foot about to
-   land) are chosen to supply it, ``J_root^T f = F_root``, inside a linearised friction cone (four
-   edges per contact, 0.7 x the friction coefficient), by non-negative least squares with a small
-   ridge; the joints then need ``F - J^T f``: what the limbs must exert so that the floor pushes
+   reaction forces f, one per body touching the floor (contacts within 5 mm: a foot about to
+   land; applied at the mean of the body's contact points), are chosen to supply it,
+   ``J_root^T f = F_root``, inside a linearised friction cone (four edges, 0.7 x the friction
+   coefficient), by non-negative least squares with a small ridge; the joints then need ``F - J^T f``: what the limbs must exert so that the floor pushes
    back with f (whole-body control through contacts). Without this step the legs, held only by
    mass-matrix PD, fold under the body's weight.
 4. **Actuator forces**: least squares of the actuators' moment arms on the joints' force, bounded
@@ -159,36 +159,55 @@ class TrackingExpert:
         self._last_frame = None
 
     def _contact_support(self, data, qfrc) -> np.ndarray:
-        """(nv,) generalised force J_c^T f of floor reaction forces f at the current contacts that
-        best supply the root's share of ``qfrc`` (the root has no actuator: the legs must push on
-        the floor for it). Forces lie in a linearised friction cone (4 edges per contact);
+        """(nv,) generalised force J_c^T f of floor reaction forces f that best supply the root's
+        share of ``qfrc`` (the root has no actuator: the legs must push on the floor for it).
+
+        One support point per body touching the floor (the mean of its contact points: a foot's
+        several contacts act together); each force lies in a linearised friction cone (4 edges);
         non-negative least squares with a small ridge."""
         m, c = self._support_model, self._contacts_data
         c.qpos[:] = data.qpos
         mujoco.mj_fwdPosition(m, c)
-        root = self._root
-        cols, jacs = [], []
-        jacp = np.zeros((3, m.nv))
-        for i in range(c.ncon):
-            con = c.contact[i]
-            b1, b2 = m.geom_bodyid[con.geom1], m.geom_bodyid[con.geom2]
-            if (b1 == 0) == (b2 == 0):  # floor contacts only (world body 0)
-                continue
-            body = b2 if b1 == 0 else b1
-            normal = con.frame[:3] * (1.0 if b1 == 0 else -1.0)  # pushes on the body
-            t1, t2 = con.frame[3:6], con.frame[6:9]
-            mu = FRICTION_SHARE * float(con.friction[0])
-            mujoco.mj_jac(m, c, jacp, None, con.pos, body)
-            edges = np.stack([normal + mu * t1, normal - mu * t1, normal + mu * t2, normal - mu * t2])
-            jacs.append(jacp.copy())
-            cols.append(edges @ jacp)  # (4, nv): generalised force of a unit force along each edge
-        if not cols:
+        n = c.ncon
+        if n == 0:
             return np.zeros(m.nv)
-        basis = np.concatenate(cols)  # (4n, nv)
+        con = c.contact
+        b1, b2 = m.geom_bodyid[con.geom1[:n]], m.geom_bodyid[con.geom2[:n]]
+        floor = (b1 == 0) != (b2 == 0)  # floor contacts only (world body 0)
+        if not floor.any():
+            return np.zeros(m.nv)
+        bodies = np.where(b1 == 0, b2, b1)[floor]
+        sign = np.where(b1 == 0, 1.0, -1.0)[floor][:, None]  # the frame's normal points from geom1 to geom2
+        pos, frame, friction = con.pos[:n][floor], con.frame[:n][floor], con.friction[:n, 0][floor]
+        normals, tangents = sign * frame[:, :3], frame[:, 3:6]
+        # per body: mean point and normal, a tangent basis, the smallest friction of its contacts
+        ids, group = np.unique(bodies, return_inverse=True)
+        count = np.bincount(group)[:, None]
+        point = np.zeros((len(ids), 3))
+        normal = np.zeros((len(ids), 3))
+        np.add.at(point, group, pos)
+        np.add.at(normal, group, normals)
+        point /= count
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        first = np.zeros(len(ids), dtype=int)
+        first[group[::-1]] = np.arange(len(group))[::-1]
+        t1 = tangents[first] - normal * np.einsum("ij,ij->i", tangents[first], normal)[:, None]
+        t1 /= np.linalg.norm(t1, axis=1, keepdims=True)
+        t2 = np.cross(normal, t1)
+        mu = np.full(len(ids), np.inf)
+        np.minimum.at(mu, group, friction)
+        mu = FRICTION_SHARE * mu[:, None]
+        edges = np.stack([normal + mu * t1, normal - mu * t1, normal + mu * t2, normal - mu * t2], axis=1)
+        jacp = np.zeros((3, m.nv))
+        basis = np.empty((4 * len(ids), m.nv))  # generalised force of a unit force along each edge
+        for k, body in enumerate(ids):
+            mujoco.mj_jac(m, c, jacp, None, point[k], int(body))
+            basis[4 * k:4 * k + 4] = edges[k] @ jacp
+        root = self._root
         a = basis[:, root].T * self._root_weight[:, None]
         b = qfrc[root] * self._root_weight
-        ridge = CONTACT_RIDGE * np.eye(len(basis))
-        lhs, rhs = np.vstack([a, ridge]), np.concatenate([b, np.zeros(len(basis))])
+        lhs = np.vstack([a, CONTACT_RIDGE * np.eye(len(basis))])
+        rhs = np.concatenate([b, np.zeros(len(basis))])
         try:
             beta, _ = nnls(lhs, rhs, maxiter=50 * len(basis))
         except RuntimeError:  # nnls did not converge (rare, degenerate contact sets)
