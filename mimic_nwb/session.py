@@ -44,6 +44,7 @@ from pathlib import Path
 
 import filelock
 import h5py
+from hdmf.build import ConstructError
 from pynwb import NWBHDF5IO, ProcessingModule
 
 # Importing ndx_mimic registers the types the file holds; its version is the distribution's one
@@ -111,16 +112,14 @@ def _read_nwbfile(io, path):
 
 
 def _describe_read_error(error):
+    """``OBJECT: first line of the innermost cause`` (the object from the first ConstructError)."""
     where = None
     innermost = error
-    while True:
-        builder = error.args[0] if type(error).__name__ == "ConstructError" and error.args else None
-        if where is None and getattr(builder, "path", None):
-            where = builder.path.removeprefix("root/")
+    while error is not None:
+        if where is None and isinstance(error, ConstructError) and getattr(error.args[0], "path", None):
+            where = error.args[0].path.removeprefix("root/")
         innermost = error
         error = error.__cause__ or error.__context__
-        if error is None:
-            break
     message = str(innermost).strip().splitlines()[0] if str(innermost).strip() else type(innermost).__name__
     if len(message) > 240:
         message = message[:237] + "..."
