@@ -605,8 +605,9 @@ def append(path, replace=(), replace_dependents=False, inputs=None, _before_repl
         links = target.stat().st_nlink
         if links > 1:
             raise InputError(
-                f"{shown}: the session file has {links} hard links; an append replaces the file and would "
-                "break them (copy it to a file of its own first)"
+                f"{shown}: the session file has {links} hard links (e.g. publish --files-mode hardlink); an "
+                "append replaces the file and would leave the other names on the old one (copy it to a file "
+                "of its own first)"
             )
         _remove_stale_copies(target)
         fd, work = tempfile.mkstemp(prefix=_work_prefix(target), suffix=".tmp.nwb", dir=target.parent)

@@ -72,8 +72,8 @@ def test_hard_linked_session_is_refused(tmp_path, capsys):
     before = digest(path)
     with pytest.raises(
         InputError,
-        match=r"session.nwb: the session file has 2 hard links; an append replaces the "
-        r"file and would break them \(copy it to a file of its own first\)",
+        match=r"session.nwb: the session file has 2 hard links \(e.g. publish --files-mode hardlink\); an append "
+        r"replaces the file and would leave the other names on the old one \(copy it to a file of its own first\)",
     ):
         _add_body_model(path)
     labels = tmp_path / "labels.csv"
