@@ -113,9 +113,13 @@ class SessionMetadata:
     def validate(self, source="metadata"):
         """Raise InputError naming the first field DANDI would reject, and why."""
         if not DANDI_ID.match(str(self.subject_id)):
-            raise InputError(f"{source}: subject_id {self.subject_id!r} must be letters, digits and hyphens (DANDI file names)")
+            raise InputError(
+                f"{source}: subject_id {self.subject_id!r} must be letters, digits and hyphens (DANDI file names)"
+            )
         if not DANDI_ID.match(str(self.session_id)):
-            raise InputError(f"{source}: session_id {self.session_id!r} must be letters, digits and hyphens (DANDI file names)")
+            raise InputError(
+                f"{source}: session_id {self.session_id!r} must be letters, digits and hyphens (DANDI file names)"
+            )
         if not (LATIN_BINOMIAL.match(self.species) or NCBI_TAXON_URL.match(self.species)):
             raise InputError(
                 f"{source}: species {self.species!r} must be a Latin binomial ('Rattus norvegicus') or an NCBI "

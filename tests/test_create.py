@@ -54,9 +54,26 @@ def _yaml(folder):
 
 def test_create_from_flags(tmp_path):
     path = tmp_path / "s.nwb"
-    argv = ["create", str(path), "--subject-id", "rat-2", "--species", "http://purl.obolibrary.org/obo/NCBITaxon_10116",
-            "--sex", "F", "--date-of-birth", "2024-01-01T00:00:00+01:00", "--session-id", "day-3",
-            "--start-time", "2024-04-01T09:30:00+01:00", "--drive", "d1:MC:4", "--drive", "d2:DLS:4"]
+    argv = [
+        "create",
+        str(path),
+        "--subject-id",
+        "rat-2",
+        "--species",
+        "http://purl.obolibrary.org/obo/NCBITaxon_10116",
+        "--sex",
+        "F",
+        "--date-of-birth",
+        "2024-01-01T00:00:00+01:00",
+        "--session-id",
+        "day-3",
+        "--start-time",
+        "2024-04-01T09:30:00+01:00",
+        "--drive",
+        "d1:MC:4",
+        "--drive",
+        "d2:DLS:4",
+    ]
     assert main(argv) == 0
     with read_session(path) as nwbfile:
         assert nwbfile.subject.date_of_birth.year == 2024
@@ -87,8 +104,27 @@ def test_metadata_dandi_would_reject_is_refused(override, message):
 
 def test_cli_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys):
     path = tmp_path / "s.nwb"
-    assert main(["create", str(path), "--subject-id", "r1", "--species", "Rattus norvegicus", "--sex", "X",
-                 "--age", "P1D", "--session-id", "s", "--start-time", "2024-01-01T00:00:00+00:00"]) == 2
+    assert (
+        main(
+            [
+                "create",
+                str(path),
+                "--subject-id",
+                "r1",
+                "--species",
+                "Rattus norvegicus",
+                "--sex",
+                "X",
+                "--age",
+                "P1D",
+                "--session-id",
+                "s",
+                "--start-time",
+                "2024-01-01T00:00:00+00:00",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("mimic-nwb: error: flags: sex 'X'") and "\n" not in err
     assert not path.exists()

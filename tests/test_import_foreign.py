@@ -243,7 +243,9 @@ def test_stac_mjx_links_the_sessions_keypoints(registered, stac_mjx_few, tmp_pat
     session = _copy(registered[0], tmp_path)
     assert "(stac_mjx_keypoints)" in registered[1]
     source = write_h5(tmp_path / "again.h5", stac_mjx_few)
-    with pytest.raises(InputError, match=r"no PoseEstimation named 'rat' in processing/behavior \(found: PoseEstimation\)"):
+    with pytest.raises(
+        InputError, match=r"no PoseEstimation named 'rat' in processing/behavior \(found: PoseEstimation\)"
+    ):
         import_stac_mjx(session, source, keypoints="rat", name="stac_mjx_again")
     summary = import_stac_mjx(session, source, keypoints="PoseEstimation", name="stac_mjx_again").summary()
     assert "linked to the session's PoseEstimation" in summary
@@ -344,7 +346,9 @@ def test_mimic_h5_round_trip(mimic_h5, tmp_path):
     assert validate(path=str(session)) == []
 
 
-def test_rollout_into_an_open_session_refuses_a_reference_replaced_meanwhile(registered, stac_mjx_few, track_mjx, tmp_path):
+def test_rollout_into_an_open_session_refuses_a_reference_replaced_meanwhile(
+    registered, stac_mjx_few, track_mjx, tmp_path
+):
     """The rollout links the registration it was computed against: when another writer replaces
     that registration between the read and the append, the append is refused (no stale link) and
     the other writer's result stays; read again, the rollout links the new registration."""
@@ -355,7 +359,9 @@ def test_rollout_into_an_open_session_refuses_a_reference_replaced_meanwhile(reg
         old_id = opened.result("StacRegistration").object_id
         import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx_few), replace=True)  # another writer
         before = digest(session)
-        with pytest.raises(InputError, match="input processing/mimic/StacRegistration changed since it was read: rerun"):
+        with pytest.raises(
+            InputError, match="input processing/mimic/StacRegistration changed since it was read: rerun"
+        ):
             import_track_mjx(opened, source)
         assert digest(session) == before
         opened.reload()
@@ -418,7 +424,9 @@ BAD_STAC = {
     "nq mismatch": (_stac_variant(_short_qpos), [], "has nq 74"),
     "kp_names not the config's": (_stac_variant(_renamed_keypoint), [], "kp_names do not match the config"),
     "frame counts differ": (
-        _stac_variant(lambda d: d.update(marker_sites=d["marker_sites"][:-1])), [], "datasets differ in frames"
+        _stac_variant(lambda d: d.update(marker_sites=d["marker_sites"][:-1])),
+        [],
+        "datasets differ in frames",
     ),
     "no frame rate": (_stac_variant(lambda d: None), ["no-rate"], "give the frame rate (--rate)"),
 }
@@ -435,7 +443,9 @@ def _track_variant(change):
 
 BAD_TRACK = {
     "nq mismatch": (
-        _track_variant(lambda d: d.update(qposes_ref=d["qposes_ref"][:, :70], qposes_rollout=d["qposes_rollout"][:, :70])),
+        _track_variant(
+            lambda d: d.update(qposes_ref=d["qposes_ref"][:, :70], qposes_rollout=d["qposes_rollout"][:, :70])
+        ),
         [],
         "has nq 74",
     ),
@@ -485,7 +495,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("fmt", "fixture", "name", "make", "flags", "message"), CASES, ids=[f"{c[0]}: {c[2]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("fmt", "fixture", "name", "make", "flags", "message"), CASES, ids=[f"{c[0]}: {c[2]}" for c in CASES]
+)
 def test_bad_source_changes_nothing(fmt, fixture, name, make, flags, message, registered, request, tmp_path, capsys):
     # track-mjx needs a registration to link; the others go into a fresh session
     session = _copy(registered[0], tmp_path) if fmt == "track-mjx" else new_session(tmp_path)
@@ -533,7 +545,9 @@ def test_existing_results_need_replace(registered, stac_mjx_few, tmp_path, capsy
     with read_session(session) as nwbfile:
         stac = nwbfile.processing["mimic"]["StacRegistration"]
         assert list(stac.frame_valid[:]) == [i != 2 for i in range(NUM_FRAMES)]
-        assert np.isnan(stac.keypoint_errors.data[2]).all() and stac.body_model is nwbfile.processing["mimic"]["BodyModel"]
+        assert (
+            np.isnan(stac.keypoint_errors.data[2]).all() and stac.body_model is nwbfile.processing["mimic"]["BodyModel"]
+        )
 
 
 def test_rollout_without_body_model_needs_rodent_nq(track_mjx, tmp_path, capsys):

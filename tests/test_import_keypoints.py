@@ -44,8 +44,20 @@ def test_mouse_file_with_confidence_and_irregular_timestamps(tmp_path):
     path = new_session(tmp_path)
     times = np.cumsum(np.full(400, 0.01) + np.random.default_rng(0).uniform(-1e-4, 1e-4, 400))
     np.save(tmp_path / "times.npy", times)
-    assert main(["import-keypoints", str(path), str(MOUSE), "--skeleton", "mouse22",
-                 "--timestamps", str(tmp_path / "times.npy")]) == 0
+    assert (
+        main(
+            [
+                "import-keypoints",
+                str(path),
+                str(MOUSE),
+                "--skeleton",
+                "mouse22",
+                "--timestamps",
+                str(tmp_path / "times.npy"),
+            ]
+        )
+        == 0
+    )
     p_max = scipy.io.loadmat(MOUSE)["p_max"]
     with read_session(path) as nwbfile:
         series = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series
@@ -172,27 +184,52 @@ def _bad_inputs(tmp_path):
         ([str(garbage), "--skeleton", "rat23", "--rate", "50"], "garbage.mat: not a readable .mat file"),
         ([str(tmp_path / "absent.mat"), "--skeleton", "rat23", "--rate", "50"], "absent.mat: no such file"),
         ([str(_mat(tmp_path, "nopred.mat", data=PRED)), "--skeleton", "rat23", "--rate", "50"], "no 'pred' array"),
-        ([str(_mat(tmp_path, "flat.mat", pred=PRED[:, 0])), "--skeleton", "rat23", "--rate", "50"], "pred must have shape"),
-        ([str(_mat(tmp_path, "k22.mat", pred=PRED[:, :, :22])), "--skeleton", "rat23", "--rate", "50"],
-         "pred has 22 keypoints but skeleton rat23 has 23"),
+        (
+            [str(_mat(tmp_path, "flat.mat", pred=PRED[:, 0])), "--skeleton", "rat23", "--rate", "50"],
+            "pred must have shape",
+        ),
+        (
+            [str(_mat(tmp_path, "k22.mat", pred=PRED[:, :, :22])), "--skeleton", "rat23", "--rate", "50"],
+            "pred has 22 keypoints but skeleton rat23 has 23",
+        ),
         ([str(RAT_CLIP), "--skeleton", "rat99", "--rate", "50"], "skeleton 'rat99': unknown"),
         ([str(RAT_CLIP), "--skeleton", str(bad_skeleton), "--rate", "50"], "skeleton file has no 'joints_idx'"),
-        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--units", "m"],
-         "implausible with units 'm' \\(millimetres declared as metres\\?\\)"),
-        ([str(_mat(tmp_path, "tiny.mat", pred=PRED / 1000.0)), "--skeleton", "rat23", "--rate", "50"],
-         "implausible with units 'mm' \\(metres declared as millimetres\\?\\)"),
-        ([str(_mat(tmp_path, "short.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(backwards)],
-         "timestamps: not strictly increasing"),
-        ([str(_mat(tmp_path, "short2.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(short_times)],
-         "timestamps: 2 values for 50 frames"),
+        (
+            [str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--units", "m"],
+            "implausible with units 'm' \\(millimetres declared as metres\\?\\)",
+        ),
+        (
+            [str(_mat(tmp_path, "tiny.mat", pred=PRED / 1000.0)), "--skeleton", "rat23", "--rate", "50"],
+            "implausible with units 'mm' \\(metres declared as millimetres\\?\\)",
+        ),
+        (
+            [str(_mat(tmp_path, "short.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(backwards)],
+            "timestamps: not strictly increasing",
+        ),
+        (
+            [str(_mat(tmp_path, "short2.mat", pred=PRED)), "--skeleton", "rat23", "--timestamps", str(short_times)],
+            "timestamps: 2 values for 50 frames",
+        ),
         ([str(RAT_CLIP), "--skeleton", "rat23"], "give the frame rate"),
         ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "-50"], "rate: -50.0 Hz must be finite and positive"),
-        ([str(_mat(tmp_path, "pmax.mat", pred=PRED, p_max=np.ones((49, 23)))), "--skeleton", "rat23", "--rate", "50"],
-         "p_max has shape \\(49, 23\\)"),
-        ([str(_mat(tmp_path, "ids.mat", pred=PRED, sampleID=np.arange(10))), "--skeleton", "rat23", "--rate", "50"],
-         "sampleID has 10 entries but pred has 50 frames"),
-        ([str(_mat(tmp_path, "nan.mat", pred=np.full_like(PRED, np.nan))), "--skeleton", "rat23", "--rate", "50"],
-         "no frame has two observed keypoints"),
+        (
+            [
+                str(_mat(tmp_path, "pmax.mat", pred=PRED, p_max=np.ones((49, 23)))),
+                "--skeleton",
+                "rat23",
+                "--rate",
+                "50",
+            ],
+            "p_max has shape \\(49, 23\\)",
+        ),
+        (
+            [str(_mat(tmp_path, "ids.mat", pred=PRED, sampleID=np.arange(10))), "--skeleton", "rat23", "--rate", "50"],
+            "sampleID has 10 entries but pred has 50 frames",
+        ),
+        (
+            [str(_mat(tmp_path, "nan.mat", pred=np.full_like(PRED, np.nan))), "--skeleton", "rat23", "--rate", "50"],
+            "no frame has two observed keypoints",
+        ),
         ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--animal", "2"], "pred holds one animal"),
     ]
 
@@ -323,7 +360,9 @@ def test_dannce_sample_ids_every_10th_frame_at_100_hz_is_a_100_s_clip(tmp_path):
     ids = 1 + 10 * np.arange(1000)  # sampleID 1, 11, 21, ...
     source = _dannce_with_ids(tmp_path, ids)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, source, KeypointImportConfig(skeleton="rat23", rate=100.0, starting_time=2.0)).summary()
+    summary = import_keypoints(
+        path, source, KeypointImportConfig(skeleton="rat23", rate=100.0, starting_time=2.0)
+    ).summary()
     assert "sampleID steps by 10" in summary
     with read_session(path) as nwbfile:
         behavior = nwbfile.processing["behavior"]
@@ -358,7 +397,9 @@ def test_regular_timestamps_become_a_rate(tmp_path):
     times = 3.0 + np.arange(1000) / 50.0 + np.random.default_rng(0).uniform(-1e-9, 1e-9, 1000)
     np.save(tmp_path / "times.npy", times)
     path = new_session(tmp_path)
-    summary = import_keypoints(path, RAT_CLIP, KeypointImportConfig(skeleton="rat23", timestamps=tmp_path / "times.npy")).summary()
+    summary = import_keypoints(
+        path, RAT_CLIP, KeypointImportConfig(skeleton="rat23", timestamps=tmp_path / "times.npy")
+    ).summary()
     assert "regular timestamps stored as 50 Hz from 3 s" in summary
     with read_session(path) as nwbfile:
         snout = nwbfile.processing["behavior"]["PoseEstimation"].pose_estimation_series["Snout"]
@@ -380,27 +421,65 @@ def test_odd_numbers_are_refused_at_the_door(tmp_path, capsys):
         ([str(complex_), "--skeleton", "rat23", "--rate", "50"], "complex.mat: pred: complex values"),
         ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "inf"], "rate: inf Hz must be finite and positive"),
         ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "nan"], "rate: nan Hz must be finite and positive"),
-        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time", "nan"],
-         "starting_time: nan s must be a finite number of seconds"),
-        ([str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time=-inf"],
-         "starting_time: -inf s must be a finite"),
-        ([str(_mat(tmp_path, "one.mat", pred=PRED[:1])), "--skeleton", "rat23", "--rate", "50"],
-         "one.mat: 1 frame\\(s\\); a clip needs at least 3 frames"),
-        ([str(_mat(tmp_path, "two.mat", pred=PRED[:2])), "--skeleton", "rat23", "--rate", "50"],
-         "a clip needs at least 3 frames"),
-        ([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup.mat")), "--skeleton", "rat23", "--rate", "100"],
-         "dup.mat: sampleID repeats at frame 20 \\(191 then 191\\)"),
-        ([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[5], ids[21:]], "back.mat")), "--skeleton", "rat23",
-          "--rate", "100"], "back.mat: sampleID goes back at frame 20 \\(191 then 51\\)"),
-        ([str(_dannce_with_ids(tmp_path, ids + 0.5, "half.mat")), "--skeleton", "rat23", "--rate", "100"],
-         "sampleID holds values that are not whole frame numbers"),
-        ([str(_mat(tmp_path, "nans.mat", pred=PRED)), "--skeleton", "rat23", "--keypoint-names", "a,b"],
-         "give --skeleton or --keypoint-names, not both"),
+        (
+            [str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time", "nan"],
+            "starting_time: nan s must be a finite number of seconds",
+        ),
+        (
+            [str(RAT_CLIP), "--skeleton", "rat23", "--rate", "50", "--starting-time=-inf"],
+            "starting_time: -inf s must be a finite",
+        ),
+        (
+            [str(_mat(tmp_path, "one.mat", pred=PRED[:1])), "--skeleton", "rat23", "--rate", "50"],
+            "one.mat: 1 frame\\(s\\); a clip needs at least 3 frames",
+        ),
+        (
+            [str(_mat(tmp_path, "two.mat", pred=PRED[:2])), "--skeleton", "rat23", "--rate", "50"],
+            "a clip needs at least 3 frames",
+        ),
+        (
+            [
+                str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup.mat")),
+                "--skeleton",
+                "rat23",
+                "--rate",
+                "100",
+            ],
+            "dup.mat: sampleID repeats at frame 20 \\(191 then 191\\)",
+        ),
+        (
+            [
+                str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[5], ids[21:]], "back.mat")),
+                "--skeleton",
+                "rat23",
+                "--rate",
+                "100",
+            ],
+            "back.mat: sampleID goes back at frame 20 \\(191 then 51\\)",
+        ),
+        (
+            [str(_dannce_with_ids(tmp_path, ids + 0.5, "half.mat")), "--skeleton", "rat23", "--rate", "100"],
+            "sampleID holds values that are not whole frame numbers",
+        ),
+        (
+            [str(_mat(tmp_path, "nans.mat", pred=PRED)), "--skeleton", "rat23", "--keypoint-names", "a,b"],
+            "give --skeleton or --keypoint-names, not both",
+        ),
     ]
     times = tmp_path / "times.txt"
     times.write_text("\n".join(str(t) for t in np.arange(50) / 10.0))
-    cases.append(([str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup2.mat")), "--skeleton", "rat23",
-                   "--timestamps", str(times)], "dup2.mat: sampleID repeats at frame 20"))
+    cases.append(
+        (
+            [
+                str(_dannce_with_ids(tmp_path, np.r_[ids[:20], ids[19:49]], "dup2.mat")),
+                "--skeleton",
+                "rat23",
+                "--timestamps",
+                str(times),
+            ],
+            "dup2.mat: sampleID repeats at frame 20",
+        )
+    )
     for argv, message in cases:
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # refused, not a warning

@@ -36,9 +36,12 @@ SECOND_MM = CLIP_MM + np.array([300.0, -200.0, 0.0])  # another animal, elsewher
 def _triangulated(path, frames=None):
     """sleap-anipose ``triangulate(..., fname=path)``: (frames, tracks, nodes, 3), gzip, a Description."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("tracks", data=np.stack([CLIP_MM, SECOND_MM], axis=1), chunks=True,
-                         compression="gzip", compression_opts=1)
-        f["tracks"].attrs["Description"] = "Shape: (n_frames, n_tracks, n_nodes, 3). Camera views used: ['back', 'side']"
+        f.create_dataset(
+            "tracks", data=np.stack([CLIP_MM, SECOND_MM], axis=1), chunks=True, compression="gzip", compression_opts=1
+        )
+        f["tracks"].attrs["Description"] = (
+            "Shape: (n_frames, n_tracks, n_nodes, 3). Camera views used: ['back', 'side']"
+        )
         if frames is not None:
             f.create_dataset("frames", data=frames, compression="gzip", compression_opts=1)
             f["frames"].attrs["Description"] = "Range, inclusive to exclusive, of frames triangulated over."
@@ -209,13 +212,23 @@ def test_bad_pose3d_files_exit_2_one_line_file_unchanged(tmp_path, capsys):
     _anipose(short, RAT23, CLIP_MM[:2])
     cases = [
         ([str(triangulated), "--rate", "50", "--track", "0"], "points3d.h5: the file has no node names"),
-        ([str(triangulated), "--skeleton", "rat23", "--rate", "50"], "holds 2 tracks \\(track_0, track_1\\); choose one"),
+        (
+            [str(triangulated), "--skeleton", "rat23", "--rate", "50"],
+            "holds 2 tracks \\(track_0, track_1\\); choose one",
+        ),
         ([str(triangulated), "--skeleton", "rat23", "--rate", "50", "--track", "5"], "track 5 is out of range 0..1"),
-        ([str(triangulated), "--skeleton", "mouse22", "--rate", "50", "--track", "0"],
-         "tracks has 23 nodes but 22 keypoint names"),
-        ([str(triangulated), "--skeleton", "rat23", "--rate", "50", "--track", "0", "--units", "m"],
-         "implausible with units 'm'"),
-        ([str(flat), "--skeleton", "rat23", "--rate", "50"], "a triangulated file holds \\(frames, tracks, nodes, 3\\)"),
+        (
+            [str(triangulated), "--skeleton", "mouse22", "--rate", "50", "--track", "0"],
+            "tracks has 23 nodes but 22 keypoint names",
+        ),
+        (
+            [str(triangulated), "--skeleton", "rat23", "--rate", "50", "--track", "0", "--units", "m"],
+            "implausible with units 'm'",
+        ),
+        (
+            [str(flat), "--skeleton", "rat23", "--rate", "50"],
+            "a triangulated file holds \\(frames, tracks, nodes, 3\\)",
+        ),
         ([str(bad_range), "--skeleton", "rat23", "--rate", "50", "--track", "0"], "frames \\[0, 50\\] is not the"),
         ([str(two_d), "--rate", "50", "--track", "0"], "SLEAP points are 2-D; only 3D points are imported"),
         ([str(three_d), "--rate", "50", "--track", "rat_c"], "no track 'rat_c' \\(tracks: rat_a, rat_b\\)"),

@@ -51,9 +51,12 @@ def read_anipose_csv(path, units=None, skeleton=None, keypoint_names=None):
         raise InputError(f"{path}: no <keypoint>_x, _y, _z columns (not an Anipose 3D CSV)")
     if len(table) == 0:
         raise InputError(f"{path}: no rows")
-    positions = np.stack(
-        [np.stack([_numbers(table, f"{node}_{axis}", path) for axis in AXES], axis=1) for node in nodes], axis=1
-    ) * scale
+    positions = (
+        np.stack(
+            [np.stack([_numbers(table, f"{node}_{axis}", path) for axis in AXES], axis=1) for node in nodes], axis=1
+        )
+        * scale
+    )
     check_positions(positions, path, units)
     confidence = None
     if all(f"{node}_score" in table for node in nodes):

@@ -138,7 +138,9 @@ def read_nwb_pose(path, name=None, units=None):
     found = []
     try:
         with h5py.File(path, "r") as f:
-            f.visititems(lambda key, obj: found.append(key) if _attr(obj, "neurodata_type") == "PoseEstimation" else None)
+            f.visititems(
+                lambda key, obj: found.append(key) if _attr(obj, "neurodata_type") == "PoseEstimation" else None
+            )
             if not found:
                 raise InputError(f"{path}: no ndx-pose PoseEstimation in this NWB file")
             if name is not None:
@@ -320,7 +322,9 @@ def regularize_clock(keypoints):
         if clock is not None:
             keypoints.rate, keypoints.starting_time = clock
             keypoints.timestamps = None
-            keypoints.notes.append(f"regular timestamps stored as {keypoints.rate:g} Hz from {keypoints.starting_time:g} s")
+            keypoints.notes.append(
+                f"regular timestamps stored as {keypoints.rate:g} Hz from {keypoints.starting_time:g} s"
+            )
     return keypoints
 
 
@@ -368,7 +372,9 @@ def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=No
     for k, node in enumerate(keypoints.skeleton.nodes):
         confidence = {}
         if keypoints.confidence is not None:
-            confidence = dict(confidence=keypoints.confidence[:, k], confidence_definition=keypoints.confidence_definition)
+            confidence = dict(
+                confidence=keypoints.confidence[:, k], confidence_definition=keypoints.confidence_definition
+            )
         one = PoseEstimationSeries(
             name=node,
             description=f"3D position of {node}; NaN where the keypoint was not detected.",
@@ -402,7 +408,9 @@ def keypoints_to_nwb(keypoints, skeleton, name="PoseEstimation", source_video=No
 def frame_ids_to_nwb(keypoints, pose, name):
     """A TimeSeries of the source's frame number of each keypoint frame, on the keypoints' clock."""
     first = next(iter(pose.pose_estimation_series.values()))
-    timing = dict(rate=keypoints.rate, starting_time=keypoints.starting_time) if keypoints.rate else dict(timestamps=first)
+    timing = (
+        dict(rate=keypoints.rate, starting_time=keypoints.starting_time) if keypoints.rate else dict(timestamps=first)
+    )
     return TimeSeries(
         name=f"{name}_frame_ids",
         data=np.asarray(keypoints.frame_ids, dtype=np.int64),
@@ -506,8 +514,9 @@ class KeypointImportResult:
         return f"{self.path}: {self.name}: {self.keypoints.summary()}"
 
 
-def import_keypoints(session, source, config: KeypointImportConfig | None = None, *, name="PoseEstimation",
-                     replace=False):
+def import_keypoints(
+    session, source, config: KeypointImportConfig | None = None, *, name="PoseEstimation", replace=False
+):
     """Append the 3D keypoints of ``source`` to a session as ndx-pose Skeleton + PoseEstimation.
 
     ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
@@ -523,7 +532,11 @@ def import_keypoints(session, source, config: KeypointImportConfig | None = None
         source, config.skeleton, config.keypoint_names, units=config.units, animal=config.animal, track=config.track
     )
     set_timing(
-        keypoints, rate=config.rate, timestamps=config.timestamps, starting_time=config.starting_time, source=str(source)
+        keypoints,
+        rate=config.rate,
+        timestamps=config.timestamps,
+        starting_time=config.starting_time,
+        source=str(source),
     )
     if config.reference_frame:
         keypoints.reference_frame = config.reference_frame

@@ -39,8 +39,7 @@ from .keypoint_data import (
 )
 
 SLEAP_REFERENCE_FRAME = (
-    "3D frame of the calibrated camera group used for triangulation (aniposelib / sleap-anipose), "
-    "positions in meters"
+    "3D frame of the calibrated camera group used for triangulation (aniposelib / sleap-anipose), positions in meters"
 )
 # Axis orders of an analysis file's `tracks` without a `dims` attribute, by its `transpose` attribute.
 MATLAB_ORDER = ("track", "xyz", "node", "frame")
@@ -134,14 +133,20 @@ def _read_analysis(path, f):
     dims = _dims(f["tracks"], order)
     raw = f["tracks"][()]
     if raw.ndim != 4 or sorted(dims) != sorted(MATLAB_ORDER):
-        raise InputError(f"{path}: tracks has shape {raw.shape} and axes {list(dims)}; expected 4 axes {list(MATLAB_ORDER)}")
-    tracks = np.transpose(real_array(raw, f"{path}: tracks"), [dims.index(d) for d in ("frame", "track", "node", "xyz")])
+        raise InputError(
+            f"{path}: tracks has shape {raw.shape} and axes {list(dims)}; expected 4 axes {list(MATLAB_ORDER)}"
+        )
+    tracks = np.transpose(
+        real_array(raw, f"{path}: tracks"), [dims.index(d) for d in ("frame", "track", "node", "xyz")]
+    )
     if tracks.shape[3] != 3:
         raise InputError(f"{path}: SLEAP points are {tracks.shape[3]}-D; only 3D points are imported")
     names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["node_names"][()]]
     if len(names) != tracks.shape[2]:
         raise InputError(f"{path}: node_names has {len(names)} names but tracks has {tracks.shape[2]} nodes")
-    track_names = [n.decode() if isinstance(n, bytes) else str(n) for n in f["track_names"][()]] if "track_names" in f else []
+    track_names = (
+        [n.decode() if isinstance(n, bytes) else str(n) for n in f["track_names"][()]] if "track_names" in f else []
+    )
     if not track_names:  # single-instance projects export no track names
         track_names = [f"track_{i}" for i in range(tracks.shape[1])]
     scores = None
@@ -167,7 +172,9 @@ def _read_analysis(path, f):
 def _choose_track(path, track, track_names):
     if track is None:
         if len(track_names) > 1:
-            raise InputError(f"{path}: holds {len(track_names)} tracks ({', '.join(track_names)}); choose one with --track")
+            raise InputError(
+                f"{path}: holds {len(track_names)} tracks ({', '.join(track_names)}); choose one with --track"
+            )
         return 0
     if str(track) in track_names:
         return track_names.index(str(track))
