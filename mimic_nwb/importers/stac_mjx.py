@@ -20,11 +20,12 @@ model keypoint sites, metres; ``offsets`` (K, 3) fitted site offsets in the body
 
 Appends a BodyModel (the rodent, or ``mjcf``, scaled by ``SCALE_FACTOR``, keypoint sites on the
 config's bodies at the fitted offsets) and a StacRegistration (qpos, model keypoints =
-``marker_sites``, errors = |``marker_sites`` − ``kp_data``|, sites with fitted and initial
-offsets; identity world_to_model: stac-mjx fits in the keypoints' frame), linked to
-``processing/behavior/PoseEstimation``: the session's keypoints when it has them (same keypoints,
-frames and values within 0.1 mm), else ``kp_data`` written there on a skeleton from ``kp_names``
-(a built-in skeleton, e.g. rat23, when it has the same keypoints) at the configured frame rate.
+``marker_sites``, errors = the distance between ``marker_sites`` and ``kp_data``, sites with
+fitted and initial offsets; identity world_to_model: stac-mjx fits in the keypoints' frame),
+linked to the session's keypoints in ``processing/behavior`` when it has them (same keypoints,
+frames and values within 0.1 mm), else ``kp_data`` written there as ``PoseEstimation`` on a
+skeleton from ``kp_names`` (a built-in skeleton, e.g. rat23, when it has the same keypoints) at
+the configured frame rate.
 """
 
 from dataclasses import dataclass, replace
