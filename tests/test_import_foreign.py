@@ -525,6 +525,19 @@ def test_not_hdf5_changes_nothing(fmt, tmp_path, capsys):
     assert digest(session) == before
 
 
+def test_layer_kind_only_for_track_mjx_and_checked_before_reading(tmp_path, capsys):
+    session = new_session(tmp_path)
+    before = digest(session)
+    argv = ["import-foreign", str(session), str(tmp_path / "missing.h5")]
+    assert main([*argv, "--format", "stac-mjx", "--rate", "50", "--layer-kind", "z=latent_sample"]) == 2
+    assert "--layer-kind: only for --format track-mjx, not stac-mjx" in capsys.readouterr().err
+    assert main([*argv, "--format", "track-mjx", "--layer-kind", "z=dense"]) == 2
+    assert "layer_kinds {'z': 'dense'}: each must be one of" in capsys.readouterr().err
+    assert main([*argv, "--format", "mimic-h5", "--rate", "-5"]) == 2
+    assert "rate: -5.0 Hz must be finite and positive" in capsys.readouterr().err
+    assert digest(session) == before
+
+
 def test_existing_results_need_replace(registered, stac_mjx_few, tmp_path, capsys):
     session = _copy(registered[0], tmp_path)
     source = write_h5(tmp_path / "stac.h5", stac_mjx_few)
