@@ -134,10 +134,10 @@ STAGES = {
         results=_rollout_results,
     ),
     "encode": Stage(
-        "mimic_nwb.encoding.nwb:encode|encode_session", configs={"config": "mimic_nwb.encoding:EncodingConfig"},
+        "mimic_nwb.encoding.nwb:encode", configs={"config": "mimic_nwb.encoding:EncodingConfig"},
         defaults={"progress": False}, results=_mimic("EncodingResults"),
     ),
-    "rsa": Stage("mimic_nwb.rsa.nwb:rsa|rsa_session", results=_mimic("RepresentationalSimilarity")),
+    "rsa": Stage("mimic_nwb.rsa.nwb:rsa", results=_mimic("RepresentationalSimilarity")),
 }
 # Options that ask a stage to redo its result: the batch then runs it even when the result exists.
 REPLACE_OPTIONS = ("replace", "replace_existing")

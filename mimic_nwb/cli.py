@@ -72,35 +72,33 @@ def cmd_import_keypoints(args):
 
 
 def cmd_import_units(args):
-    from .importers.units import import_units
+    from .importers.units import UnitImportConfig, import_units
 
-    summary = import_units(
-        args.session,
-        args.source,
-        sampling_rate=args.sampling_rate,
-        unit_table=args.unit_table,
-        keep=[label.strip() for label in args.keep.split(",")] if args.keep else None,
-        segment_index=args.segment_index,
-        session_end=args.session_end,
-        replace=args.replace,
-    )
-    print(summary)
+    try:
+        config = UnitImportConfig(
+            sampling_rate=args.sampling_rate,
+            unit_table=args.unit_table,
+            keep=tuple(label.strip() for label in args.keep.split(",")) if args.keep else None,
+            segment_index=args.segment_index,
+            session_end=args.session_end,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    result = import_units(args.session, args.source, config, replace=args.replace)
+    print(result.summary())
 
 
 def cmd_import_labels(args):
-    from .importers.labels import import_labels
+    from .importers.labels import LabelImportConfig, import_labels
 
-    summary = import_labels(
-        args.session,
-        args.source,
-        rate=args.rate,
-        timestamps=args.timestamps,
-        starting_time=args.starting_time,
-        session_end=args.session_end,
-        name=args.name,
-        replace=args.replace,
-    )
-    print(summary)
+    try:
+        config = LabelImportConfig(
+            rate=args.rate, timestamps=args.timestamps, starting_time=args.starting_time, session_end=args.session_end
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    result = import_labels(args.session, args.source, config, name=args.name, replace=args.replace)
+    print(result.summary())
 
 
 def cmd_import_foreign(args):
@@ -165,7 +163,7 @@ def cmd_stac(args):
 
 def cmd_encode(args):
     from .encoding import EncodingConfig
-    from .encoding.nwb import encode_session
+    from .encoding.nwb import encode
 
     settings = {"bin_size": args.bin_size, "n_folds": args.folds, "chunk_duration": args.chunk_duration,
                 "alpha": args.alpha, "l1_wt": args.l1_ratio}
@@ -180,22 +178,25 @@ def cmd_encode(args):
         config = EncodingConfig(**settings)
     except ValueError as error:
         raise InputError(str(error)) from None
-    summary, _, _ = encode_session(
-        args.session, args.feature_set, config, name=args.name, counts_name=args.counts,
-        q_threshold=args.q_threshold, replace_existing=args.replace, progress=not args.no_progress,
+    result = encode(
+        args.session, args.feature_set, config, counts=args.counts, q_threshold=args.q_threshold,
+        name=args.name, replace=args.replace, progress=not args.no_progress,
     )
-    print(summary)
+    print(result.summary())
 
 
 def cmd_rsa(args):
-    from .rsa.nwb import rsa_session
+    from .rsa.nwb import RsaConfig, rsa
 
-    summary, _ = rsa_session(
-        args.session, args.feature_set, labels_name=args.labels, bin_size=args.bin_size, n_folds=args.folds,
-        chunk_duration=args.chunk_duration, n_permutations=args.permutations, name=args.name,
-        replace_existing=args.replace,
-    )
-    print(summary)
+    try:
+        config = RsaConfig(
+            bin_size=args.bin_size, n_folds=args.folds, chunk_duration=args.chunk_duration,
+            n_permutations=args.permutations,
+        )
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    result = rsa(args.session, args.feature_set, config, labels=args.labels, name=args.name, replace=args.replace)
+    print(result.summary())
 
 
 def cmd_simulate(args):
@@ -238,25 +239,29 @@ def cmd_train_controller(args):
 
 
 def cmd_inspect(args):
-    from .inspect import inspect_session
+    from .inspection import inspect_session
 
-    report, ok = inspect_session(args.session, run_inspector=not args.no_inspector)
-    print(report)
-    return 0 if ok else 1
+    result = inspect_session(args.session, run_inspector=not args.no_inspector)
+    print(result.text)
+    return 0 if result.ok else 1
 
 
 def cmd_render(args):
-    from .render import RenderingError, render_session
+    from .render import RenderConfig, RenderingError, render
 
     try:
-        summary = render_session(
-            args.session, args.out, registration=args.registration, rollout=args.rollout, frames=args.frames,
-            width=args.width, height=args.height, fps=args.fps, progress=not args.no_progress,
+        config = RenderConfig(frames=args.frames, width=args.width, height=args.height, fps=args.fps)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    try:
+        result = render(
+            args.session, args.out, config, registration=args.registration, rollout=args.rollout,
+            progress=not args.no_progress,
         )
     except RenderingError as error:
         print(f"mimic-nwb: error: {error}", file=sys.stderr)
         return 1
-    print(summary)
+    print(result.summary())
 
 
 def cmd_report(args):

@@ -13,17 +13,17 @@ import numpy as np
 from .create import SessionMetadata, create_session
 from .data import data_path
 from .encoding import EncodingConfig
-from .encoding.nwb import encode_session
+from .encoding.nwb import encode
 from .features import available_feature_sets, read_feature_set
 from .groundtruth import GROUND_TRUTH_COLUMNS, movement_labels, simulate_units
 from .importers.keypoints import KeypointImportConfig, import_keypoints
-from .importers.labels import import_labels
+from .importers.labels import LabelImportConfig, import_labels
 from .importers.units import SortedUnits, units_to_nwb
-from .inspect import inspect_session
+from .inspection import inspect_session
 from .controller import ControllerConfig, TrainingConfig
-from .render import render_session
+from .render import RenderConfig, render
 from .report import write_report
-from .rsa.nwb import rsa_session
+from .rsa.nwb import RsaConfig, rsa
 from .session import append, read_session
 from .simulate import RolloutConfig
 from .simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
@@ -255,22 +255,23 @@ def run_demo(outdir, fresh=False, log=print):
     stage(
         "labels",
         lambda: _has_labels(session),
-        lambda: import_labels(session, _movement_labels(session), rate=50.0),
+        lambda: import_labels(session, _movement_labels(session), LabelImportConfig(rate=50.0)).summary(),
     )
     stage(
         "encode",
         lambda: _has(session, "mimic", "EncodingResults"),
-        lambda: encode_session(session, config=DEMO_ENCODING, progress=False)[0],
+        lambda: encode(session, config=DEMO_ENCODING).summary(),
     )
     stage(
         "rsa",
         lambda: _has(session, "mimic", "RepresentationalSimilarity"),
-        lambda: rsa_session(session, chunk_duration=DEMO_ENCODING.chunk_duration)[0],
+        lambda: rsa(session, config=RsaConfig(chunk_duration=DEMO_ENCODING.chunk_duration)).summary(),
     )
     log(f"[report] {write_report(session, outdir / 'report.html')}")
-    log(f"[render] {render_session(session, outdir / 'registration.png', frames='250')}")
-    report, ok = inspect_session(session)
-    log(report)
+    log(f"[render] {render(session, outdir / 'registration.png', RenderConfig(frames='250')).summary()}")
+    inspection = inspect_session(session)
+    ok = inspection.ok
+    log(inspection.text)
     log(key_numbers(session))
     if ok:
         log(f"[dandi] {publish_locally(session, outdir / 'dandiset').summary()}")

@@ -30,38 +30,45 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ndx_mimic import NetworkActivations, SimulationRollout, StacRegistration
 from ndx_mimic.mimic import pose_as_array
 
+from .encoding.binning import resample_features
 from .errors import InputError
-from .session import find_results
+from .session import RESULTS_MODULE, find_results
 
-RESULTS = "mimic"
 #: Longest gap (seconds between the valid samples around it) filled by linear interpolation.
 MAX_INTERPOLATED_GAP = 0.1
 
 
 @dataclass
 class FeatureSet:
-    """A named feature matrix: ``values`` (T, F) sampled at ``times`` (T,) seconds."""
+    """A named feature matrix: ``values`` (T, F) sampled at ``times`` (T,) seconds.
+
+    ``source`` is the path of the data in the file; ``result`` the session result it was read
+    from (a StacRegistration, SimulationRollout or NetworkActivations): its ``object_id`` is what
+    a stage passes to the append as an input.
+    """
 
     name: str
     values: np.ndarray
     times: np.ndarray
     columns: list[str]
-    source: str  # path of the object in the file
+    source: str
+    result: object = None
 
 
 REGISTRATION_SETS = ("kinematics", "joint_angles", "joint_velocities")
 
 
 def _results(nwbfile, kind):
-    return list(find_results(nwbfile, kind, RESULTS).values())
+    return list(find_results(nwbfile, kind, RESULTS_MODULE).values())
 
 
 def _id_rollouts(nwbfile):
     return [
         r
-        for r in _results(nwbfile, "SimulationRollout")
+        for r in _results(nwbfile, SimulationRollout)
         if r.mode == "inverse_dynamics" and r.generalized_forces is not None
     ]
 
@@ -119,7 +126,8 @@ def _kinematics(registration, name):
         np.concatenate([flat, velocity], axis=1),
         times,
         columns + [f"{c}_velocity" for c in columns],
-        f"processing/{RESULTS}/{registration.name}",
+        f"processing/{RESULTS_MODULE}/{registration.name}",
+        registration,
     )
 
 
@@ -129,7 +137,7 @@ def _joint_angles(registration, name, velocities=False):
     values = fill_short_gaps(np.asarray(registration.qpos.data[:])[:, keep], times)
     if velocities:
         values, names = np.gradient(values, times, axis=0), [f"{n}_velocity" for n in names]
-    return FeatureSet(name, values, times, names, f"processing/{RESULTS}/{registration.name}/qpos")
+    return FeatureSet(name, values, times, names, f"processing/{RESULTS_MODULE}/{registration.name}/qpos", registration)
 
 
 def _inverse_dynamics(rollout, name):
@@ -142,7 +150,8 @@ def _inverse_dynamics(rollout, name):
         fill_short_gaps(np.asarray(forces.data[:])[:, keep], times),
         times,
         names,
-        f"processing/{RESULTS}/{rollout.name}/generalized_forces",
+        f"processing/{RESULTS_MODULE}/{rollout.name}/generalized_forces",
+        rollout,
     )
 
 
@@ -177,7 +186,7 @@ def fill_short_gaps(values, times, max_gap=MAX_INTERPOLATED_GAP):
 def available_feature_sets(nwbfile):
     """Names of the feature sets this session can provide, in a stable order."""
     names = []
-    registrations = _results(nwbfile, "StacRegistration")
+    registrations = _results(nwbfile, StacRegistration)
     if len(registrations) == 1:
         names += list(REGISTRATION_SETS)
     else:
@@ -187,7 +196,7 @@ def available_feature_sets(nwbfile):
         names.append("inverse_dynamics")
     else:
         names += [f"{r.name}/inverse_dynamics" for r in rollouts]
-    for activations in _results(nwbfile, "NetworkActivations"):
+    for activations in _results(nwbfile, NetworkActivations):
         names += [f"{activations.name}/{layer}" for layer in activations.layer_activations]
     return names
 
@@ -202,7 +211,7 @@ def read_feature_set(nwbfile, name, path="session"):
     group, _, what = name.rpartition("/")
     feature_set = None
     if what in readers:
-        registrations = _results(nwbfile, "StacRegistration")
+        registrations = _results(nwbfile, StacRegistration)
         if group:
             registrations = [r for r in registrations if r.name == group]
         if registrations:
@@ -215,9 +224,8 @@ def read_feature_set(nwbfile, name, path="session"):
             feature_set = _inverse_dynamics(_one(rollouts, what, "inverse-dynamics SimulationRollout", path), name)
     if feature_set is None and "/" in name:
         group, layer = name.split("/", 1)
-        module = nwbfile.processing.get(RESULTS)
-        activations = module.data_interfaces.get(group) if module else None
-        if activations is not None and layer in getattr(activations, "layer_activations", {}):
+        activations = find_results(nwbfile, NetworkActivations, RESULTS_MODULE).get(group)
+        if activations is not None and layer in activations.layer_activations:
             series = activations.layer_activations[layer]
             values = np.asarray(series.data[:], dtype=np.float64) * series.conversion + series.offset  # int16 codes
             feature_set = FeatureSet(
@@ -225,7 +233,8 @@ def read_feature_set(nwbfile, name, path="session"):
                 values,
                 series.get_timestamps(),
                 [f"{layer}_{i}" for i in range(values.shape[1])],
-                f"processing/{RESULTS}/{group}/{layer}",
+                f"processing/{RESULTS_MODULE}/{group}/{layer}",
+                activations,
             )
     if feature_set is None:
         available = ", ".join(available_feature_sets(nwbfile)) or "none"
@@ -235,7 +244,5 @@ def read_feature_set(nwbfile, name, path="session"):
 
 def resample_to_bins(feature_set, bin_centers):
     """Values of a feature set at bin centres (linear interpolation; NaN outside its time range)."""
-    from .encoding.binning import resample_features
-
     values, _ = resample_features(feature_set.values, bin_centers, timestamps=feature_set.times)
     return values

@@ -11,9 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ndx_mimic import StacRegistration
+
 from .encoding.binning import bin_centers
 from .errors import InputError
 from .features import read_feature_set, resample_to_bins
+from .session import RESULTS_MODULE, find_result
 
 GROUND_TRUTH_COLUMNS = {
     "simulated": "True for units simulated from a known ground truth (mimic_nwb.groundtruth), not recorded.",
@@ -89,22 +92,22 @@ def simulate_units(nwbfile, plan, t_start, t_stop, bin_size=0.02, seed=0, path="
     return result
 
 
-def movement_labels(nwbfile, min_bout=0.2):
+def movement_labels(nwbfile, min_bout=0.2, registration=None, path="session"):
     """Per-frame behaviour labels from the registered movement: 'Rear', 'Walk' or 'Still'.
 
     'Rear' where the head keypoints are high (top 15 % of the session), 'Walk' where the root
     moves fast (top 30 % of horizontal speed), else 'Still'; bouts shorter than ``min_bout``
-    seconds are merged into their neighbour. Returns (labels (T,), frame times (T,)).
+    seconds are merged into their neighbour. ``registration`` names the StacRegistration (default:
+    the session's only one; several: an error naming them). Returns (labels (T,), frame times (T,) s).
     """
-    kinematics = read_feature_set(nwbfile, "kinematics")
+    stac = find_result(nwbfile, StacRegistration, registration, RESULTS_MODULE, path=path)
+    kinematics = read_feature_set(nwbfile, f"{stac.name}/kinematics", path)
     times = kinematics.times
     columns = kinematics.columns
     head = [columns.index(f"{k}_z") for k in ("Snout", "EarL", "EarR") if f"{k}_z" in columns]
     if not head:
         head = [i for i, c in enumerate(columns) if c.endswith("_z") and "velocity" not in c][:1]
     height = np.nanmean(kinematics.values[:, head], axis=1)
-    mimic = nwbfile.processing["mimic"]
-    stac = next(o for o in mimic.data_interfaces.values() if type(o).__name__ == "StacRegistration")
     names = [str(n) for n in stac.qpos.column_names[:]]
     xy = np.asarray(stac.qpos.data[:])[:, [names.index("root_x"), names.index("root_y")]]
     speed = np.linalg.norm(np.gradient(xy, times, axis=0), axis=1)

@@ -1,12 +1,20 @@
-"""``mimic-nwb inspect``: what a session holds, pynwb validation, nwbinspector with the ndx-mimic checks."""
+"""``mimic-nwb inspect``: what a session holds, pynwb validation, nwbinspector with the ndx-mimic checks.
+
+(Named ``inspection``, not ``inspect``: a module of that name would shadow the standard library's.)
+"""
 
 import warnings
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from ndx_pose import PoseEstimation
 from pynwb import validate
 from pynwb.base import TimeSeries
 
-from .session import check_session_file, read_session
+from ndx_mimic import NetworkActivations
+
+from .session import Session, check_session_file, read_session
 from .storage import verify_datasets
 
 
@@ -41,8 +49,7 @@ def describe(nwbfile):
 
 
 def _describe_object(obj):
-    kind = type(obj).__name__
-    if kind == "PoseEstimation":
+    if isinstance(obj, PoseEstimation):
         series = list(obj.pose_estimation_series.values())
         if not series:
             return ["no series"]
@@ -58,7 +65,7 @@ def _describe_object(obj):
         for name, value in sorted(obj.fields.items())
         if isinstance(value, TimeSeries) and value.parent is obj
     ]
-    children = getattr(obj, "layer_activations", None) or {}
+    children = obj.layer_activations if isinstance(obj, NetworkActivations) else {}
     series += [(name, layer) for name, layer in children.items()]
     lines = [f"{name}: {tuple(s.data.shape)} {s.data.dtype} {s.unit}, {_time_range(s)}" for name, s in series]
     if hasattr(obj, "colnames") and hasattr(obj, "__len__"):
@@ -68,14 +75,40 @@ def _describe_object(obj):
     return lines
 
 
-def inspect_session(path, run_inspector=True):
-    """Return (report text, ok). ``ok`` is false when validation or a CRITICAL inspector check fails.
+@dataclass(frozen=True)
+class InspectionResult:
+    """What :func:`inspect_session` found: ``report`` (the lines: contents, validation, findings)
+    and ``ok`` (false when a dataset is damaged, pynwb validation fails, or nwbinspector reports
+    a CRITICAL or ERROR finding)."""
+
+    path: Path
+    report: tuple[str, ...]
+    ok: bool
+
+    @property
+    def text(self):
+        """The whole report, one finding a line (what ``mimic-nwb inspect`` prints)."""
+        return "\n".join(self.report)
+
+    def summary(self):
+        """One line: the session and whether it passed."""
+        verdict = "ok" if self.ok else "problems found"
+        checks = [line for line in self.report if line.startswith(("pynwb validation", "nwbinspector", "integrity"))]
+        return f"{self.path}: {verdict} ({'; '.join(checks)})"
+
+
+def inspect_session(session, *, run_inspector=True) -> InspectionResult:
+    """Describe a session, validate it with pynwb, run nwbinspector (with the ndx-mimic checks).
+
+    ``session`` is a session path or a :class:`~mimic_nwb.session.Session` (its file is read
+    again: validation and nwbinspector read files). Returns an :class:`InspectionResult`.
 
     Every dataset is read once first, chunk by chunk (`mimic_nwb.storage.verify_datasets`): a
     damaged chunk (failed checksum or decompression) gives one ``CORRUPT dataset /...`` line per
     dataset, ``ok`` false (exit 1 from the CLI), and the rest of the inspection is skipped, since
     it would read the same damaged data.
     """
+    path = session.path if isinstance(session, Session) else Path(session)
     check_session_file(path)
     corrupt = verify_datasets(path)
     if corrupt:
@@ -84,7 +117,7 @@ def inspect_session(path, run_inspector=True):
             f"integrity: {len(corrupt)} dataset(s) of {path} cannot be read; the file is damaged "
             "(restore it from a copy); validation and nwbinspector were skipped"
         )
-        return "\n".join(lines), False
+        return InspectionResult(path, tuple(lines), False)
     with warnings.catch_warnings(record=True) as read_warnings:
         warnings.simplefilter("always")
         with read_session(path) as nwbfile:
@@ -109,4 +142,4 @@ def inspect_session(path, run_inspector=True):
         ok = ok and not any(m.importance.name in ("CRITICAL", "PYNWB_VALIDATION", "ERROR") for m in messages)
     for problem in problems:
         lines.append(f"warning while reading: {problem}")
-    return "\n".join(lines), ok
+    return InspectionResult(path, tuple(lines), ok)

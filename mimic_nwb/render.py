@@ -37,10 +37,11 @@ from pathlib import Path  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .errors import InputError  # noqa: E402
-from .session import read_session  # noqa: E402
+from ndx_mimic import SimulationRollout, StacRegistration  # noqa: E402
 
-RESULTS = "mimic"
+from .errors import InputError  # noqa: E402
+from .session import RESULTS_MODULE, find_result, find_results, opened  # noqa: E402
+
 MAX_SIZE = 4096  # pixels, per side (offscreen buffer)
 CHUNK_FRAMES = 256  # frames read from the file at a time
 
@@ -267,7 +268,7 @@ def render_frames(tracks, frames, width, height):
     try:
         viewports = [_Viewport(track, w, height) for track, w in zip(tracks, widths)]
         for start in range(0, len(frames), CHUNK_FRAMES):
-            chunk = frames[start:start + CHUNK_FRAMES]
+            chunk = frames[start : start + CHUNK_FRAMES]
             states = [viewport.track.read(chunk) for viewport in viewports]
             for i, frame in enumerate(chunk):
                 pictures = []
@@ -287,22 +288,11 @@ def render_frames(tracks, frames, width, height):
 # Reading the session
 
 
-def _results(nwbfile, kind):
-    module = nwbfile.processing.get(RESULTS)
-    if module is None:
-        return {}
-    return {name: obj for name, obj in module.data_interfaces.items() if type(obj).__name__ == kind}
-
-
 def _pick(nwbfile, kind, name, path, hint):
-    found = _results(nwbfile, kind)
-    if not found:
-        raise InputError(f"{path}: no {kind} in processing/{RESULTS}; {hint}")
-    if name is None:
-        return next(iter(found.values()))
-    if name not in found:
-        raise InputError(f"{path}: no {kind} named {name!r} (available: {', '.join(found)})")
-    return found[name]
+    """The result of type ``kind`` named ``name``, or the only one (several: an error naming them)."""
+    if not find_results(nwbfile, kind, RESULTS_MODULE):
+        raise InputError(f"{path}: no {kind.__name__} in processing/{RESULTS_MODULE}; {hint}")
+    return find_result(nwbfile, kind, name, RESULTS_MODULE, path=path)
 
 
 def _times(series):
@@ -310,7 +300,7 @@ def _times(series):
 
 
 def _registration_track(registration, path, colour=BODY_RGBA["registration"], label=None):
-    where = f"{path}: processing/{RESULTS}/{registration.name}"
+    where = f"{path}: processing/{RESULTS_MODULE}/{registration.name}"
     model = compile_body_model(registration.body_model, where)
     qpos = registration.qpos.data
     if qpos.shape[1] != model.nq:
@@ -328,8 +318,11 @@ def _registration_track(registration, path, colour=BODY_RGBA["registration"], la
             if pose.skeleton is not None and pose.skeleton.edges is not None:
                 nodes = [str(n) for n in pose.skeleton.nodes[:]]
                 edges = np.array(
-                    [(names.index(nodes[a]), names.index(nodes[b])) for a, b in np.asarray(pose.skeleton.edges[:])
-                     if nodes[a] in names and nodes[b] in names],
+                    [
+                        (names.index(nodes[a]), names.index(nodes[b]))
+                        for a, b in np.asarray(pose.skeleton.edges[:])
+                        if nodes[a] in names and nodes[b] in names
+                    ],
                     dtype=int,
                 ).reshape(-1, 2)
     transform = np.asarray(registration.world_to_model[:]) if registration.world_to_model is not None else None
@@ -349,27 +342,37 @@ def _registration_track(registration, path, colour=BODY_RGBA["registration"], la
 def session_tracks(nwbfile, path, registration=None, rollout=None):
     """The tracks to draw: ``[registration]``, or ``[rollout, reference]`` when a rollout is named.
 
-    ``registration`` names a StacRegistration (default: the first; with a rollout: the one it
-    imitates); ``rollout`` a SimulationRollout. Raises InputError naming what is missing.
+    ``registration`` names a StacRegistration (default: the only one; with a rollout: the one it
+    imitates); ``rollout`` a SimulationRollout. Raises InputError naming what is missing, or the
+    candidates when the session has several registrations and none is named.
     """
     if rollout is None:
-        chosen = _pick(nwbfile, "StacRegistration", registration, path, "register the body first (mimic-nwb stac)")
+        chosen = _pick(nwbfile, StacRegistration, registration, path, "register the body first (mimic-nwb stac)")
         return [_registration_track(chosen, path)]
-    simulated = _pick(nwbfile, "SimulationRollout", rollout, path, "simulate a rollout first")
-    where = f"{path}: processing/{RESULTS}/{simulated.name}"
+    simulated = _pick(nwbfile, SimulationRollout, rollout, path, "simulate a rollout first")
+    where = f"{path}: processing/{RESULTS_MODULE}/{simulated.name}"
     if simulated.qpos is None:
         raise InputError(f"{where}: the rollout has no qpos to render")
     model = compile_body_model(simulated.body_model, where)
     if simulated.qpos.data.shape[1] != model.nq:
-        raise InputError(f"{where}: qpos has {simulated.qpos.data.shape[1]} columns but its body model has nq = {model.nq}")
+        raise InputError(
+            f"{where}: qpos has {simulated.qpos.data.shape[1]} columns but its body model has nq = {model.nq}"
+        )
     if simulated.qpos.data.shape[0] == 0:
         raise InputError(f"{where}: qpos has no steps")
     rollout_times = _times(simulated.qpos)
-    tracks = [BodyTrack(f"{simulated.name}\n{simulated.mode} rollout", model, simulated.qpos.data, rollout_times,
-                        colour=BODY_RGBA["rollout"])]
+    tracks = [
+        BodyTrack(
+            f"{simulated.name}\n{simulated.mode} rollout",
+            model,
+            simulated.qpos.data,
+            rollout_times,
+            colour=BODY_RGBA["rollout"],
+        )
+    ]
     reference = simulated.reference
     if registration is not None:
-        reference = _pick(nwbfile, "StacRegistration", registration, path, "")
+        reference = _pick(nwbfile, StacRegistration, registration, path, "register the body first (mimic-nwb stac)")
     if reference is not None:
         track = _registration_track(reference, path, label=f"{reference.name}\nreference")
         track.rows = nearest_rows(track.times, rollout_times)  # rollout step i shows this reference row
@@ -465,54 +468,97 @@ def _progress(total, enabled):
     return tqdm(total=total, desc="render", unit="frame", leave=False)
 
 
-def render_session(
-    session,
-    out,
-    registration=None,
-    rollout=None,
-    frames=None,
-    width=640,
-    height=480,
-    fps=None,
-    progress=False,
-):
-    """Render a session to ``out`` (``.png`` still, ``.mp4`` video, or a folder of PNGs); return a summary line.
+@dataclass(frozen=True)
+class RenderConfig:
+    """What to render: ``frames`` (``'START:STOP'`` or ``'N'``: rows of the rollout, else of the
+    registration; default all, a still the first), ``width`` x ``height`` pixels of the whole
+    picture (16 to ``MAX_SIZE``; side-by-side views share the width), ``fps`` frames per second
+    of a video (default: the series' frame rate, real time)."""
 
-    Args:
-        registration: StacRegistration to show (default: the first; with ``rollout``: its reference).
-        rollout: SimulationRollout to show beside its reference (default: none, show the registration).
-        frames: ``'START:STOP'`` or ``'N'`` (rows of the rollout, else of the registration); a still
-            renders the first frame of the range.
-        width, height: pixels of the whole picture (side-by-side views share the width).
-        fps: frames per second of the video (default: the series' frame rate, real time).
+    frames: str | None = None
+    width: int = 640
+    height: int = 480
+    fps: float | None = None
+
+    def __post_init__(self):
+        for what in ("width", "height"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int | np.integer) or not 16 <= value <= MAX_SIZE:
+                raise ValueError(f"{what} {value}: expected 16 to {MAX_SIZE} pixels")
+        if self.fps is not None and not (np.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"fps {self.fps}: expected a positive number")
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What :func:`render` wrote: ``out`` (a ``kind`` ``'png'`` still, ``'mp4'`` video or
+    ``'folder'`` of ``frame_NNNNNN.png``), the ``frames`` rendered (row indices), the picture size
+    in pixels, ``fps`` (frames per second of a video) and the ``views`` drawn (one per viewport)."""
+
+    path: Path
+    out: Path
+    kind: str
+    frames: tuple[int, ...]
+    width: int
+    height: int
+    fps: float
+    views: tuple[str, ...]
+
+    def summary(self):
+        """One line: what was written, how many frames, the size and the views."""
+        what = " beside ".join(self.views)
+        size = f"{self.width}x{self.height}"
+        if self.kind == "png":
+            return f"wrote {self.out}: frame {self.frames[0]}, {size} ({what})"
+        if self.kind == "mp4":
+            return f"wrote {self.out}: {len(self.frames)} frames {size} at {self.fps:g} fps ({what})"
+        return f"wrote {self.out}/: {len(self.frames)} PNG frames {size} ({what})"
+
+
+def render(session, out, config: RenderConfig | None = None, *, registration=None, rollout=None, progress=False):
+    """Render a session to ``out`` (``.png`` still, ``.mp4`` video, or a folder of PNGs).
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` (any mode) or a session path; nothing is
+    written to it. ``registration`` names the StacRegistration to show (default: the only one;
+    with ``rollout``: the rollout's reference), ``rollout`` a SimulationRollout to show beside
+    its reference. ``config`` says which frames and how large (:class:`RenderConfig`). Returns a
+    :class:`RenderResult`.
     """
-    for name, value in (("--width", width), ("--height", height)):
-        if not 16 <= value <= MAX_SIZE:
-            raise InputError(f"{name} {value}: expected 16 to {MAX_SIZE} pixels")
-    if fps is not None and not fps > 0:
-        raise InputError(f"--fps {fps}: expected a positive number")
+    config = config or RenderConfig()
+    width, height = config.width, config.height
     kind = output_kind(out)
     if kind == "mp4" and (width % 2 or height % 2):
-        raise InputError(f"--width {width} --height {height}: an MP4 (H.264, yuv420p) needs even sizes")
-    with read_session(session) as nwbfile:
-        tracks = session_tracks(nwbfile, session, registration=registration, rollout=rollout)
+        raise InputError(f"width {width}, height {height}: an MP4 (H.264, yuv420p) needs even sizes")
+    with opened(session, "r") as session:
+        tracks = session_tracks(session.nwbfile, session.path, registration=registration, rollout=rollout)
         main = tracks[0]
-        selected = parse_frames(frames, len(main.times), still=kind == "png")
+        selected = parse_frames(config.frames, len(main.times), still=kind == "png")
+        fps = config.fps
         if fps is None:
             steps = np.diff(main.times)
             fps = float(1 / np.median(steps)) if len(steps) and np.median(steps) > 0 else 30.0
-        what = " beside ".join(track.label.replace("\n", ": ") for track in tracks)
+        views = tuple(track.label.replace("\n", ": ") for track in tracks)
         with contextlib.closing(render_frames(tracks, selected, width, height)) as pictures:
             if kind == "png":
                 with _replacing(out) as temporary:
                     _write_png(temporary, next(pictures))
-                return f"wrote {out}: frame {selected[0]}, {width}x{height} ({what})"
-            with _progress(len(selected), progress) as bar:
-                if kind == "mp4":
-                    _write_video(out, pictures, fps, bar)
-                    return f"wrote {out}: {len(selected)} frames {width}x{height} at {fps:g} fps ({what})"
-                _write_folder(out, zip(selected, pictures), bar)
-                return f"wrote {out}/: {len(selected)} PNG frames {width}x{height} ({what})"
+            else:
+                with _progress(len(selected), progress) as bar:
+                    if kind == "mp4":
+                        _write_video(out, pictures, fps, bar)
+                    else:
+                        _write_folder(out, zip(selected, pictures), bar)
+        path = session.path
+    return RenderResult(
+        path=path,
+        out=Path(out),
+        kind=kind,
+        frames=tuple(int(f) for f in selected),
+        width=width,
+        height=height,
+        fps=float(fps),
+        views=views,
+    )
 
 
 def _write_video(out, pictures, fps, bar=None):
@@ -521,8 +567,14 @@ def _write_video(out, pictures, fps, bar=None):
 
     with _replacing(out) as temporary:
         writer = imageio.get_writer(
-            temporary, format="FFMPEG", fps=fps, codec="libx264", pixelformat="yuv420p",
-            macro_block_size=1, quality=8, output_params=["-movflags", "+faststart"],
+            temporary,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=1,
+            quality=8,
+            output_params=["-movflags", "+faststart"],
         )
         try:
             for picture in pictures:

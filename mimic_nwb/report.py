@@ -571,7 +571,7 @@ figcaption { font-size: 0.9em; color: #444; } p.absent { color: #a33; } nav a { 
 
 
 def _header(nwbfile, path, sections):
-    from .inspect import describe
+    from .inspection import describe
 
     subject = nwbfile.subject
     rows = [

@@ -12,10 +12,11 @@ from ndx_pose import Skeletons
 from scipy.ndimage import gaussian_filter1d
 
 from mimic_nwb.encoding import EncodingConfig
-from mimic_nwb.encoding.nwb import encode_session
+from mimic_nwb.encoding.nwb import encode
 from mimic_nwb.features import MAX_INTERPOLATED_GAP, fill_short_gaps, read_feature_set
-from mimic_nwb.groundtruth import simulate_units
-from mimic_nwb.importers.units import import_units
+from mimic_nwb.groundtruth import movement_labels, simulate_units
+from mimic_nwb.importers.units import UnitImportConfig, import_units
+from mimic_nwb.render import session_tracks
 from mimic_nwb.session import append, read_session
 from ndx_mimic import JointStateSeries, NamedColumnSeries, StacRegistration
 from ndx_mimic.testing import mock
@@ -128,9 +129,11 @@ def session(tmp_path_factory):
     import_units(
         path,
         spikes,
-        sampling_rate=30000.0,
-        session_end=FRAMES / RATE,
-        unit_table={name: {"brain_region": "DLS"} for name in spikes},
+        UnitImportConfig(
+            sampling_rate=30000.0,
+            session_end=FRAMES / RATE,
+            unit_table={name: {"brain_region": "DLS"} for name in spikes},
+        ),
     )
     return path, driven.names
 
@@ -148,8 +151,9 @@ def test_kinematics_are_complete_despite_missing_detections(session):
 def test_true_feature_set_and_lag_win_and_null_units_are_not_significant(session):
     path, driven = session
     config = EncodingConfig(lags=(-0.3, -0.1, 0.1), chunk_duration=2.0)
-    summary, result, best = encode_session(path, ["kinematics", "joint_angles"], config, progress=False)
-    assert "6 units x 2 feature sets x 3 lags" in summary
+    encoded = encode(path, ["kinematics", "joint_angles"], config)
+    result, best = encoded.result, encoded.best
+    assert "6 units x 2 feature sets x 3 lags" in encoded.summary()
     winners = best.loc[best.groupby("unit")["cv_llr"].idxmax()].set_index("unit")
     for unit in driven:
         assert winners.loc[unit, "feature_set"] == "joint_angles", winners
@@ -193,13 +197,14 @@ def test_unfitted_frames_in_short_gaps_do_not_stop_encoding(tmp_path):
     import_units(
         path,
         dict(zip(driven.names, driven.spike_times)),
-        sampling_rate=30000.0,
-        session_end=FRAMES / RATE,
-        unit_table={n: {"brain_region": "DLS"} for n in driven.names},
+        UnitImportConfig(
+            sampling_rate=30000.0,
+            session_end=FRAMES / RATE,
+            unit_table={n: {"brain_region": "DLS"} for n in driven.names},
+        ),
     )
-    _, result, best = encode_session(
-        path, ["joint_angles"], EncodingConfig(lags=(-0.1, 0.0), chunk_duration=2.0), progress=False
-    )
+    encoded = encode(path, ["joint_angles"], EncodingConfig(lags=(-0.1, 0.0), chunk_duration=2.0))
+    result, best = encoded.result, encoded.best
     assert best["significant"].all()
     unused = np.flatnonzero(result.fold_of_bin < 0)
     # Bins centred inside the 1-s gap (51: 29.98 s < centre < 31.00 s), the 5 before it that pair
@@ -231,3 +236,11 @@ def test_several_registrations_are_named_never_chosen_silently(tmp_path):
         assert a.name == "StacRegistration/joint_angles" and b.source.endswith("StacRegistration_b/qpos")
         with pytest.raises(InputError, match="unknown feature set 'Nope/kinematics'"):
             read_feature_set(nwbfile, "Nope/kinematics", path)
+        # the other lookups of a registration name it too: never the first of several
+        choose = "2 StacRegistration results in processing/mimic .StacRegistration, StacRegistration_b.: choose one"
+        with pytest.raises(InputError, match=choose):
+            movement_labels(nwbfile, path=path)
+        with pytest.raises(InputError, match=choose):
+            session_tracks(nwbfile, path)
+        labels, times = movement_labels(nwbfile, registration="StacRegistration_b")
+        assert labels.shape == times.shape and set(labels) <= {"Rear", "Walk", "Still"}

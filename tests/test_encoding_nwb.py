@@ -6,10 +6,11 @@ from pynwb import validate
 
 from mimic_nwb.cli import main
 from mimic_nwb.encoding import EncodingConfig
-from mimic_nwb.encoding.nwb import encode_session
+from mimic_nwb.encoding import nwb as encoding_nwb
+from mimic_nwb.encoding.nwb import EncodeResult, encode
 from mimic_nwb.errors import InputError
 from mimic_nwb.features import available_feature_sets, read_feature_set, resample_to_bins
-from mimic_nwb.importers.units import import_units
+from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.session import append, read_session
 from ndx_mimic import BinnedSpikeCounts
 
@@ -34,9 +35,11 @@ def session(tmp_path_factory):
     import_units(
         path,
         spikes,
-        sampling_rate=30000.0,
-        session_end=FRAMES / RATE,
-        unit_table={name: {"electrode_group": "drive0_tetrode_0"} for name in spikes},
+        UnitImportConfig(
+            sampling_rate=30000.0,
+            session_end=FRAMES / RATE,
+            unit_table={name: {"electrode_group": "drive0_tetrode_0"} for name in spikes},
+        ),
     )
     return path
 
@@ -55,8 +58,12 @@ def test_feature_sets_of_the_session(session):
 
 
 def test_encode_appends_a_valid_table_matching_the_fit(session):
-    summary, result, best = encode_session(session, ["joint_angles", "kinematics"], CONFIG, progress=False)
-    assert "5 units x 2 feature sets x 3 lags" in summary
+    encoded = encode(session, ["joint_angles", "kinematics"], CONFIG)
+    assert isinstance(encoded, EncodeResult) and encoded.name == "processing/mimic/EncodingResults"
+    assert encoded.path == session and encoded.feature_sets == ("joint_angles", "kinematics")
+    result = encoded.result
+    assert "5 units x 2 feature sets x 3 lags" in encoded.summary() and "\n" not in encoded.summary()
+    assert len(encoded.best) == 5 * 2 and encoded.not_converged == 0
     with read_session(session) as nwbfile:
         table = nwbfile.processing["mimic"]["EncodingResults"]
         frame = table.to_dataframe(index=True)
@@ -91,17 +98,19 @@ def test_encode_errors_write_nothing(session, capsys):
 def test_units_without_spikes_and_no_neural_data(tmp_path):
     path, t, _ = registered_toy_session(tmp_path)
     with pytest.raises(InputError, match="no units and no BinnedSpikeCounts"):
-        encode_session(path, ["joint_angles"], CONFIG, progress=False)
+        encode(path, ["joint_angles"], CONFIG)
     import_units(
         path,
         {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([39.99])},
-        sampling_rate=30000.0,
-        session_end=40.0,
-        unit_table={"a": {"brain_region": "DLS"}, "b": {"brain_region": "DLS"}},
+        UnitImportConfig(
+            sampling_rate=30000.0,
+            session_end=40.0,
+            unit_table={"a": {"brain_region": "DLS"}, "b": {"brain_region": "DLS"}},
+        ),
     )
     before = digest(path)
     with pytest.raises(InputError, match="units without spikes in 0.00-39.98 s: b"):
-        encode_session(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0), progress=False)
+        encode(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0))
     assert digest(path) == before
 
 
@@ -123,7 +132,7 @@ def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
                 description="toy counts",
             )
         )
-    encode_session(path, ["joint_angles"], CONFIG, progress=False)
+    encode(path, ["joint_angles"], CONFIG)
     with read_session(path) as nwbfile:
         table = nwbfile.processing["mimic"]["EncodingResults"]
         assert table.spike_counts is nwbfile.processing["mimic"]["BinnedSpikeCounts"]
@@ -131,3 +140,29 @@ def test_binned_counts_are_used_when_there_are_no_spike_times(tmp_path):
         assert sorted(frame["count_column"].unique()) == [0, 1, 2]
         assert set(frame["brain_region"]) == {"DLS", "MC"}
     assert validate(path=str(path)) == []
+
+
+def test_units_replaced_while_the_models_fit_are_never_linked(tmp_path, monkeypatch):
+    """Another writer replaces the units between the stage's read and its append: the append is
+    refused (the table would link units it was not fitted on) and the session keeps the new units."""
+    path, t, qpos = registered_toy_session(tmp_path)
+    rng = np.random.default_rng(2)
+    spikes = {f"u{i}": np.sort(rng.uniform(0, FRAMES / RATE, 400)) for i in range(2)}
+    config = UnitImportConfig(
+        sampling_rate=30000.0, session_end=FRAMES / RATE, unit_table={n: {"brain_region": "DLS"} for n in spikes}
+    )
+    import_units(path, spikes, config)
+    fit = encoding_nwb.fit_encoding_models
+
+    def fit_while_another_writer_replaces_the_units(*args, **kwargs):
+        import_units(path, {n: times[::2] for n, times in spikes.items()}, config, replace=True)
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(encoding_nwb, "fit_encoding_models", fit_while_another_writer_replaces_the_units)
+    with pytest.raises(InputError, match=r"input units changed since it was read: rerun$"):
+        encode(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0))
+    with read_session(path) as nwbfile:
+        assert "mimic" not in nwbfile.processing or "EncodingResults" not in nwbfile.processing["mimic"].data_interfaces
+        assert len(nwbfile.units.get_unit_spike_times(0)) == 200
+    monkeypatch.undo()
+    encode(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0))  # a rerun reads the new units

@@ -11,8 +11,7 @@ import pytest
 from pynwb import NWBHDF5IO, TimeSeries
 
 from mimic_nwb.cli import main
-from mimic_nwb.errors import InputError
-from mimic_nwb.importers.units import import_units
+from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.storage import compressed, verify_datasets
 
 from helpers import digest, new_session, registered_toy_session
@@ -42,7 +41,9 @@ def toy(tmp_path_factory):
     path, t, qpos = registered_toy_session(tmp_path_factory.mktemp("faults"))
     rng = np.random.default_rng(0)
     spikes = {name: np.sort(rng.uniform(0, 39.9, 300)) for name in ("a", "b")}
-    import_units(path, spikes, sampling_rate=30000.0, unit_table={n: {"brain_region": "DLS"} for n in spikes})
+    import_units(
+        path, spikes, UnitImportConfig(sampling_rate=30000.0, unit_table={n: {"brain_region": "DLS"} for n in spikes})
+    )
     labels = path.parent / "bouts.csv"
     labels.write_text(
         "start,stop,label\n" + "".join(f"{i * 2.0},{i * 2.0 + 2.0},{'Walk' if i % 2 else 'Rear'}\n" for i in range(19))
@@ -74,10 +75,10 @@ def test_rsa_refuses_a_non_integer_permutation_count(toy, capsys):
         main(["rsa", str(toy), "--permutations", "1.5"])
     assert caught.value.code == 2
     assert "invalid int value: '1.5'" in capsys.readouterr().err
-    from mimic_nwb.rsa.nwb import rsa_session
+    from mimic_nwb.rsa.nwb import RsaConfig
 
-    with pytest.raises(InputError, match="n_permutations: 1.5 must be an integer"):
-        rsa_session(toy, ["joint_angles"], n_permutations=1.5)
+    with pytest.raises(ValueError, match="n_permutations: 1.5 must be an integer"):
+        RsaConfig(n_permutations=1.5)
 
 
 @pytest.mark.parametrize(
@@ -294,9 +295,7 @@ def damaged_registration(tmp_path):
     import_units(
         path,
         {"a": np.sort(rng.uniform(0, 590, 3000))},
-        sampling_rate=30000.0,
-        session_end=600.0,
-        unit_table={"a": {"brain_region": "DLS"}},
+        UnitImportConfig(sampling_rate=30000.0, session_end=600.0, unit_table={"a": {"brain_region": "DLS"}}),
     )
     corrupt_chunk(path, "processing/mimic/StacRegistration/qpos/data", chunk=1)
     return path

@@ -1,5 +1,6 @@
 """Behaviour labels into a session: bout tables, per-frame labels, replace, bad input."""
 
+import re
 import shutil
 
 import numpy as np
@@ -8,7 +9,7 @@ from pynwb import NWBHDF5IO
 
 from mimic_nwb.cli import main
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.labels import bouts_from_frames, import_labels
+from mimic_nwb.importers.labels import LabelImportConfig, bouts_from_frames, import_labels
 from mimic_nwb.session import append
 
 from helpers import digest, session_templates
@@ -65,7 +66,7 @@ def test_csv_bouts_round_trip_through_cli(session, tmp_path, capsys):
 
 def test_tsv_with_time_column_names_and_no_cluster_ids(session, tmp_path):
     (tmp_path / "bouts.tsv").write_text("start_time\tstop_time\tlabel\n0.5\t1.0\tIdle\n1.0\t3.0\tWalk\n")
-    import_labels(session, tmp_path / "bouts.tsv", session_end=5.0)
+    import_labels(session, tmp_path / "bouts.tsv", LabelImportConfig(session_end=5.0))
     assert read_bouts(session) == dict(start_time=[0.5, 1.0], stop_time=[1.0, 3.0], label=["Idle", "Walk"])
 
 
@@ -83,8 +84,13 @@ def test_per_frame_labels_run_length_encoded():
 def test_per_frame_labels_on_the_keypoints_clock(session_with_keypoints):
     labels = np.array(["Idle"] * 100 + ["Walk"] * 250 + ["Rear"] * 150)
     clusters = np.repeat([0, 4, 9], [100, 250, 150])
-    summary = import_labels(session_with_keypoints, labels, cluster_ids=clusters)
-    assert "3 bouts of 3 labels (500 per-frame labels)" in summary
+    result = import_labels(session_with_keypoints, labels, LabelImportConfig(cluster_ids=clusters))
+    assert "3 bouts of 3 labels (500 per-frame labels)" in result.summary()
+    assert (result.path, result.name, result.bouts.label) == (
+        session_with_keypoints,
+        "intervals/behavior_labels",
+        ["Idle", "Walk", "Rear"],
+    )
     bouts = read_bouts(session_with_keypoints)
     np.testing.assert_allclose(bouts["start_time"], [0.0, 2.0, 7.0])
     np.testing.assert_allclose(bouts["stop_time"], [2.0, 7.0, 10.0])
@@ -213,5 +219,17 @@ def test_bad_input_session_already_has_labels(session, tmp_path):
 def test_bad_input_per_frame_array_and_timestamps_of_other_length(session):
     before = digest(session)
     with pytest.raises(InputError, match=r"^labels: 4 frame labels but 3 timestamps$"):
-        import_labels(session, ["Walk", "Walk", "Rear", "Rear"], timestamps=[0.0, 0.02, 0.04])
+        import_labels(session, ["Walk", "Walk", "Rear", "Rear"], LabelImportConfig(timestamps=[0.0, 0.02, 0.04]))
     assert digest(session) == before
+
+
+def test_config_refuses_bad_numbers_naming_the_field():
+    for settings, message in (
+        (dict(rate=0), "rate: 0 must be positive"),
+        (dict(rate="fast"), "rate: 'fast' is not a number"),
+        (dict(starting_time=float("inf")), "starting_time: inf is not a finite number"),
+        (dict(session_end=-1.0), "session_end: -1 must be positive"),
+        (dict(rate=50.0, timestamps=[0.0, 0.02]), "rate and timestamps: give a frame rate or timestamps, not both"),
+    ):
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            LabelImportConfig(**settings)

@@ -1,6 +1,7 @@
 """Sorted units into a session: arrays, .npz, phy folders, SpikeInterface sortings, replace, bad input."""
 
 import importlib.util
+import re
 import shutil
 import sys
 
@@ -10,7 +11,7 @@ from pynwb import NWBHDF5IO
 
 from mimic_nwb.cli import main
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.units import import_units
+from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.session import append
 
 from helpers import digest, session_templates
@@ -142,8 +143,10 @@ def test_arrays_round_trip_with_unit_table(session):
         "tt0_u2": {"electrode_group": "drive0_tetrode_1", "cell_type": "FSI"},
         "mc_u1": {"electrode_group": "drive1_tetrode_0", "brain_region": "MC-L5"},
     }
-    summary = import_units(session, trains, sampling_rate=RATE, unit_table=table)
+    result = import_units(session, trains, UnitImportConfig(sampling_rate=RATE, unit_table=table))
+    summary = result.summary()
     assert "\n" not in summary and "3 units, 160 spikes" in summary
+    assert (result.path, result.name, result.units.names) == (session, "units", list(trains))
     rows, resolution = read_units(session)
     assert resolution == pytest.approx(1 / RATE)
     assert list(rows) == list(trains)
@@ -187,7 +190,7 @@ def test_npz_and_tsv_unit_table_through_cli(session, tmp_path, capsys):
 
 def test_phy_folder_keeps_good_and_mua(session, phy_folder):
     folder, samples, clusters = phy_folder
-    summary = import_units(session, folder)
+    summary = import_units(session, folder).summary()
     assert "left out: " in summary and "1 noise" in summary and "1 unsorted" in summary
     rows, resolution = read_units(session)
     assert resolution == pytest.approx(1 / RATE)
@@ -247,7 +250,9 @@ def test_phy_uncurated_uses_kilosort_labels(session, tmp_path):
     clusters = np.arange(samples.size) % 3
     folder = write_phy(tmp_path / "phy", clusters, samples, group_tsv=None)
     (folder / "cluster_KSLabel.tsv").write_text("cluster_id\tKSLabel\n0\tgood\n1\tmua\n2\tgood\n")
-    import_units(session, folder, keep=["mua"], unit_table={"1": {"electrode_group": "drive0_tetrode_1"}})
+    import_units(
+        session, folder, UnitImportConfig(keep=["mua"], unit_table={"1": {"electrode_group": "drive0_tetrode_1"}})
+    )
     rows, _ = read_units(session)
     assert list(rows) == ["1"] and (rows["1"]["quality"], rows["1"]["brain_region"]) == ("mua", "DLS")
     np.testing.assert_allclose(rows["1"]["spike_times"], samples[1::3] / RATE)
@@ -284,9 +289,15 @@ def test_spikeinterface_sorting_duck_typed(session):
 def test_spikes_within_keypoints_or_given_session_end(session_with_keypoints):
     late = {"u": np.array([1.0, 2.0, KEYPOINTS_END + 5.0])}
     with pytest.raises(InputError, match="spike at 15 s is after the end of the keypoints"):
-        import_units(session_with_keypoints, late, sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}})
+        import_units(
+            session_with_keypoints,
+            late,
+            UnitImportConfig(sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}}),
+        )
     import_units(
-        session_with_keypoints, late, sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}}, session_end=60.0
+        session_with_keypoints,
+        late,
+        UnitImportConfig(sampling_rate=RATE, unit_table={"u": {"brain_region": "DLS"}}, session_end=60.0),
     )
     rows, _ = read_units(session_with_keypoints)
     assert rows["u"]["electrode_group"] is None and rows["u"]["brain_region"] == "DLS"
@@ -296,9 +307,11 @@ def test_replace_units_and_their_dependents(session):
     from ndx_mimic.testing.mock import mock_EncodingResults
 
     table = {name: {"electrode_group": "drive0_tetrode_0"} for name in ("a", "b", "c")}
-    import_units(session, {n: spikes(i, 10) for i, n in enumerate("abc")}, sampling_rate=RATE, unit_table=table)
+    import_units(
+        session, {n: spikes(i, 10) for i, n in enumerate("abc")}, UnitImportConfig(sampling_rate=RATE, unit_table=table)
+    )
     second = {n: spikes(10 + i, 12) for i, n in enumerate("abc")}
-    import_units(session, second, sampling_rate=RATE, unit_table=table, replace=True)
+    import_units(session, second, UnitImportConfig(sampling_rate=RATE, unit_table=table), replace=True)
     rows, _ = read_units(session)
     np.testing.assert_array_equal(rows["b"]["spike_times"], second["b"])
 
@@ -306,7 +319,7 @@ def test_replace_units_and_their_dependents(session):
         s.add(mock_EncodingResults(units_table=s.nwbfile.units))
     before = digest(session)
     with pytest.raises(InputError, match="cannot replace units: mimic/EncodingResults links units"):
-        import_units(session, second, sampling_rate=RATE, unit_table=table, replace=True)
+        import_units(session, second, UnitImportConfig(sampling_rate=RATE, unit_table=table), replace=True)
     assert digest(session) == before
     with append(session, replace=["units"], replace_dependents=True) as s:
         assert set(s.replaced) == {"units", "EncodingResults"}
@@ -433,10 +446,10 @@ def test_bad_input_cli(case, session, tmp_path, capsys):
 
 
 def test_bad_input_session_already_has_units(session, capsys):
-    import_units(session, GOOD, sampling_rate=RATE, unit_table={"u1": {"brain_region": "DLS"}})
+    import_units(session, GOOD, UnitImportConfig(sampling_rate=RATE, unit_table={"u1": {"brain_region": "DLS"}}))
     before = digest(session)
     with pytest.raises(InputError, match="units already exists; pass replace") as error:
-        import_units(session, GOOD, sampling_rate=RATE, unit_table={"u1": {"brain_region": "DLS"}})
+        import_units(session, GOOD, UnitImportConfig(sampling_rate=RATE, unit_table={"u1": {"brain_region": "DLS"}}))
     assert "\n" not in str(error.value) and str(session) in str(error.value)
     assert digest(session) == before
 
@@ -449,3 +462,20 @@ def test_bad_input_fake_sorting_property_length(session):
     ):
         import_units(session, sorting)
     assert digest(session) == before
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("sampling_rate", 0, "sampling_rate: 0.0 Hz must be a positive number"),
+        ("sampling_rate", "fast", "sampling_rate: 'fast' is not a sampling rate in Hz"),
+        ("keep", ("good", "excellent"), "keep excellent: phy labels are"),
+        ("segment_index", -1, "segment_index: -1 must be an integer >= 0"),
+        ("segment_index", True, "segment_index: True must be an integer >= 0"),
+        ("session_end", float("nan"), "session_end: nan must be a finite positive number of seconds"),
+    ],
+)
+def test_config_refuses_bad_values_naming_the_field(field, value, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        UnitImportConfig(**{field: value})
+    assert UnitImportConfig(keep="mua").keep == ("mua",)

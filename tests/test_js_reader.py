@@ -25,8 +25,8 @@ from mimic_nwb.controller import ControllerConfig, TrainingConfig
 from mimic_nwb.data import data_path
 from mimic_nwb.features import read_feature_set
 from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
-from mimic_nwb.importers.labels import import_labels
-from mimic_nwb.importers.units import import_units
+from mimic_nwb.importers.labels import LabelImportConfig, import_labels
+from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig
 from mimic_nwb.simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
@@ -64,8 +64,9 @@ def session(tmp_path_factory):
     import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     rng = np.random.default_rng(0)
     spikes = {f"unit{i}": np.sort(rng.uniform(0, 1.9, 30)) for i in range(3)}
-    import_units(path, spikes, sampling_rate=30000.0, unit_table={n: {"brain_region": "DLS"} for n in spikes})
-    import_labels(path, np.repeat(["Walk", "Rear"], 50), rate=50.0)
+    regions = {n: {"brain_region": "DLS"} for n in spikes}
+    import_units(path, spikes, UnitImportConfig(sampling_rate=30000.0, unit_table=regions))
+    import_labels(path, np.repeat(["Walk", "Rear"], 50), LabelImportConfig(rate=50.0))
     stac_session(path, config=StacConfig(n_workers=1, n_calibration_frames=20, n_calibration_rounds=1), progress=False)
     inverse_dynamics_session(path)
     small = ControllerConfig(encoder_sizes=(16,), latent_size=4, decoder_sizes=(8,))

@@ -11,11 +11,12 @@ import pytest
 import scipy.io
 from pynwb import NWBHDF5IO
 
+import mimic_nwb
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
 from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
-from mimic_nwb.render import nearest_rows, parse_frames, render_session, session_tracks
+from mimic_nwb.render import RenderConfig, RenderResult, nearest_rows, parse_frames, render, session_tracks
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.nwb import stac_session
@@ -60,8 +61,9 @@ def _tan(picture):
 
 def test_still_of_a_real_rat_registration(rat_file, tmp_path):
     out = tmp_path / "rat.png"
-    summary = render_session(rat_file, out, frames="50", width=320, height=240)
-    assert "frame 50" in summary
+    result = render(rat_file, out, RenderConfig(frames="50", width=320, height=240))
+    assert isinstance(result, RenderResult) and (result.kind, result.frames, result.out) == ("png", (50,), out)
+    assert "frame 50" in result.summary()
     picture = imageio.imread(out)
     assert picture.shape == (240, 320, 3)
     assert picture.std() > 10  # not blank
@@ -92,7 +94,7 @@ def test_keypoints_are_drawn_in_the_model_frame(rat_file):
 
 def test_mp4_has_the_requested_frames(rat_file, tmp_path):
     out = tmp_path / "rat.mp4"
-    render_session(rat_file, out, frames="10:22", width=160, height=120, fps=25)
+    render(rat_file, out, RenderConfig(frames="10:22", width=160, height=120, fps=25))
     reader = imageio.get_reader(out, format="FFMPEG")
     try:
         frames = [frame for frame in reader]
@@ -107,8 +109,8 @@ def test_mp4_has_the_requested_frames(rat_file, tmp_path):
 
 def test_rollout_beside_its_reference(mock_file, tmp_path):
     out = tmp_path / "rollout.png"
-    summary = render_session(mock_file, out, rollout="SimulationRollout_closed_loop", width=320, height=160)
-    assert "beside" in summary
+    result = render(mock_file, out, RenderConfig(width=320, height=160), rollout="SimulationRollout_closed_loop")
+    assert "beside" in result.summary() and len(result.views) == 2
     picture = imageio.imread(out).astype(int)
     assert picture.shape == (160, 320, 3)
     left, right = picture[:, :160], picture[:, 160:]
@@ -121,12 +123,13 @@ def test_rollout_beside_its_reference(mock_file, tmp_path):
 
 def test_mock_registration_still_and_folder(mock_file, tmp_path):
     still = tmp_path / "mock.png"
-    render_session(mock_file, still, width=200, height=150)
+    render(mock_file, still, RenderConfig(width=200, height=150))
     picture = imageio.imread(still)
     assert picture.shape == (150, 200, 3) and picture.std() > 10
     assert _magenta(picture).sum() > 0
     folder = tmp_path / "frames"
-    summary = render_session(mock_file, folder, frames="3:6", width=64, height=48)
+    with mimic_nwb.open(mock_file) as session:  # a Session read-only: render writes nothing to it
+        summary = render(session, folder, RenderConfig(frames="3:6", width=64, height=48)).summary()
     assert "3 PNG frames" in summary
     assert sorted(p.name for p in folder.iterdir()) == ["frame_000003.png", "frame_000004.png", "frame_000005.png"]
     assert imageio.imread(folder / "frame_000004.png").shape == (48, 64, 3)
@@ -149,7 +152,10 @@ def test_frames_and_time_matching():
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        (["--out", "{tmp}/a.png", "--rollout", "nope"], "no SimulationRollout named 'nope' (available: SimulationRollout_closed_loop)"),
+        (
+            ["--out", "{tmp}/a.png", "--rollout", "nope"],
+            "no SimulationRollout named 'nope' in processing/mimic (found: SimulationRollout_closed_loop)",
+        ),
         (["--out", "{tmp}/a.png", "--registration", "nope"], "no StacRegistration named 'nope'"),
         (["--out", "{tmp}/a.mp4", "--frames", "90:120"], "--frames '90:120': outside the 100 frames"),
         (["--out", "{tmp}/a.mp4", "--frames", "x"], "--frames 'x': expected START:STOP"),
@@ -157,7 +163,7 @@ def test_frames_and_time_matching():
         (["--out", "{tmp}/missing/frames"], "does not exist"),
         (["--out", "{tmp}/a.gif"], "expected a .png still, an .mp4 video or a folder"),
         (["--out", "{tmp}/a.mp4", "--width", "321"], "needs even sizes"),
-        (["--out", "{tmp}/a.png", "--width", "0"], "--width 0"),
+        (["--out", "{tmp}/a.png", "--width", "0"], "width 0: expected 16 to 4096 pixels"),
     ],
 )
 def test_bad_inputs_exit_2_and_write_nothing(mock_file, tmp_path, capsys, arguments, message):

@@ -6,9 +6,9 @@ from pynwb import validate
 
 from mimic_nwb.cli import main
 from mimic_nwb.errors import InputError
-from mimic_nwb.importers.labels import import_labels
-from mimic_nwb.importers.units import import_units
-from mimic_nwb.rsa.nwb import rsa_session
+from mimic_nwb.importers.labels import LabelImportConfig, import_labels
+from mimic_nwb.importers.units import UnitImportConfig, import_units
+from mimic_nwb.rsa.nwb import RsaConfig, RsaResult, rsa
 from mimic_nwb.session import read_session
 
 from helpers import digest, registered_toy_session
@@ -29,25 +29,31 @@ def session(tmp_path_factory):
     import_units(
         path,
         spikes,
-        sampling_rate=30000.0,
-        session_end=len(t) / RATE,
-        unit_table={f"u{i}": {"brain_region": r} for i, r in enumerate(["DLS", "DLS", "MC", "DLS"])},
+        UnitImportConfig(
+            sampling_rate=30000.0,
+            session_end=len(t) / RATE,
+            unit_table={f"u{i}": {"brain_region": r} for i, r in enumerate(["DLS", "DLS", "MC", "DLS"])},
+        ),
     )
     labels = np.where(hip > 0.4, "Reach", np.where(hip < -0.4, "Retract", "Hold"))
-    import_labels(path, labels, rate=RATE)
+    import_labels(path, labels, LabelImportConfig(rate=RATE))
     return path
 
 
 def test_rsa_appends_rdms_and_comparisons(session):
-    summary, result = rsa_session(session, ["joint_angles", "kinematics"], chunk_duration=2.0, n_permutations=50)
-    assert "RDMs over 3 behaviours" in summary
+    done = rsa(session, ["joint_angles", "kinematics"], RsaConfig(chunk_duration=2.0, n_permutations=50))
+    assert isinstance(done, RsaResult) and done.name == "processing/mimic/RepresentationalSimilarity"
+    assert done.labels == "intervals/behavior_labels" and done.feature_sets == ("joint_angles", "kinematics")
+    result = done.result
+    assert "RDMs over 3 behaviours" in done.summary() and "\n" not in done.summary()
+    assert set(done.most_similar()["reference"]) == {"neural_DLS", "neural_MC"}
     with read_session(session) as nwbfile:
-        rsa = nwbfile.processing["mimic"]["RepresentationalSimilarity"]
-        assert list(rsa.rdm_names[:]) == ["neural_DLS", "neural_MC", "joint_angles", "kinematics"]
-        assert sorted(rsa.condition_labels[:]) == ["Hold", "Reach", "Retract"]
-        np.testing.assert_allclose(rsa.rdms[:], result.rdms)
-        assert set(rsa.dissimilarity_measures[:]) == {"crossnobis"}
-        comparisons = rsa.comparisons.to_dataframe()
+        stored = nwbfile.processing["mimic"]["RepresentationalSimilarity"]
+        assert list(stored.rdm_names[:]) == ["neural_DLS", "neural_MC", "joint_angles", "kinematics"]
+        assert sorted(stored.condition_labels[:]) == ["Hold", "Reach", "Retract"]
+        np.testing.assert_allclose(stored.rdms[:], result.rdms)
+        assert set(stored.dissimilarity_measures[:]) == {"crossnobis"}
+        comparisons = stored.comparisons.to_dataframe()
         assert len(comparisons) == 4 and set(comparisons["method"]) == {"whitened_unbiased_cosine"}
         dls = comparisons[(comparisons.reference_rdm == "neural_DLS") & (comparisons.candidate_rdm == "joint_angles")]
         assert dls["similarity"].iloc[0] > 0.5  # the DLS units encode the hip angle
@@ -66,14 +72,12 @@ def test_rsa_bad_inputs_write_nothing(session, tmp_path, capsys):
     import_units(
         path,
         {"a": np.linspace(0.1, 39, 500)},
-        sampling_rate=30000.0,
-        session_end=40.0,
-        unit_table={"a": {"brain_region": "DLS"}},
+        UnitImportConfig(sampling_rate=30000.0, session_end=40.0, unit_table={"a": {"brain_region": "DLS"}}),
     )
     late = tmp_path / "late.csv"
     late.write_text("start,stop,label\n100,120,Walk\n")
-    import_labels(path, late, session_end=200.0)
+    import_labels(path, late, LabelImportConfig(session_end=200.0))
     before = digest(path)
     with pytest.raises(InputError, match="labels do not overlap the data"):
-        rsa_session(path, ["joint_angles"], chunk_duration=2.0)
+        rsa(path, ["joint_angles"], RsaConfig(chunk_duration=2.0))
     assert digest(path) == before

@@ -20,12 +20,15 @@ writes a TimeIntervals with columns ``label`` and (when the source has cluster i
 
 import csv
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from ndx_pose import PoseEstimation
 
+from .. import __version__
 from ..errors import InputError
+from ..session import find_results, opened
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".txt")
 FRAME_SUFFIXES = (".npy", ".npz")
@@ -60,12 +63,8 @@ class Bouts:
 
 
 def _pose_estimations(nwbfile):
-    return [
-        obj
-        for module in nwbfile.processing.values()
-        for obj in module.data_interfaces.values()
-        if getattr(obj, "neurodata_type", None) == "PoseEstimation"
-    ]
+    """Every ndx-pose PoseEstimation of the session, in any processing module."""
+    return [pose for module in nwbfile.processing for pose in find_results(nwbfile, PoseEstimation, module).values()]
 
 
 def _frame_times_and_period(pose):
@@ -288,32 +287,74 @@ def bouts_to_nwb(bouts, name="behavior_labels", description=None):
     return table
 
 
-def import_labels(
-    session,
-    source,
-    rate=None,
-    timestamps=None,
-    starting_time=0.0,
-    cluster_ids=None,
-    session_end=None,
-    name="behavior_labels",
-    replace=False,
-):
-    """Append behaviour bouts to a session as ``intervals/<name>``; return a one-line summary.
+def _config_number(value, what, positive=False):
+    """``value`` as a finite float (positive when asked); ValueError naming ``what`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}: {value!r} is not a number") from None
+    if not np.isfinite(number):
+        raise ValueError(f"{what}: {value!r} is not a finite number")
+    if positive and number <= 0:
+        raise ValueError(f"{what}: {number:g} must be positive")
+    return number
 
-    ``source``: a CSV/TSV of bouts, a ``.npy``/``.npz`` of per-frame labels, or a per-frame label
-    array (with ``cluster_ids`` per frame, optional). Frame times: ``rate`` (Hz, + ``starting_time``
-    s), ``timestamps`` (s, array or .npy/text path), or the session's keypoints. Bouts must lie in
-    [0, ``session_end``] when it is given, else within the keypoints' time range when the session
-    has keypoints. ``replace`` replaces a table of the same name.
+
+@dataclass(frozen=True)
+class LabelImportConfig:
+    """How to place per-frame labels on the session clock, and the session's end (see :func:`import_labels`).
+
+    For per-frame labels only: ``rate`` (Hz, from ``starting_time`` s) or ``timestamps`` ((N,)
+    seconds, or a .npy / text file of them), and ``cluster_ids`` (one behaviour-cluster id per
+    frame); without a clock the frames are the session's keypoints' frames. ``session_end`` (s):
+    bouts must lie in [0, session_end] (default: within the keypoints' time range, when the
+    session has keypoints).
     """
-    from .. import __version__
-    from ..session import append
 
-    if session_end is not None:
-        session_end = _number(session_end, "session_end")
-        if session_end <= 0:
-            raise InputError(f"session_end: {session_end} s must be positive")
+    rate: float | None = None
+    timestamps: object = field(default=None, compare=False)
+    starting_time: float = 0.0
+    cluster_ids: object = field(default=None, compare=False)
+    session_end: float | None = None
+
+    def __post_init__(self):
+        if self.rate is not None:
+            object.__setattr__(self, "rate", _config_number(self.rate, "rate", positive=True))
+        if self.rate is not None and self.timestamps is not None:
+            raise ValueError("rate and timestamps: give a frame rate or timestamps, not both")
+        object.__setattr__(self, "starting_time", _config_number(self.starting_time or 0.0, "starting_time"))
+        if self.session_end is not None:
+            object.__setattr__(self, "session_end", _config_number(self.session_end, "session_end", positive=True))
+
+
+@dataclass(frozen=True, eq=False)
+class LabelImportResult:
+    """What :func:`import_labels` appended: ``name`` is ``intervals/<name>`` (a TimeIntervals) and
+    ``bouts`` the bouts as written (start/stop s on the session clock, labels, cluster ids)."""
+
+    path: Path
+    name: str
+    bouts: Bouts
+
+    def summary(self):
+        """One line: where the bouts went, how many, of how many labels, the time in each."""
+        return f"{self.path}: {self.name}: {self.bouts.summary()}"
+
+
+def import_labels(
+    session, source, config: LabelImportConfig | None = None, *, name="behavior_labels", replace=False
+) -> LabelImportResult:
+    """Append behaviour bouts to a session as ``intervals/<name>``.
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
+    path. ``source``: a CSV/TSV of bouts, a ``.npy``/``.npz`` of per-frame labels, or a
+    per-frame label array; ``config`` places per-frame labels on the session clock and gives the
+    session's end (:class:`LabelImportConfig`). Frames without a rate or timestamps are the
+    session's keypoints' frames (its one PoseEstimation with as many frames). ``replace``
+    replaces a table of the same name. Returns a :class:`LabelImportResult`.
+    """
+    config = config or LabelImportConfig()
+    cluster_ids, timestamps = config.cluster_ids, config.timestamps
     per_frame, frame_timestamps = None, None
     if isinstance(source, (str, Path)):
         path, source_name = Path(source), str(source)
@@ -326,7 +367,7 @@ def import_labels(
             raise InputError(f"{path}: unknown labels format; give a CSV/TSV of bouts or .npy/.npz per-frame labels")
     else:
         per_frame, source_name = source, "labels"
-    if per_frame is None and (rate is not None or timestamps is not None or cluster_ids is not None):
+    if per_frame is None and (config.rate is not None or timestamps is not None or cluster_ids is not None):
         raise InputError(f"{source_name}: rate, timestamps and cluster ids are for per-frame labels, not for bouts")
     if timestamps is not None:
         if frame_timestamps is not None:
@@ -334,17 +375,21 @@ def import_labels(
         frame_timestamps = _load_timestamps(timestamps)
 
     # Everything that needs no session is checked before the session is copied.
-    if per_frame is not None and (rate is not None or frame_timestamps is not None):
+    if per_frame is not None and (config.rate is not None or frame_timestamps is not None):
         clock_name = str(timestamps) if isinstance(timestamps, (str, Path)) else source_name
-        times, period = frame_times(np.asarray(per_frame).size, rate, frame_timestamps, starting_time, clock_name)
+        times, period = frame_times(
+            np.asarray(per_frame).size, config.rate, frame_timestamps, config.starting_time, clock_name
+        )
         bouts = bouts_from_frames(per_frame, times, period, cluster_ids=cluster_ids, source=source_name)
         per_frame = None
     if per_frame is None:
-        check_bouts(bouts, source_name, start=0.0, end=session_end)
+        check_bouts(bouts, source_name, start=0.0, end=config.session_end)
 
-    with append(session, replace=[f"intervals/{name}"] if replace else ()) as s:
+    replace_names = [f"intervals/{name}"] if replace else ()
+    with opened(session) as session, session.append(replace=replace_names) as s:
         s.check_new(name, module="intervals")
-        if per_frame is not None:  # frames on the keypoints' clock
+        # The keypoints' clock and range are read in the working copy, under the lock.
+        if per_frame is not None:
             num_frames = np.asarray(per_frame).size
             clock = keypoints_frame_times(s.nwbfile)
             if clock is None or clock[0].size != num_frames:
@@ -353,11 +398,13 @@ def import_labels(
                     f"single PoseEstimation with {num_frames} frames to take them from"
                 )
             bouts = bouts_from_frames(per_frame, *clock, cluster_ids=cluster_ids, source=source_name)
-        span = (0.0, session_end) if session_end is not None else keypoints_time_range(s.nwbfile) or (0.0, None)
+        end = config.session_end
+        span = (0.0, end) if end is not None else keypoints_time_range(s.nwbfile) or (0.0, None)
         check_bouts(bouts, source_name, start=span[0], end=span[1])
         description = f"Behaviour bouts ({bouts.layout}), imported by mimic_nwb {__version__}; times in seconds."
         s.nwbfile.add_time_intervals(bouts_to_nwb(bouts, name=name, description=description))
-    return f"{session}: intervals/{name}: {bouts.summary()}"
+        path = session.path
+    return LabelImportResult(path=path, name=f"intervals/{name}", bouts=bouts)
 
 
 def _load_timestamps(timestamps):

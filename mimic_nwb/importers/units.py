@@ -48,7 +48,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from ..errors import InputError
+from ..session import opened
+from .labels import keypoints_time_range
 
 UNIT_COLUMNS = ("electrode_group", "brain_region", "cell_type", "quality")
 PHY_KEEP = ("good", "mua")
@@ -579,42 +582,91 @@ def units_to_nwb(units, groups=None, description=None):
     return table
 
 
-def import_units(
-    session,
-    source,
-    sampling_rate=None,
-    unit_table=None,
-    keep=None,
-    segment_index=0,
-    session_end=None,
-    replace=False,
-):
-    """Append sorted units to a session as ``/units``; return a one-line summary.
+@dataclass(frozen=True)
+class UnitImportConfig:
+    """How to read a spike source (see :func:`import_units`).
 
-    ``source``: a dict ``{unit: spike times (s)}``, a ``.npz`` (one array per unit), a phy folder,
-    a SpikeInterface sorting (or a folder it saved). ``sampling_rate`` (Hz) is needed for arrays
-    only. ``keep``: phy labels to import (default 'good', 'mua'). ``unit_table``: CSV/TSV path or
-    mapping of per-unit columns. Spike times must not be after ``session_end`` (s); without it,
-    not after the end of the session's keypoints when it has some (a recording longer than the
-    video needs ``session_end``). ``replace`` replaces units already in the session.
+    ``sampling_rate`` (Hz) is the recording's, needed for spike-time arrays only (phy and
+    SpikeInterface bring their own); ``unit_table`` a CSV/TSV path or a mapping ``{unit: {column:
+    value}}`` of per-unit columns; ``keep`` the phy labels to import (default 'good', 'mua');
+    ``segment_index`` the segment of a multi-segment SpikeInterface sorting; ``session_end`` (s)
+    the end of the recording: no spike may come after it (default: the end of the session's
+    keypoints, when it has some).
     """
-    from .. import __version__
-    from ..session import append
-    from .labels import keypoints_time_range
 
-    if session_end is not None:
-        session_end = _finite_positive(session_end, "session_end")
-    if isinstance(segment_index, bool) or not isinstance(segment_index, int | np.integer) or segment_index < 0:
-        raise InputError(f"segment_index: {segment_index!r} must be an integer >= 0")
-    units = read_units(source, sampling_rate=sampling_rate, keep=keep, segment_index=segment_index)
+    sampling_rate: float | None = None
+    unit_table: object = field(default=None, compare=False)
+    keep: tuple[str, ...] | None = None
+    segment_index: int = 0
+    session_end: float | None = None
+
+    def __post_init__(self):
+        # Numbers and labels are checked at the door, before any file is read.
+        if self.sampling_rate is not None:
+            try:
+                rate = float(self.sampling_rate)
+            except (TypeError, ValueError):
+                raise ValueError(f"sampling_rate: {self.sampling_rate!r} is not a sampling rate in Hz") from None
+            if not (np.isfinite(rate) and rate > 0):
+                raise ValueError(f"sampling_rate: {rate} Hz must be a positive number")
+            object.__setattr__(self, "sampling_rate", rate)
+        if self.keep is not None:
+            keep = (self.keep,) if isinstance(self.keep, str) else tuple(self.keep)
+            unknown = [label for label in keep if label not in PHY_LABELS]
+            if unknown or not keep:
+                raise ValueError(f"keep {', '.join(unknown) or '(empty)'}: phy labels are {', '.join(PHY_LABELS)}")
+            object.__setattr__(self, "keep", keep)
+        index = self.segment_index
+        if isinstance(index, bool) or not isinstance(index, int | np.integer) or index < 0:
+            raise ValueError(f"segment_index: {index!r} must be an integer >= 0")
+        if self.session_end is not None:
+            try:
+                end = float(self.session_end)
+            except (TypeError, ValueError):
+                raise ValueError(f"session_end: {self.session_end!r} is not a number of seconds") from None
+            if not (np.isfinite(end) and end > 0):
+                raise ValueError(f"session_end: {self.session_end!r} must be a finite positive number of seconds")
+            object.__setattr__(self, "session_end", end)
+
+
+@dataclass(frozen=True, eq=False)
+class UnitImportResult:
+    """What :func:`import_units` appended: ``name`` is ``"units"`` (the core Units table) and
+    ``units`` the units as written (spike times in s on the session clock, per-unit columns, and
+    the units left out, by reason)."""
+
+    path: Path
+    name: str
+    units: SortedUnits
+
+    def summary(self):
+        """One line: units, spikes, source, qualities, brain regions, units left out."""
+        return f"{self.path}: {self.name}: {self.units.summary()}"
+
+
+def import_units(session, source, config: UnitImportConfig | None = None, *, replace=False) -> UnitImportResult:
+    """Append sorted units to a session as ``/units``.
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
+    path. ``source``: a dict ``{unit: spike times (s)}``, a ``.npz`` (one array per unit), a phy
+    folder, a SpikeInterface sorting (or a folder it saved); ``config`` says how to read it
+    (:class:`UnitImportConfig`). Spike times must not be after ``config.session_end`` (s);
+    without it, not after the end of the session's keypoints when it has some (a recording
+    longer than the video needs ``session_end``). The Units table has no name to choose (an NWB
+    file has one); ``replace`` replaces units already in the session. Returns a
+    :class:`UnitImportResult`.
+    """
+    config = config or UnitImportConfig()
+    units = read_units(source, sampling_rate=config.sampling_rate, keep=config.keep, segment_index=config.segment_index)
     source_name = str(source) if isinstance(source, (str, Path)) else units.layout
-    if unit_table is not None:
-        table_name = "unit_table" if isinstance(unit_table, dict) else str(unit_table)
-        apply_unit_table(units, read_unit_table(unit_table), source=table_name)
-    check_spike_times(units, source_name, end=session_end)  # before the session is copied
-    with append(session, replace=["units"] if replace else ()) as s:
+    if config.unit_table is not None:
+        table_name = "unit_table" if isinstance(config.unit_table, dict) else str(config.unit_table)
+        apply_unit_table(units, read_unit_table(config.unit_table), source=table_name)
+    check_spike_times(units, source_name, end=config.session_end)  # before the session is copied
+    with opened(session) as session, session.append(replace=["units"] if replace else ()) as s:
         s.check_new("units", module=None)
-        if session_end is None and (span := keypoints_time_range(s.nwbfile)) is not None:
+        # Read in the working copy, under the lock: the keypoints the check uses are the file's.
+        if config.session_end is None and (span := keypoints_time_range(s.nwbfile)) is not None:
             end_name = f"the end of the keypoints, {span[1]:g} s (a longer recording needs session_end / --session-end)"
             check_spike_times(units, source_name, end=span[1], end_name=end_name)
         groups = _assign_electrode_groups(units, s.nwbfile, source_name)
@@ -624,4 +676,5 @@ def import_units(
             "spike times in seconds on the session clock."
         )
         s.nwbfile.units = units_to_nwb(units, groups, description=description)
-    return f"{session}: units: {units.summary()}"
+        path = session.path
+    return UnitImportResult(path=path, name="units", units=units)
