@@ -375,6 +375,24 @@ def test_rollout_into_an_open_session_refuses_a_reference_replaced_meanwhile(
         assert nwbfile.processing["mimic"]["SimulationRollout_track_mjx"].reference is registration
 
 
+def test_rollout_with_several_registrations_names_one(registered, stac_mjx_few, track_mjx, tmp_path):
+    session = _copy(registered[0], tmp_path)
+    import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx_few), name="again")
+    source = write_h5(tmp_path / "rollout.h5", *track_mjx)
+    before = digest(session)
+    with pytest.raises(
+        InputError, match=r"2 StacRegistration results .*\(StacRegistration, again\): choose one by name"
+    ):
+        import_track_mjx(session, source)
+    assert digest(session) == before
+    result = import_track_mjx(session, source, registration="again")
+    assert result.reference == "processing/mimic/again" and result.body_model == "processing/mimic/BodyModel_again"
+    with read_session(session) as nwbfile:
+        rollout = nwbfile.processing["mimic"]["SimulationRollout_track_mjx"]
+        assert rollout.reference is nwbfile.processing["mimic"]["again"]
+        assert rollout.body_model is nwbfile.processing["mimic"]["BodyModel_again"]
+
+
 def test_configs_refuse_bad_numbers_naming_the_field():
     with pytest.raises(ValueError, match=r"^rate: -1.0 Hz must be finite and positive"):
         StacMjxImportConfig(rate=-1)

@@ -342,7 +342,7 @@ def import_track_mjx(
     source,
     config: TrackMjxImportConfig | None = None,
     *,
-    reference=None,
+    registration=None,
     body_model=None,
     name="track_mjx",
     replace=False,
@@ -351,7 +351,7 @@ def import_track_mjx(
 
     ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
     path; ``source`` the rollout ``.h5`` (layout in the module docstring). The rollout links the
-    session's StacRegistration (``reference`` names one when there are several) and its
+    session's StacRegistration (``registration`` names one when there are several) and its
     BodyModel, or the session's only BodyModel (``body_model`` names one); a session with neither
     gets the dm_control rodent as ``BodyModel``. qpos columns must equal the body model's nq,
     controls its nu. Steps are ``control_timestep`` apart (file attribute, else 1/``rate``, else
@@ -368,10 +368,10 @@ def import_track_mjx(
     num_steps, nq = rollout.qpos.shape
     attrs = rollout.attributes
     with opened(session) as current:
-        registration = _chosen(current, ndx_mimic.StacRegistration, reference)
-        if registration is not None:
-            model_nwb = registration.body_model
-            inputs = current.object_ids(registration)
+        reference = _chosen(current, ndx_mimic.StacRegistration, registration)
+        if reference is not None:
+            model_nwb = reference.body_model
+            inputs = current.object_ids(reference)
         else:
             model_nwb = _chosen(current, ndx_mimic.BodyModel, body_model)
             inputs = current.object_ids(model_nwb) if model_nwb is not None else {}
@@ -381,7 +381,7 @@ def import_track_mjx(
             if nq != default.nq:
                 raise InputError(
                     f"{source}: qposes_rollout has {nq} columns; the session has no BodyModel or StacRegistration "
-                    f"and the default rodent has nq {default.nq} (import the registration first)"
+                    f"and the default rodent has nq {default.nq} (import the reference first)"
                 )
             model_nwb = body_model_to_nwb(default, "BodyModel", f"{default.source} (no keypoint sites)")
         qpos_names = list(model_nwb.qpos_names[:])
@@ -399,12 +399,12 @@ def import_track_mjx(
         model_timestep = float(model_nwb.timestep)
 
         start_frame, start_note, frame_times = 0, "unknown (0)", None
-        if registration is not None:
-            frame_times = _series_times(registration.qpos)
+        if reference is not None:
+            frame_times = _series_times(reference.qpos)
             if "start_frame" in attrs:
                 start_frame, start_note = int(attrs["start_frame"]), "file attribute"
             else:
-                gaps = np.abs(np.asarray(registration.qpos.data[:]) - rollout.qpos_reference[0]).max(axis=1)
+                gaps = np.abs(np.asarray(reference.qpos.data[:]) - rollout.qpos_reference[0]).max(axis=1)
                 gaps[np.isnan(gaps)] = np.inf  # frames not fitted
                 best = int(np.argmin(gaps))
                 if gaps[best] < REFERENCE_MATCH_TOLERANCE:
@@ -421,15 +421,15 @@ def import_track_mjx(
                 raise InputError(f"rate: {rate} Hz contradicts the file's control_timestep {control_timestep} s")
         elif rate is not None:
             control_timestep = 1.0 / rate
-        elif registration is not None and registration.qpos.rate is not None:
-            control_timestep = 1.0 / registration.qpos.rate
+        elif reference is not None and reference.qpos.rate is not None:
+            control_timestep = 1.0 / reference.qpos.rate
         else:
             raise InputError(f"{source}: no control_timestep attribute; give the control rate (--rate)")
         if not control_timestep > 0:
             raise InputError(f"{source}: control_timestep {control_timestep} s must be positive")
         starting_time = float(frame_times[start_frame]) if frame_times is not None else 0.0
-        reference_deviation = _reference_deviation(rollout, registration, start_frame)
-        reference_path = where_of(registration) if registration is not None else None
+        reference_deviation = _reference_deviation(rollout, reference, start_frame)
+        reference_path = where_of(reference) if reference is not None else None
         model_path = where_of(model_nwb) if default is None else f"processing/{RESULTS_MODULE}/{model_nwb.name}"
         clock = dict(rate=1.0 / control_timestep, starting_time=starting_time)
 
@@ -437,7 +437,7 @@ def import_track_mjx(
             for result in names.values():
                 s.check_new(result)
             # Link the objects of the working copy, checked to be the ones read above.
-            linked_registration = s.input(registration) if registration is not None else None
+            linked_registration = s.input(reference) if reference is not None else None
             if linked_registration is not None:
                 model_nwb = linked_registration.body_model
             elif default is None:
