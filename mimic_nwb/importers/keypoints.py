@@ -463,8 +463,8 @@ class KeypointImportConfig:
     ``skeleton`` (a built-in name, a Label3D/DANNCE .mat or a SkeletonSpec) or ``keypoint_names``
     (a list, a comma-separated string or a text file) names the keypoints when the source does
     not; ``units`` is the unit of the source's values (mm, cm, m; default mm, or the unit an NWB
-    source declares); ``animal`` (DANNCE) and ``track`` (SLEAP) choose one of several animals.
-    ``rate`` in Hz (the camera rate when the source numbers its frames) or ``timestamps`` ((N,)
+    source declares); ``animal`` (DANNCE, an index) and ``track`` (SLEAP, an index or a name)
+    choose one of several animals. ``rate`` in Hz (the camera rate when the source numbers its frames) or ``timestamps`` ((N,)
     seconds, or a .npy/.txt file of them), from ``starting_time`` in s. ``reference_frame``
     overrides the source's description of its coordinate frame; ``videos`` are source video
     files, stored as external ImageSeries in ``acquisition``.
@@ -474,7 +474,7 @@ class KeypointImportConfig:
     keypoint_names: object = None
     units: str | None = None
     animal: int | None = None
-    track: int | None = None
+    track: int | str | None = None
     rate: float | None = None
     timestamps: object = field(default=None, compare=False)
     starting_time: float = 0.0
