@@ -464,10 +464,10 @@ class KeypointImportConfig:
     (a list, a comma-separated string or a text file) names the keypoints when the source does
     not; ``units`` is the unit of the source's values (mm, cm, m; default mm, or the unit an NWB
     source declares); ``animal`` (DANNCE, an index) and ``track`` (SLEAP, an index or a name)
-    choose one of several animals. ``rate`` in Hz (the camera rate when the source numbers its frames) or ``timestamps`` ((N,)
-    seconds, or a .npy/.txt file of them), from ``starting_time`` in s. ``reference_frame``
-    overrides the source's description of its coordinate frame; ``videos`` are source video
-    files, stored as external ImageSeries in ``acquisition``.
+    choose one of several animals. ``rate`` in Hz (the camera rate when the source numbers its
+    frames) or ``timestamps`` ((N,) seconds, or a .npy/.txt file of them), from ``starting_time``
+    in s. ``reference_frame`` overrides the source's description of its coordinate frame;
+    ``videos`` are source video files, stored as external ImageSeries in ``acquisition``.
     """
 
     skeleton: object = None
