@@ -1,6 +1,6 @@
 """mimic-nwb inspect: a readable summary, validation and the ndx-mimic checks; non-zero on errors."""
 
-import importlib
+import importlib.util
 import shutil
 
 import h5py
