@@ -20,9 +20,9 @@ apart). Each stage runs in a fresh process, so its peak memory is its own:
 - seconds, and per frame;
 - peak RSS of the stage's process, and of the process with its children at any moment (STAC's
   worker processes), sampled every 0.2 s;
-- I/O share: the time spent inside the stage's ``read_session`` and ``append`` blocks (reading
-  the inputs from the file, building and writing the results, the atomic replace), over the
-  stage's time;
+- I/O share: the time spent reading the session (HDF5 reads, the file's structure, the source
+  .mat) and inside its ``append`` blocks (building and writing the results, the atomic replace),
+  over the stage's time (see ``IOClock``);
 - the session file's size after the stage.
 
 Thread counts (BLAS, OpenMP, XLA) are pinned to one per process before NumPy/JAX load; STAC uses
@@ -56,44 +56,69 @@ def _pin_threads(threads=1):
 
 
 class IOClock:
-    """Seconds spent inside ``read_session`` / ``append`` blocks (outermost only)."""
+    """Seconds spent reading and writing the session (outermost call only, nested ones not twice).
+
+    Reading: HDF5 dataset reads (``h5py.Dataset.__getitem__``, lazy reads included), reading the
+    file's structure (``NWBHDF5IO.read``) and the source .mat (``scipy.io.loadmat``). Writing: the
+    ``append`` blocks of ``mimic_nwb.session`` (building the results in the working copy, writing
+    them, the atomic replace). Found by wrapping those functions, so it does not depend on how a
+    stage opens its session.
+    """
 
     def __init__(self):
         self.seconds = 0.0
         self.depth = 0
 
-    def wrap(self, factory):
-        clock = self
+    def _enter(self):
+        self.depth += 1
+        return time.perf_counter()
 
+    def _exit(self, started):
+        self.depth -= 1
+        if self.depth == 0:
+            self.seconds += time.perf_counter() - started
+
+    def wrap_function(self, function):
+        import functools
+
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            started = self._enter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._exit(started)
+
+        return timed
+
+    def wrap_context(self, factory):
         @contextlib.contextmanager
         def timed(*args, **kwargs):
-            clock.depth += 1
-            started = time.perf_counter()
+            started = self._enter()
             try:
                 with factory(*args, **kwargs) as value:
                     yield value
             finally:
-                clock.depth -= 1
-                if clock.depth == 0:
-                    clock.seconds += time.perf_counter() - started
+                self._exit(started)
 
         return timed
 
     def install(self):
-        """Wrap the session module's functions and every mimic_nwb module's imported copies."""
-        import mimic_nwb.encoding.nwb  # noqa: F401  (import the stage modules so they are patched)
-        import mimic_nwb.features  # noqa: F401
-        import mimic_nwb.importers.keypoints  # noqa: F401
-        import mimic_nwb.session as session
-        import mimic_nwb.simulate.nwb  # noqa: F401
-        import mimic_nwb.stac.nwb  # noqa: F401
+        import h5py
+        import scipy.io
+        from pynwb import NWBHDF5IO
 
-        originals = {name: getattr(session, name) for name in ("read_session", "append")}
-        wrapped = {name: self.wrap(function) for name, function in originals.items()}
+        import mimic_nwb.session as session
+
+        h5py.Dataset.__getitem__ = self.wrap_function(h5py.Dataset.__getitem__)
+        NWBHDF5IO.read = self.wrap_function(NWBHDF5IO.read)
+        scipy.io.loadmat = self.wrap_function(scipy.io.loadmat)
+        original = session.append
+        wrapped = self.wrap_context(original)
+        # the session module's own global (Session.append calls it) and copies imported elsewhere
         for module in [m for n, m in sys.modules.items() if n.startswith("mimic_nwb") and m is not None]:
-            for name, function in originals.items():
-                if getattr(module, name, None) is function:
-                    setattr(module, name, wrapped[name])
+            if getattr(module, "append", None) is original:
+                module.append = wrapped
 
 
 class PeakMemory:
