@@ -152,13 +152,15 @@ def test_real_clip_with_contacts_is_consistent_step_by_step(body_model, stac_qpo
         mujoco.mj_step(model, data)
         worst = max(worst, h * np.abs(data.qvel - s.qvel[k + 1]).max(),
                     np.abs(data.act - s.actuator_activations[k + 1]).max())
-    assert worst < 1e-8
-    # STAC leaves the unfitted tail at qpos0: it goes into the floor, and the report says so
-    assert result.report.max_penetration > 0.01
-    assert result.report.deep_contact_fraction > 0.5
+    # mj_inverse solves the soft contacts analytically, mj_step iteratively (to its tolerance)
+    assert worst < 1e-6
+    # STAC keeps every geom out of the floor (tail included), and the report says so
+    assert result.report.max_penetration < 1e-3
+    assert result.report.deep_contact_fraction == 0.0
     assert result.penetration.shape == (len(stac_qpos),)
-    # contacts in the inverse dynamics: the floor pushes back on the penetrating tail, hard
-    assert result.report.generalized_rms["root_translation"] > 10 * body_model.model.body_mass.sum() * 9.81
+    # feet that touch without pressing into the floor take little of the weight from its contacts
+    weight = body_model.model.body_mass.sum() * 9.81
+    assert result.report.generalized_rms["root_translation"] == pytest.approx(weight, rel=0.2)
 
 
 def test_real_clip_without_contacts_replays_frame_by_frame(body_model, stac_qpos):
@@ -166,11 +168,14 @@ def test_real_clip_without_contacts_replays_frame_by_frame(body_model, stac_qpos
                                   InverseDynamicsConfig(keep_steps=True, contacts=False))
     sim = replay_inverse_dynamics(body_model, result, forces="actuators", restart_every=1)
     assert np.abs(sim[:, :3] - result.qpos[:, :3]).max() < 1e-5
-    assert np.abs(sim[:, 7:] - result.qpos[:, 7:]).max() < 1e-3
+    # joints the registration holds at a range limit (the tail raised to clear the floor) give
+    # a few milliradians to the soft limit in one frame; the others stay within 1 mrad
+    assert np.abs(sim[:, 7:] - result.qpos[:, 7:]).max() < 5e-3
+    assert np.median(np.abs(sim[:, 7:] - result.qpos[:, 7:]).max(0)) < 1e-3
     # no floor: the root's residual carries the body's weight
     weight = body_model.model.body_mass.sum() * 9.81
     assert result.report.generalized_rms["root_translation"] == pytest.approx(weight, rel=0.1)
-    assert result.report.max_penetration > 0.01  # measured on the frames even so
+    assert 0.0 <= result.report.max_penetration < 1e-3  # measured on the frames even so
 
 
 def test_smoothing_keeps_quaternions_unit_and_sign_continuous(body_model):
