@@ -8,6 +8,7 @@ from mimic_nwb.cli import main
 from mimic_nwb.errors import InputError
 from mimic_nwb.importers.labels import LabelImportConfig, import_labels
 from mimic_nwb.importers.units import UnitImportConfig, import_units
+from mimic_nwb.rsa import nwb as rsa_nwb
 from mimic_nwb.rsa.nwb import RsaConfig, RsaResult, rsa
 from mimic_nwb.session import read_session
 
@@ -16,9 +17,9 @@ from helpers import digest, registered_toy_session
 RATE = 50.0
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    path, t, qpos = registered_toy_session(tmp_path_factory.mktemp("rsa"))
+def labelled_session(folder):
+    """A registered toy session with units tuned to the hip angle and behaviour labels from it."""
+    path, t, qpos = registered_toy_session(folder)
     rng = np.random.default_rng(0)
     hip = qpos[:, 7]
     # units tuned to the hip angle, so the neural RDM follows the joint-angle RDM
@@ -38,6 +39,11 @@ def session(tmp_path_factory):
     labels = np.where(hip > 0.4, "Reach", np.where(hip < -0.4, "Retract", "Hold"))
     import_labels(path, labels, LabelImportConfig(rate=RATE))
     return path
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    return labelled_session(tmp_path_factory.mktemp("rsa"))
 
 
 def test_rsa_appends_rdms_and_comparisons(session):
@@ -81,3 +87,27 @@ def test_rsa_bad_inputs_write_nothing(session, tmp_path, capsys):
     with pytest.raises(InputError, match="labels do not overlap the data"):
         rsa(path, ["joint_angles"], RsaConfig(chunk_duration=2.0))
     assert digest(path) == before
+
+
+def test_labels_replaced_while_the_rdms_are_computed_are_refused(tmp_path, monkeypatch):
+    """Another writer replaces the behaviour labels between the stage's read and its append: the
+    RDMs (conditions of the old labels) are not appended, and the session keeps the new labels."""
+    path = labelled_session(tmp_path)
+    compute = rsa_nwb.compute_rdms
+
+    def compute_while_another_writer_replaces_the_labels(*args, **kwargs):
+        new = np.resize(np.repeat(["Walk", "Rear", "Groom"], 50), 2000)  # 3 s cycles over the 40 s
+        import_labels(path, new, LabelImportConfig(rate=RATE), replace=True)
+        return compute(*args, **kwargs)
+
+    monkeypatch.setattr(rsa_nwb, "compute_rdms", compute_while_another_writer_replaces_the_labels)
+    config = RsaConfig(chunk_duration=2.0, n_permutations=10)
+    with pytest.raises(InputError, match=r"input intervals/behavior_labels changed since it was read: rerun$"):
+        rsa(path, ["joint_angles"], config)
+    with read_session(path) as nwbfile:
+        assert "mimic" not in nwbfile.processing or "RepresentationalSimilarity" not in (
+            nwbfile.processing["mimic"].data_interfaces
+        )
+        assert set(nwbfile.intervals["behavior_labels"]["label"][:]) == {"Walk", "Rear", "Groom"}
+    monkeypatch.undo()
+    assert sorted(rsa(path, ["joint_angles"], config).result.conditions) == ["Groom", "Rear", "Walk"]
