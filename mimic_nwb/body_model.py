@@ -294,6 +294,15 @@ class BodyModel:
         )
 
 
+def as_mjmodel(body_model: "BodyModel | mujoco.MjModel") -> mujoco.MjModel:
+    """The compiled model of a BodyModel (or the MjModel itself)."""
+    if isinstance(body_model, BodyModel):
+        return body_model.model
+    if isinstance(body_model, mujoco.MjModel):
+        return body_model
+    raise ValueError(f"body_model: expected a BodyModel or mujoco.MjModel, got {type(body_model).__name__}")
+
+
 def build_body_model(
     site_map: SiteMap | str | os.PathLike | Mapping | None = None,
     keypoint_names: Sequence[str] | None = None,

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..body_model import as_mjmodel
 from .config import ControllerConfig
 
 __all__ = [
@@ -204,7 +205,6 @@ def check_checkpoint_compatible(ckpt: ControllerCheckpoint, body_model, *,
     """ValueError (one line) when the controller cannot drive this body model: a different
     actuator count or names, joints, missing appendage bodies, or (when given) a different
     reference window."""
-    from ..simulate.physics import as_mjmodel  # lazy: simulate imports the controller
     from .observations import ObservationLayout
 
     model = as_mjmodel(body_model)

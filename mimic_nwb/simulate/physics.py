@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import mujoco
 import numpy as np
 
-from ..body_model import BodyModel
+from ..body_model import BodyModel, as_mjmodel
 
 __all__ = [
     "ActuatorDynamics",
@@ -31,15 +31,6 @@ _SUPPORTED_INTEGRATORS = tuple(int(i) for i in (
     mujoco.mjtIntegrator.mjINT_IMPLICIT,
     mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
 ))
-
-
-def as_mjmodel(body_model: BodyModel | mujoco.MjModel) -> mujoco.MjModel:
-    """The compiled model of a BodyModel (or the MjModel itself)."""
-    if isinstance(body_model, BodyModel):
-        return body_model.model
-    if isinstance(body_model, mujoco.MjModel):
-        return body_model
-    raise ValueError(f"body_model: expected a BodyModel or mujoco.MjModel, got {type(body_model).__name__}")
 
 
 def simulation_model(body_model: BodyModel | mujoco.MjModel, timestep: float | None = None) -> mujoco.MjModel:
