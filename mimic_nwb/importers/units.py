@@ -416,17 +416,6 @@ def apply_unit_table(units, table, source="unit_table"):
 # Checks
 
 
-def _finite_positive(value, what):
-    """``value`` as a float of seconds; InputError naming ``what`` unless finite and > 0."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{what}: {value!r} is not a number of seconds") from None
-    if not (np.isfinite(number) and number > 0):
-        raise InputError(f"{what}: {value!r} must be a finite positive number of seconds")
-    return number
-
-
 def check_spike_times(units, source, end=None, end_name=None):
     """Refuse bad spike times (one line naming the unit); leave out units without spikes.
 
