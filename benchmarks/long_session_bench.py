@@ -165,12 +165,17 @@ def _measured(stage, function, queue):
             started = time.perf_counter()
             summary = function()
             seconds = time.perf_counter() - started
-        queue.put(dict(
-            stage=stage, seconds=seconds, io_seconds=clock.seconds, summary=summary,
-            peak_rss_process=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            peak_rss_children=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
-            peak_rss_total=memory.peak,
-        ))
+        queue.put(
+            dict(
+                stage=stage,
+                seconds=seconds,
+                io_seconds=clock.seconds,
+                summary=summary,
+                peak_rss_process=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                peak_rss_children=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024,
+                peak_rss_total=memory.peak,
+            )
+        )
     except BaseException as error:  # report it to the parent, which stops the run
         queue.put(dict(stage=stage, error=f"{type(error).__name__}: {error}"))
         raise
@@ -229,13 +234,24 @@ def synthesize(session, keypoints_mat, n_frames, seed):
         pred[start:stop] = 1000.0 * positions.transpose(0, 2, 1)
     del qpos
     scipy.io.savemat(keypoints_mat, {"pred": pred}, do_compression=False)
-    create_session(session, SessionMetadata.from_dict(dict(
-        subject_id="rat-synthetic", species="Rattus norvegicus", sex="U", age="P90D",
-        session_id=f"synthetic-{n_frames}", session_start_time="2024-01-01T12:00:00+00:00",
-        session_description="Synthetic keypoints of the rodent body model (long_session_bench).",
-        drives=[dict(name="drive_DLS", brain_region="DLS", num_tetrodes=4),
-                dict(name="drive_MC", brain_region="MC", num_tetrodes=4)],
-    )))
+    create_session(
+        session,
+        SessionMetadata.from_dict(
+            dict(
+                subject_id="rat-synthetic",
+                species="Rattus norvegicus",
+                sex="U",
+                age="P90D",
+                session_id=f"synthetic-{n_frames}",
+                session_start_time="2024-01-01T12:00:00+00:00",
+                session_description="Synthetic keypoints of the rodent body model (long_session_bench).",
+                drives=[
+                    dict(name="drive_DLS", brain_region="DLS", num_tetrodes=4),
+                    dict(name="drive_MC", brain_region="MC", num_tetrodes=4),
+                ],
+            )
+        ),
+    )
     return f"{n_frames} frames of {len(skeleton.nodes)} keypoints, {keypoints_mat.stat().st_size / 1e6:.0f} MB .mat"
 
 
@@ -243,8 +259,9 @@ def pipeline_stage(session, stage, options, inputs=None):
     """One stage as ``mimic-nwb batch`` runs it (its table of stage functions and options)."""
     from mimic_nwb.batch import BatchSession, run_session
 
-    [outcome] = run_session(BatchSession(path=session, name=session.name, inputs=inputs or {}), (stage,),
-                            {stage: options})
+    [outcome] = run_session(
+        BatchSession(path=session, name=session.name, inputs=inputs or {}), (stage,), {stage: options}
+    )
     if outcome.status != "done":
         raise RuntimeError(outcome.error or f"stage {stage}: {outcome.status}")
     return outcome.summary
@@ -254,8 +271,15 @@ def controller_setup(session, checkpoint):
     """An untrained default controller normalised on the first frames of the inverse dynamics."""
     import numpy as np
 
-    from mimic_nwb.controller import (ControllerCheckpoint, ControllerConfig, ReferenceTrajectory,
-                                      build_training_set, network_from_params, network_params, save_checkpoint)
+    from mimic_nwb.controller import (
+        ControllerCheckpoint,
+        ControllerConfig,
+        ReferenceTrajectory,
+        build_training_set,
+        network_from_params,
+        network_params,
+        save_checkpoint,
+    )
     from mimic_nwb.session import read_session
     from mimic_nwb.simulate.nwb import compile_body_model
 
@@ -264,14 +288,17 @@ def controller_setup(session, checkpoint):
         n = min(NORMALISATION_FRAMES, rollout.qpos.data.shape[0])
         model = compile_body_model(rollout.body_model)
         reference = ReferenceTrajectory(
-            qpos=np.asarray(rollout.qpos.data[:n]), qvel=np.asarray(rollout.qvel.data[:n]),
-            frame_rate=1.0 / rollout.control_timestep, activations=np.asarray(rollout.actuator_activations.data[:n]),
+            qpos=np.asarray(rollout.qpos.data[:n]),
+            qvel=np.asarray(rollout.qvel.data[:n]),
+            frame_rate=1.0 / rollout.control_timestep,
+            activations=np.asarray(rollout.actuator_activations.data[:n]),
         )
         controls = np.asarray(rollout.actuator_controls.data[:n])
     data = build_training_set(model, reference, controls)
     config = ControllerConfig(observation=data.spec.with_statistics(data.reference, data.proprioception))
-    sha = save_checkpoint(checkpoint, ControllerCheckpoint(config=config,
-                                                           params=network_params(network_from_params(config, seed=0))))
+    sha = save_checkpoint(
+        checkpoint, ControllerCheckpoint(config=config, params=network_params(network_from_params(config, seed=0)))
+    )
     return f"untrained default controller, normalised on {n} frames: {checkpoint.name} (sha256 {sha[:12]}...)"
 
 
@@ -285,17 +312,25 @@ def units_setup(session, n_units, seed):
     from mimic_nwb.session import append, read_session
 
     rng = np.random.default_rng(seed)
-    plan = [(FEATURE_SETS[i % len(FEATURE_SETS)], float(rng.choice([-0.2, -0.1, 0.0, 0.1])), ("DLS", "MC")[i % 2])
-            for i in range(n_units)]
+    plan = [
+        (FEATURE_SETS[i % len(FEATURE_SETS)], float(rng.choice([-0.2, -0.1, 0.0, 0.1])), ("DLS", "MC")[i % 2])
+        for i in range(n_units)
+    ]
     with read_session(session) as nwbfile:
         times = read_feature_set(nwbfile, "kinematics").times
         simulated = simulate_units(nwbfile, plan, float(times[0]), float(times[-1]), seed=seed, path=str(session))
     with append(session) as s:
         groups = {g.location: g for g in s.nwbfile.electrode_groups.values()}
-        units = SortedUnits(names=simulated.names, spike_times=simulated.spike_times, sampling_rate=30000.0,
-                            layout="simulated", columns={"brain_region": simulated.brain_regions})
-        s.nwbfile.units = units_to_nwb(units, [groups[r] for r in simulated.brain_regions],
-                                       description="SIMULATED units (long_session_bench)")
+        units = SortedUnits(
+            names=simulated.names,
+            spike_times=simulated.spike_times,
+            sampling_rate=30000.0,
+            layout="simulated",
+            columns={"brain_region": simulated.brain_regions},
+        )
+        s.nwbfile.units = units_to_nwb(
+            units, [groups[r] for r in simulated.brain_regions], description="SIMULATED units (long_session_bench)"
+        )
     # the ground truth, for the encode stage to check its best models against
     session.with_suffix(".truth.json").write_text(json.dumps(dict(zip(simulated.names, simulated.feature_sets))))
     spikes = sum(len(t) for t in simulated.spike_times)
@@ -337,44 +372,65 @@ def main():
     for stale in (session, keypoints_mat, checkpoint):
         stale.unlink(missing_ok=True)
     workers = args.workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
-    print(f"long_session_bench: {n_frames} frames ({args.minutes:g} min at {FRAME_RATE:g} Hz), {args.units} units, "
-          f"STAC workers {workers}; {platform.machine()}, {os.cpu_count()} cores visible, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB")
+    print(
+        f"long_session_bench: {n_frames} frames ({args.minutes:g} min at {FRAME_RATE:g} Hz), {args.units} units, "
+        f"STAC workers {workers}; {platform.machine()}, {os.cpu_count()} cores visible, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    )
 
     plan = [
         ("synthesize (setup)", synthesize, session, keypoints_mat, n_frames, args.seed),
-        ("import keypoints", pipeline_stage, session, "import_keypoints", dict(skeleton="rat23", rate=FRAME_RATE),
-         dict(keypoints=keypoints_mat)),
+        (
+            "import keypoints",
+            pipeline_stage,
+            session,
+            "import_keypoints",
+            dict(skeleton="rat23", rate=FRAME_RATE),
+            dict(keypoints=keypoints_mat),
+        ),
         ("stac", pipeline_stage, session, "stac", dict(n_workers=workers)),
         ("inverse dynamics", pipeline_stage, session, "inverse_dynamics", {}),
         ("controller (setup)", controller_setup, session, checkpoint),
-        ("closed-loop rollout", pipeline_stage, session, "simulate", dict(mode="closed_loop", seed=0,
-                                                                          checkpoint=checkpoint)),
+        (
+            "closed-loop rollout",
+            pipeline_stage,
+            session,
+            "simulate",
+            dict(mode="closed_loop", seed=0, checkpoint=checkpoint),
+        ),
         ("units (setup)", units_setup, session, args.units, args.seed),
         ("encode", pipeline_stage, session, "encode", dict(feature_sets=list(FEATURE_SETS))),
     ]
     results = []
-    header = (f"{'stage':<22}{'seconds':>10}{'ms/frame':>10}{'I/O':>7}{'peak RSS':>10}{'+children':>11}"
-              f"{'file':>10}")
+    header = f"{'stage':<22}{'seconds':>10}{'ms/frame':>10}{'I/O':>7}{'peak RSS':>10}{'+children':>11}{'file':>10}"
     print(header)
     for stage, function, *stage_args in plan:
         result = run_stage(stage, function, *stage_args)
         result["frames"] = n_frames
         result["file_bytes"] = session.stat().st_size if session.exists() else 0
         results.append(result)
-        print(f"{stage:<22}{result['seconds']:>10.1f}{1e3 * result['seconds'] / n_frames:>10.3f}"
-              f"{result['io_seconds'] / result['seconds']:>7.0%}{result['peak_rss_process'] / 2**30:>8.2f} G"
-              f"{result['peak_rss_total'] / 2**30:>9.2f} G{result['file_bytes'] / 2**30:>8.2f} G", flush=True)
+        print(
+            f"{stage:<22}{result['seconds']:>10.1f}{1e3 * result['seconds'] / n_frames:>10.3f}"
+            f"{result['io_seconds'] / result['seconds']:>7.0%}{result['peak_rss_process'] / 2**30:>8.2f} G"
+            f"{result['peak_rss_total'] / 2**30:>9.2f} G{result['file_bytes'] / 2**30:>8.2f} G",
+            flush=True,
+        )
         print(f"    {result['summary']}", flush=True)
     print(ground_truth_check(session))
     chain = [r for r in results if "setup" not in r["stage"]]
     total = sum(r["seconds"] for r in chain)
-    print(f"chain (import, stac, inverse dynamics, rollout, encode): {total:.1f} s, "
-          f"{1e3 * total / n_frames:.3f} ms/frame; at 540,000 frames: {540_000 * total / n_frames / 3600:.2f} h "
-          f"(target <= 2 h on 2 cores); largest peak RSS {max(r['peak_rss_total'] for r in chain) / 2**30:.2f} GiB "
-          "(target <= 4 GB)")
-    (args.out / "long_session_bench.json").write_text(json.dumps(dict(
-        frames=n_frames, minutes=args.minutes, units=args.units, stac_workers=workers, stages=results), indent=1))
+    print(
+        f"chain (import, stac, inverse dynamics, rollout, encode): {total:.1f} s, "
+        f"{1e3 * total / n_frames:.3f} ms/frame; at 540,000 frames: {540_000 * total / n_frames / 3600:.2f} h "
+        f"(target <= 2 h on 2 cores); largest peak RSS {max(r['peak_rss_total'] for r in chain) / 2**30:.2f} GiB "
+        "(target <= 4 GB)"
+    )
+    (args.out / "long_session_bench.json").write_text(
+        json.dumps(
+            dict(frames=n_frames, minutes=args.minutes, units=args.units, stac_workers=workers, stages=results),
+            indent=1,
+        )
+    )
     return 0
 
 

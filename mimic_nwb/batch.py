@@ -105,18 +105,22 @@ def _rollout_results(options):
 # a controller rollout (closed loop unless simulate.mode says otherwise), "inverse_dynamics" the replay.
 STAGES = {
     "import_keypoints": Stage(
-        "mimic_nwb.importers.keypoints:import_keypoints", input="keypoints",
+        "mimic_nwb.importers.keypoints:import_keypoints",
+        input="keypoints",
         configs={"config": "mimic_nwb.importers.keypoints:KeypointImportConfig"},
         results=lambda options: (f"processing/behavior/{options.get('name', 'PoseEstimation')}",),
     ),
     "import_units": Stage("mimic_nwb.importers.units:import_units", input="units", results=lambda options: ("units",)),
     "import_labels": Stage(
-        "mimic_nwb.importers.labels:import_labels", input="labels",
+        "mimic_nwb.importers.labels:import_labels",
+        input="labels",
         results=lambda options: (f"intervals/{options.get('name', 'behavior_labels')}",),
     ),
     "stac": Stage(
-        "mimic_nwb.stac.nwb:stac_session|stac", configs={"config": "mimic_nwb.stac:StacConfig"},
-        defaults={"n_workers": 1, "progress": False}, results=_mimic("StacRegistration"),
+        "mimic_nwb.stac.nwb:stac_session|stac",
+        configs={"config": "mimic_nwb.stac:StacConfig"},
+        defaults={"n_workers": 1, "progress": False},
+        results=_mimic("StacRegistration"),
     ),
     "inverse_dynamics": Stage(
         "mimic_nwb.simulate.nwb:inverse_dynamics_session|inverse_dynamics",
@@ -126,16 +130,20 @@ STAGES = {
     "train_controller": Stage(
         "mimic_nwb.simulate.nwb:train_controller_session|train_controller",
         configs={"config": "mimic_nwb.controller:ControllerConfig", "training": "mimic_nwb.controller:TrainingConfig"},
-        input="checkpoint", input_default=lambda path: path.with_name(f"{path.stem}.controller.npz"),
+        input="checkpoint",
+        input_default=lambda path: path.with_name(f"{path.stem}.controller.npz"),
         results=_mimic("ControllerNetwork"),
     ),
     "simulate": Stage(
-        "mimic_nwb.simulate.nwb:simulate_session|simulate", configs={"config": "mimic_nwb.simulate:RolloutConfig"},
+        "mimic_nwb.simulate.nwb:simulate_session|simulate",
+        configs={"config": "mimic_nwb.simulate:RolloutConfig"},
         results=_rollout_results,
     ),
     "encode": Stage(
-        "mimic_nwb.encoding.nwb:encode", configs={"config": "mimic_nwb.encoding:EncodingConfig"},
-        defaults={"progress": False}, results=_mimic("EncodingResults"),
+        "mimic_nwb.encoding.nwb:encode",
+        configs={"config": "mimic_nwb.encoding:EncodingConfig"},
+        defaults={"progress": False},
+        results=_mimic("EncodingResults"),
     ),
     "rsa": Stage("mimic_nwb.rsa.nwb:rsa", results=_mimic("RepresentationalSimilarity")),
 }
@@ -186,7 +194,9 @@ class BatchResult:
 
     @property
     def failed_sessions(self) -> list[str]:
-        return [s.name for s in self.sessions if any(o.session == s.name and o.status == "failed" for o in self.outcomes)]
+        return [
+            s.name for s in self.sessions if any(o.session == s.name and o.status == "failed" for o in self.outcomes)
+        ]
 
     def table(self):
         """Tidy table (pandas): session, stage, status, seconds, error; in session then stage order."""
@@ -259,8 +269,12 @@ def _entry(raw, base, where):
         relative = path.relative_to(base.resolve())
     except ValueError:
         relative = path
-    return BatchSession(path=path, name=str(raw.get("name") or relative), inputs=inputs,
-                        options=parse_options(options, f"{where}: options"))
+    return BatchSession(
+        path=path,
+        name=str(raw.get("name") or relative),
+        inputs=inputs,
+        options=parse_options(options, f"{where}: options"),
+    )
 
 
 def read_manifest(path):
@@ -398,6 +412,8 @@ def stage_call(stage_name, options):
     options = {**stage.defaults, **options}
     classes = stage.config_classes()
     parameters = inspect.signature(stage.callable()).parameters
+    # the session and the per-session input are positional: never options
+    positional = {*list(parameters)[: 2 if stage.input else 1], *classes}
     config_values = {argument: {} for argument in classes}
     kwargs = {}
     for key, value in options.items():
@@ -405,15 +421,17 @@ def stage_call(stage_name, options):
         if owner is not None:
             # YAML gives lists; the configs hold tuples (frozen, hashable)
             config_values[owner][key] = tuple(value) if isinstance(value, list) else value
-        elif key in parameters and key not in ("session", "source", *classes) and key != stage.input:
+        elif key in parameters and key not in positional:
             kwargs[key] = value
         elif key in stage.defaults:
             continue  # a default for a config field this version of the stage no longer has
         else:
-            accepted = sorted({f.name for cls in classes.values() for f in dataclasses.fields(cls)}
-                              | (set(parameters) - {"session", "source", *classes}))
-            raise InputError(f"option {stage_name}.{key}: not an option of stage {stage_name} "
-                             f"(options: {', '.join(accepted)})")
+            accepted = sorted(
+                {f.name for cls in classes.values() for f in dataclasses.fields(cls)} | (set(parameters) - positional)
+            )
+            raise InputError(
+                f"option {stage_name}.{key}: not an option of stage {stage_name} (options: {', '.join(accepted)})"
+            )
     for argument, cls in classes.items():
         try:
             kwargs[argument] = cls(**config_values[argument])
@@ -448,7 +466,6 @@ def run_session(session: BatchSession, stages, options) -> list[StageOutcome]:
     A stage whose results are in the file is skipped (unless its options ask to replace them);
     the first failure ends the session (later stages: not run). Never raises for a stage error.
     """
-    from .errors import SessionInUseError
     from .session import check_session_file, session_lock
 
     outcomes = []
@@ -485,17 +502,14 @@ def run_session(session: BatchSession, stages, options) -> list[StageOutcome]:
             summary = returned[0] if isinstance(returned, tuple) else returned
             if callable(getattr(summary, "summary", None)):
                 summary = summary.summary()
-            outcomes.append(StageOutcome(session.name, name, "done", time.perf_counter() - started,
-                                         summary=str(summary)))
-        except SessionInUseError as error:
+            outcomes.append(
+                StageOutcome(session.name, name, "done", time.perf_counter() - started, summary=str(summary))
+            )
+        except Exception as error:  # noqa: BLE001  (any stage error, "session is in use" included, fails this session only)
             failed = True
-            outcomes.append(StageOutcome(session.name, name, "failed", time.perf_counter() - started,
-                                         error=f"{session.path}: session is in use by another writer"
-                                         if "in use" not in str(error) else _one_line(error)))
-        except Exception as error:  # noqa: BLE001  (any stage error fails this session only)
-            failed = True
-            outcomes.append(StageOutcome(session.name, name, "failed", time.perf_counter() - started,
-                                         error=_one_line(error)))
+            outcomes.append(
+                StageOutcome(session.name, name, "failed", time.perf_counter() - started, error=_one_line(error))
+            )
     return outcomes
 
 
@@ -505,8 +519,16 @@ def run_session(session: BatchSession, stages, options) -> list[StageOutcome]:
 def thread_environment(threads=1):
     """Environment that caps BLAS/OpenMP and XLA thread pools at ``threads`` per worker."""
     xla = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" if threads == 1 else ""
-    env = {var: str(threads) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                                          "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS")}
+    env = {
+        var: str(threads)
+        for var in (
+            "OMP_NUM_THREADS",
+            "OPENBLAS_NUM_THREADS",
+            "MKL_NUM_THREADS",
+            "NUMEXPR_NUM_THREADS",
+            "VECLIB_MAXIMUM_THREADS",
+        )
+    }
     if xla:
         env["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""), xla])).strip()
     return env
@@ -611,8 +633,11 @@ def run_batch(
         if scheduler is None:
             n_workers = n_workers or default_n_workers(len(sessions))
             cluster = LocalCluster(
-                n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
-                env=thread_environment(1), dashboard_address=None,
+                n_workers=n_workers,
+                threads_per_worker=threads_per_worker,
+                processes=True,
+                env=thread_environment(1),
+                dashboard_address=None,
             )
             client = Client(cluster)
             where = f"local cluster, {n_workers} process(es) x {threads_per_worker} thread(s)"
@@ -623,8 +648,9 @@ def run_batch(
             client.register_plugin(PinThreads(1))
             n_workers = len(client.nthreads()) or (n_workers or 0)
             futures = {
-                client.submit(run_session, session, stages, merged, key=f"mimic-nwb-session-{i}-{session.path.name}",
-                              pure=False): session
+                client.submit(
+                    run_session, session, stages, merged, key=f"mimic-nwb-session-{i}-{session.path.name}", pure=False
+                ): session
                 for i, session in enumerate(sessions)
             }
             outcomes = []
@@ -649,6 +675,10 @@ def run_batch(
             if cluster is not None:
                 cluster.close()
     return BatchResult(
-        sessions=list(sessions), stages=stages, outcomes=outcomes, wall_seconds=time.perf_counter() - started,
-        scheduler=where, n_workers=n_workers,
+        sessions=list(sessions),
+        stages=stages,
+        outcomes=outcomes,
+        wall_seconds=time.perf_counter() - started,
+        scheduler=where,
+        n_workers=n_workers,
     )

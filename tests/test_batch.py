@@ -1,6 +1,7 @@
 """mimic-nwb batch: many sessions on a Dask LocalCluster; failures isolated; reruns skip what is done."""
 
-import numpy as np
+from pathlib import Path
+
 import pytest
 import scipy.io
 import yaml
@@ -32,15 +33,22 @@ def _manifest(folder, clip):
         new_session(folder, name, session_id=name[:-4])
     (folder / "broken.mat").write_text("not a MATLAB file\n")
     manifest = folder / "manifest.yaml"
-    manifest.write_text(yaml.safe_dump({
-        "options": {"import_keypoints.skeleton": "rat23", "import_keypoints.rate": 50.0,
-                    **{f"stac.{k}": v for k, v in FAST_STAC.items()}},
-        "sessions": [
-            {"path": "rat1.nwb", "keypoints": str(clip)},
-            {"path": "rat2.nwb", "keypoints": "broken.mat"},
-            {"path": "rat3.nwb", "keypoints": str(clip), "options": {"stac.name": "StacRegistration_rat3"}},
-        ],
-    }))
+    manifest.write_text(
+        yaml.safe_dump(
+            {
+                "options": {
+                    "import_keypoints.skeleton": "rat23",
+                    "import_keypoints.rate": 50.0,
+                    **{f"stac.{k}": v for k, v in FAST_STAC.items()},
+                },
+                "sessions": [
+                    {"path": "rat1.nwb", "keypoints": str(clip)},
+                    {"path": "rat2.nwb", "keypoints": "broken.mat"},
+                    {"path": "rat3.nwb", "keypoints": str(clip), "options": {"stac.name": "StacRegistration_rat3"}},
+                ],
+            }
+        )
+    )
     return manifest
 
 
@@ -68,14 +76,18 @@ def test_batch_on_a_two_worker_cluster_isolates_the_bad_session_and_reruns_skip(
     from distributed import LocalCluster
 
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        result = run_batch(manifest, ["import_keypoints", "stac"], scheduler=cluster.scheduler_address,
-                           progress=False, log=None)
+        result = run_batch(
+            manifest, ["import_keypoints", "stac"], scheduler=cluster.scheduler_address, progress=False, log=None
+        )
     table = result.table()
     assert list(table.columns) == ["session", "stage", "status", "seconds", "error"]
     assert table.set_index(["session", "stage"])["status"].to_dict() == {
-        ("rat1.nwb", "import_keypoints"): "skipped", ("rat1.nwb", "stac"): "skipped",
-        ("rat2.nwb", "import_keypoints"): "failed", ("rat2.nwb", "stac"): "not run",
-        ("rat3.nwb", "import_keypoints"): "skipped", ("rat3.nwb", "stac"): "skipped",
+        ("rat1.nwb", "import_keypoints"): "skipped",
+        ("rat1.nwb", "stac"): "skipped",
+        ("rat2.nwb", "import_keypoints"): "failed",
+        ("rat2.nwb", "stac"): "not run",
+        ("rat3.nwb", "import_keypoints"): "skipped",
+        ("rat3.nwb", "stac"): "skipped",
     }
     assert not result.ok and result.failed_sessions == ["rat2.nwb"]
     error = table.loc[2, "error"]
@@ -151,6 +163,8 @@ def test_options_go_to_the_config_or_the_function():
     assert kwargs["config"].n_workers == 1 and kwargs["name"] == "R1" and kwargs["progress"] is False
     kwargs = stage_call("train_controller", {"steps": 10, "encoder_sizes": [64, 64]})
     assert kwargs["training"].steps == 10 and kwargs["config"].encoder_sizes == (64, 64)
+    with pytest.raises(InputError, match="option train_controller.checkpoint_path: not an option"):
+        stage_call("train_controller", {"checkpoint_path": "a.npz"})  # the manifest's 'checkpoint' input
 
 
 @pytest.mark.parametrize(
@@ -175,11 +189,17 @@ def test_summary_lists_every_session_and_stage():
     from mimic_nwb.batch import BatchResult, StageOutcome
 
     result = BatchResult(
-        sessions=[BatchSession(path=np.nan, name="a"), BatchSession(path=np.nan, name="b")],
+        sessions=[BatchSession(path=Path("a.nwb"), name="a"), BatchSession(path=Path("b.nwb"), name="b")],
         stages=("stac", "encode"),
-        outcomes=[StageOutcome("a", "stac", "done", 1.25), StageOutcome("a", "encode", "skipped"),
-                  StageOutcome("b", "stac", "failed", 0.5, "b: no keypoints"), StageOutcome("b", "encode", "not run")],
-        wall_seconds=2.0, scheduler="test", n_workers=2,
+        outcomes=[
+            StageOutcome("a", "stac", "done", 1.25),
+            StageOutcome("a", "encode", "skipped"),
+            StageOutcome("b", "stac", "failed", 0.5, "b: no keypoints"),
+            StageOutcome("b", "encode", "not run"),
+        ],
+        wall_seconds=2.0,
+        scheduler="test",
+        n_workers=2,
     )
     lines = result.summary().splitlines()
     assert lines[0].split() == ["session", "stac", "encode"]
