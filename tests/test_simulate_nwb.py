@@ -11,9 +11,10 @@ from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
 from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.session import read_session
-from mimic_nwb.simulate import RolloutConfig
+from mimic_nwb.simulate import RolloutConfig, survival_curve
 from mimic_nwb.simulate.nwb import (
     checkpoint_from_nwb,
+    episode_lengths,
     inverse_dynamics_session,
     simulate_session,
     train_controller_session,
@@ -128,6 +129,11 @@ def test_expert_rollout_round_trip_through_the_command_line(simulated, capsys):
         assert np.all(np.abs(controls) <= 1.0)
         ep = rollout.episodes
         assert ep["start_frame"].data[0] == 0
+        lengths = episode_lengths(rollout)
+        assert lengths.sum() == 40 and np.all(lengths >= 1)
+        np.testing.assert_array_equal(np.cumsum(lengths)[:-1], ep["start_frame"].data[1:])
+        durations, proportion = survival_curve(lengths)
+        assert proportion[0] == 1.0 and proportion[-1] > 0
     # the closed-loop rollout of the fixture stored its tracking too
     with read_session(path) as nwbfile:
         closed = nwbfile.processing["mimic"]["SimulationRollout_closed_loop"]

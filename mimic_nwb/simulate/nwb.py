@@ -268,6 +268,15 @@ def _tracking_series(result, timing):
             "the first frame (not simulated)."), **timing)
 
 
+def episode_lengths(rollout) -> np.ndarray:
+    """(E,) lengths in frames (control steps) of the episodes of a stored SimulationRollout, from
+    its episodes table: what ``tracking.survival_curve`` takes."""
+    table = rollout.episodes
+    start = np.asarray(table["start_time"].data[:], dtype=float)
+    stop = np.asarray(table["stop_time"].data[:], dtype=float)
+    return np.rint((stop - start) / rollout.control_timestep).astype(int)
+
+
 def expert_session(session, config=None, inverse_dynamics=ID_NAME, label=None, replace=False, progress=None):
     """Track the reference with the expert (no network); append SimulationRollout_<label> (mode expert)."""
     import ndx_mimic
