@@ -26,10 +26,11 @@ Per frame, comparing the simulated body with the reference at the same frame:
   outside [0.0325, 0.5] m. ``trackmjx_terminate`` is 1 where any of them holds.
 
 Termination (``TerminationConfig``): after at least ``min_episode_frames`` frames, an episode ends
-when the body error exceeds ``threshold``. The default, 30 mm, is about twice the error of an
-expert that does keep up with the rat (15-20 mm on the demo clip) and a fifth of the scaled rat's
-trunk length: an episode ends when the body has lost the reference (fallen, turned away, a limb
-elsewhere), not on the small errors every physically simulated imitation keeps.
+when the body error exceeds ``threshold``. The default, 30 mm, is a fifth of the scaled rat's
+trunk length and several times the error of a controller that keeps up with the rat (the
+expert's mean body error on the demo clip is 5-8 mm): an episode ends when the body has lost the
+reference (fallen, turned away, a limb elsewhere), not on the small errors every physically
+simulated imitation keeps.
 
 Survival (``survival_curve``): the proportion of episodes that last at least each duration,
 from the episodes table; the paper's headline measure of imitation.
@@ -148,8 +149,8 @@ class TerminationConfig:
 
     Attributes:
         threshold: body error (mean distance of the keypoint-carrying bodies to the reference's),
-            metres, above which an episode ends. Default 0.03: about twice the error of an expert
-            that keeps up with the rat, a fifth of the scaled rat's trunk length.
+            metres, above which an episode ends. Default 0.03: a fifth of the scaled rat's trunk
+            length, several times the error of a controller that keeps up with the rat.
         min_episode_frames: frames an episode lasts at least before it may end (a restart's first
             frames settle the contacts).
     """
