@@ -202,13 +202,16 @@ def main():
     print(f"  unobserved joints {tm['unobserved']:.2f} s, penetration and refits {tm['penetration']:.2f} s; "
           f"groups: {', '.join(f'{g} {d}' for g, d in zip(r.unobserved_groups, r.unobserved_directions))}")
 
-    free = run_stac(keypoints, bm, StacConfig(n_workers=args.workers, floor_weight=0.0, floor_percentile=None,
-                                              unobserved_prior=False))
-    print("\nphysical validity          mean error mm  deepest geom mm (body)      frames > 1 mm   pose frames/s")
-    for label, res in (("without floor term/prior", free), ("with (default)", r)):
+    free = run_stac(keypoints, bm, StacConfig(n_workers=args.workers, floor_weight=0.0, contact_weight=0.0,
+                                              floor_percentile=None, unobserved_prior=False))
+    print("\nphysical validity            mean error  below the floor: deepest (body)  frames > 1 mm"
+          "   self-contacts: median / deepest  frames > 1 mm   pose frames/s")
+    for label, res in (("without floor/contact/prior", free), ("with (default)", r)):
         depth, body = res.max_penetration
-        print(f"  {label:<25} {res.mean_error * 1000:9.3f}      {depth * 1000:7.2f} ({body:<14})   "
-              f"{res.frames_penetrating.sum():5d} of {n_frames}   {n_frames / res.timings['pose_fitting']:8.0f}")
+        own = res.self_penetration * 1000
+        print(f"  {label:<27} {res.mean_error * 1000:6.3f} mm  {depth * 1000:7.2f} mm ({body:<14})"
+              f"{res.frames_penetrating.sum():5d}        {np.nanmedian(own):5.2f} / {np.nanmax(own):5.2f} mm"
+              f"       {int((own > 1).sum()):5d}      {n_frames / res.timings['pose_fitting']:8.0f}")
     print("  depth below the floor per body (mm): median over frames / max, without -> with "
           "(the 3 deepest bodies, then the 5 deepest that the keypoints place)")
     order = list(np.argsort(np.nanmax(free.penetration, axis=0))[::-1])

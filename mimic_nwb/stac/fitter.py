@@ -12,12 +12,16 @@ Objective for one frame (keypoints ``y_k`` in metres, ``m_k`` 1 if observed else
          + prior_weight      * sum_j (q_j - qpos0_j)^2      fitted hinge/slide joints
          + smoothness_weight * |q (-) q_prev|^2             tangent-space distance to the previous frame
          + floor_weight      * sum_g min(0, z_g(q))^2       depth of each geom's lowest point below the floor
+         + contact_weight    * sum_c min(0, d_c(q))^2       depth of each contact between two of the body's geoms
 
 Only the degrees of freedom that move at least one keypoint are fitted (for the rodent 44 of
 73: the root and 38 hinges; tail, toes, fingers and jaw stay at ``qpos0``: see ``unobserved``).
 The floor term covers every geom that can touch the floor and that only fitted joints move (a
 one-sided penalty: zero above the floor, so it never pulls a geom down); its Jacobian rows are
-the z rows of ``mj_jac`` at each geom's lowest point (``arena.GeomSupport``). Joint limits are
+the z rows of ``mj_jac`` at each geom's lowest point (``geometry.GeomSupport``). The contact
+term does the same for the body's own geoms that MuJoCo would collide with each other (its
+contact filter: contype/conaffinity, parent-child, excludes): ``mj_collision`` gives each penetrating pair's distance ``d_c`` (< 0), normal ``n`` and
+point ``x``; its Jacobian row is ``n . (J_2(x) - J_1(x))``. Joint limits are
 kept by an active set (a joint at its bound whose gradient points outward is frozen for the
 step) and by projecting every step onto the limits.
 """
@@ -25,6 +29,8 @@ step) and by projecting every step onto the limits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import copy
 
 import mujoco
 import numpy as np
@@ -48,6 +54,7 @@ class SolverSettings:
     smoothness_weight: float = 0.0
     reinit_error: float = 0.012
     floor_weight: float = 0.0
+    contact_weight: float = 0.0
     initial_damping: float = 1e-3
 
 
@@ -132,6 +139,19 @@ class PoseFitter:
         self.use_floor = settings.floor_weight > 0
         self._sqrt_floor = float(np.sqrt(settings.floor_weight))
         self._floor_jac = np.zeros((3, model.nv))
+        self._floor_jac2 = np.zeros((3, model.nv))
+        # Self-contacts: a private copy of the model in which planes (the floor: its own term)
+        # do not collide. Geoms of unobserved joints take part at the pose they have here (rest,
+        # or the bend the prior gave in a refit): the rodent's jaw, which stays at rest, is
+        # what the head and forelimbs most often run into.
+        self.use_contacts = settings.contact_weight > 0
+        self._sqrt_contact = float(np.sqrt(settings.contact_weight))
+        if self.use_contacts:
+            self._contact_model = copy.copy(model)  # MjModel copies are deep
+            off = model.geom_type == mujoco.mjtGeom.mjGEOM_PLANE
+            self._contact_model.geom_contype[off] = 0
+            self._contact_model.geom_conaffinity[off] = 0
+            self._contact_data = mujoco.MjData(self._contact_model)
 
     # ---------------------------------------------------------------- kinematics
     def positions(self, qpos: np.ndarray) -> np.ndarray:
@@ -149,10 +169,10 @@ class PoseFitter:
         mujoco.mj_kinematics(self.model, d)
         return d.xpos[self.body_ids].copy(), d.xmat[self.body_ids].reshape(-1, 3, 3).copy()
 
-    def _jacobian(self, points: np.ndarray, observed_idx, out_rows, below=()) -> np.ndarray:
-        """(3 * n_observed + n_below, n_dofs) Jacobian of the observed keypoints, then of the
-        floor residuals of the geoms ``below`` (indices into ``floor_support``), over the
-        fitted dofs.
+    def _jacobian(self, points: np.ndarray, observed_idx, out_rows, active=((), None)) -> np.ndarray:
+        """(3 * n_observed + n_below + n_contacts, n_dofs) Jacobian of the observed keypoints,
+        then of the floor residuals of the geoms below the floor, then of the penetrating
+        self-contacts (``active``, from ``_objective``), over the fitted dofs.
 
         Valid only right after ``positions`` at the same qpos. ``out_rows`` are (3, nv) views
         into one array, one per observed keypoint.
@@ -162,15 +182,27 @@ class PoseFitter:
         for k, rows in zip(observed_idx, out_rows):
             mujoco.mj_jac(m, d, rows, None, points[k], self._body_list[k])
         jac = self._jac_buffer[: 3 * len(observed_idx), self.dofs]
-        if len(below) == 0:
+        below, contacts = active
+        if len(below) == 0 and contacts is None:
             return jac
-        support = self.all_floor_support if self.floor_all else self.floor_support
-        lowest = support.lowest_points(d, below)
-        floor_rows = np.empty((len(below), self.n_dofs))
-        for i, (point, body) in enumerate(zip(lowest, support.bodies[below])):
-            mujoco.mj_jac(m, d, self._floor_jac, None, point, int(body))
-            floor_rows[i] = self._floor_jac[2, self.dofs]
-        return np.vstack([jac, self._sqrt_floor * floor_rows])
+        blocks = [jac]
+        if len(below):
+            support = self.all_floor_support if self.floor_all else self.floor_support
+            lowest = support.lowest_points(d, below)
+            floor_rows = np.empty((len(below), self.n_dofs))
+            for i, (point, body) in enumerate(zip(lowest, support.bodies[below])):
+                mujoco.mj_jac(m, d, self._floor_jac, None, point, int(body))
+                floor_rows[i] = self._floor_jac[2, self.dofs]
+            blocks.append(self._sqrt_floor * floor_rows)
+        if contacts is not None:
+            normals, where, body1, body2 = contacts
+            rows = np.empty((len(normals), self.n_dofs))
+            for i in range(len(normals)):
+                mujoco.mj_jac(m, d, self._floor_jac, None, where[i], int(body1[i]))
+                mujoco.mj_jac(m, d, self._floor_jac2, None, where[i], int(body2[i]))
+                rows[i] = normals[i] @ (self._floor_jac2 - self._floor_jac)[:, self.dofs]
+            blocks.append(self._sqrt_contact * rows)
+        return np.vstack(blocks)
 
     # ---------------------------------------------------------------- initialisation
     def root_from_keypoints(self, qpos: np.ndarray, y: np.ndarray, observed: np.ndarray) -> np.ndarray:
@@ -200,13 +232,17 @@ class PoseFitter:
         """Objective, residuals (keypoints, then floor) and the geoms below the floor, at the
         qpos of the last ``positions`` call (``q``)."""
         r = (p[observed_idx] - y_obs).ravel()
-        below = ()
+        below, contacts = (), None
         if self.use_floor:
             support = self.all_floor_support if self.floor_all else self.floor_support
             h = support.heights(self.data)
             below = np.flatnonzero(h < 0.0)
             if len(below):
                 r = np.concatenate([r, self._sqrt_floor * h[below]])
+        if self.use_contacts:
+            depth, contacts = self.self_contacts(self.data.qpos)
+            if contacts is not None:
+                r = np.concatenate([r, self._sqrt_contact * depth])
         e = float(r @ r)
         s = self.settings
         if s.prior_weight > 0:
@@ -216,7 +252,25 @@ class PoseFitter:
             mujoco.mj_differentiatePos(self.model, self._tangent, 1.0, q_prev, q)
             t = self._tangent[self.dofs]
             e += s.smoothness_weight * float(t @ t)
-        return e, r, below
+        return e, r, (below, contacts)
+
+    def self_contacts(self, qpos):
+        """Penetrating contacts between the body's own geoms at ``qpos``: (distances
+        (C,) m, < 0; (normals (C, 3), points (C, 3), body1 (C,), body2 (C,))), or (empty, None)."""
+        cm, cd = self._contact_model, self._contact_data
+        cd.qpos[:] = qpos
+        mujoco.mj_kinematics(cm, cd)
+        mujoco.mj_collision(cm, cd)
+        n = cd.ncon
+        if n == 0:
+            return np.zeros(0), None
+        dist = cd.contact.dist[:n]
+        pen = np.flatnonzero(dist < 0.0)
+        if len(pen) == 0:
+            return np.zeros(0), None
+        geom = cd.contact.geom[pen]
+        return dist[pen].copy(), (cd.contact.frame[pen, :3].copy(), cd.contact.pos[pen].copy(),
+                                  cm.geom_bodyid[geom[:, 0]], cm.geom_bodyid[geom[:, 1]])
 
     def _clip(self, q):
         np.maximum(q, self._qpos_lower, out=q)

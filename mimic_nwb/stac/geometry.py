@@ -136,3 +136,23 @@ def body_penetration(model: mujoco.MjModel, qpos: np.ndarray, geoms=None) -> tup
         np.maximum.at(row, column, d)
         depth[t] = row
     return bodies, depth
+
+
+def self_contact_depth(model: mujoco.MjModel, qpos: np.ndarray) -> np.ndarray:
+    """(T,) depth of the deepest contact between two of the body's own geoms (MuJoCo's contact
+    filter applies; contacts with world geoms such as the floor left out), metres, >= 0; NaN
+    for rows of ``qpos`` (T, nq) with NaN."""
+    data = mujoco.MjData(model)
+    qpos = np.atleast_2d(np.asarray(qpos, dtype=float))
+    out = np.full(len(qpos), np.nan)
+    for t, q in enumerate(qpos):
+        if not np.all(np.isfinite(q)):
+            continue
+        data.qpos[:] = q
+        mujoco.mj_kinematics(model, data)
+        mujoco.mj_collision(model, data)
+        n = data.ncon
+        geom = data.contact.geom[:n]
+        own = (model.geom_bodyid[geom[:, 0]] > 0) & (model.geom_bodyid[geom[:, 1]] > 0)
+        out[t] = max(0.0, -float(data.contact.dist[:n][own].min())) if own.any() else 0.0
+    return out
