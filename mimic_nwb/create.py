@@ -19,6 +19,7 @@ from pynwb import NWBHDF5IO, NWBFile
 from pynwb.file import Subject
 
 from .errors import InputError
+from .session import work_prefix
 
 SEXES = ("M", "F", "U", "O")
 # DANDI accepts a Latin binomial (optionally with a subspecies) or an NCBI Taxonomy URL.
@@ -223,7 +224,9 @@ def create_session(path, metadata: SessionMetadata, *, overwrite=False) -> Creat
     if not path.parent.is_dir():
         raise InputError(f"{path}: folder {path.parent} does not exist")
     nwbfile = build_nwbfile(metadata)
-    fd, work = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp.nwb", dir=path.parent)
+    # Named like an append's working copy (fixed length, so a session name near the file system's
+    # 255-byte limit still fits; a crashed create's leftover is removed by the next append).
+    fd, work = tempfile.mkstemp(prefix=work_prefix(path), suffix=".tmp.nwb", dir=path.parent)
     os.close(fd)
     try:
         with NWBHDF5IO(work, "w") as io:

@@ -610,7 +610,7 @@ def append(path, replace=(), replace_dependents=False, inputs=None, _before_repl
                 "of its own first)"
             )
         _remove_stale_copies(target)
-        fd, work = tempfile.mkstemp(prefix=_work_prefix(target), suffix=".tmp.nwb", dir=target.parent)
+        fd, work = tempfile.mkstemp(prefix=work_prefix(target), suffix=".tmp.nwb", dir=target.parent)
         os.close(fd)
         work = Path(work)
         try:
@@ -660,14 +660,18 @@ def _working_copy(work, mode):
         raise
 
 
-def _work_prefix(path):
-    """A short prefix for the working copy's name (a long session name must not overflow it)."""
+def work_prefix(path):
+    """A short prefix for a working copy's name, ``.mimic-<16 hex digits of sha256(name)>.``
+
+    Fixed length whatever the session's name (a name near 255 bytes must not overflow it); used
+    by the append and by ``create`` for the file written before it replaces ``path``.
+    """
     return f".mimic-{_name_digest(path)}."
 
 
 def _remove_stale_copies(path):
     """Working copies left by writers that crashed (only called while holding the lock)."""
-    patterns = [f"{_work_prefix(path)}*.tmp.nwb"]
+    patterns = [f"{work_prefix(path)}*.tmp.nwb"]
     if len(path.name.encode()) < _NAME_MAX - 20:
         patterns.append(f".{path.name}.*.tmp.nwb")  # named by mimic_nwb 0.1
     for pattern in patterns:

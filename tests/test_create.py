@@ -2,12 +2,12 @@
 
 import pytest
 import yaml
-from pynwb import validate
+from pynwb import TimeSeries, validate
 
 from mimic_nwb.cli import main
 from mimic_nwb.create import SessionMetadata, create_session
 from mimic_nwb.errors import InputError
-from mimic_nwb.session import read_session
+from mimic_nwb.session import append, read_session
 
 from helpers import METADATA, new_session
 
@@ -139,3 +139,20 @@ def test_cli_errors_are_one_line_exit_2_and_write_nothing(tmp_path, capsys):
     bad_yaml.write_text("subject_id: [unclosed")
     assert main(["create", str(tmp_path / "n.nwb"), "--metadata", str(bad_yaml)]) == 2
     assert "not valid YAML" in capsys.readouterr().err
+
+
+def test_create_a_session_whose_name_is_near_the_file_name_limit(tmp_path):
+    # The file written before the rename is named from a digest of the name, not the name itself:
+    # a session name of 250 bytes (the limit is 255) must not overflow it.
+    name = "s" * 246 + ".nwb"
+    assert len(name.encode()) == 250
+    result = create_session(tmp_path / name, SessionMetadata.from_dict(METADATA))
+    with read_session(result.path) as nwbfile:
+        assert nwbfile.subject.subject_id == "rat-01"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no working copy left behind
+    # an append to it (the session layer's own working copy and lock) works too
+    with append(result.path) as session:
+        session.add(TimeSeries(name="x", data=[1.0, 2.0], unit="m", rate=1.0))
+    with read_session(result.path) as nwbfile:
+        assert list(nwbfile.processing["mimic"]["x"].data[:]) == [1.0, 2.0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
