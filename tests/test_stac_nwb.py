@@ -70,6 +70,7 @@ def test_penetration_stored_and_reported(registered):
     depth, body = result.max_penetration
     assert f"deepest below the floor {1000 * depth:.2f} mm ({body})" in summary
     assert "frames with a geom > 1 mm deep" in summary
+    assert f"deepest self-contact {1000 * result.self_penetration.max():.2f} mm" in summary
     with read_session(path) as nwbfile:
         stac = nwbfile.processing["mimic"]["StacRegistration"]
         model = mujoco.MjModel.from_xml_string(stac.body_model.mjcf)

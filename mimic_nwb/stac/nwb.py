@@ -167,6 +167,7 @@ def stac_session(
         f"mean keypoint error {1000 * result.mean_error:.2f} mm, "
         f"deepest below the floor {1000 * depth:.2f} mm ({body or 'no body'}), "
         f"{int(result.frames_penetrating.sum())} frames with a geom > {1000 * PENETRATION_TOLERANCE:g} mm deep, "
+        f"deepest self-contact {1000 * np.nanmax(result.self_penetration, initial=0.0):.2f} mm, "
         f"{result.timings['total']:.1f} s ({len(result.valid) / result.timings['pose_fitting']:.0f} frames/s pose fitting)"
     )
     return summary, result
