@@ -6,6 +6,7 @@ rat23 sites, so that every number read back can be checked.
 """
 
 import json
+import re
 import shutil
 
 import h5py
@@ -285,9 +286,18 @@ def test_track_mjx_round_trip(registered, track_mjx, tmp_path, capsys):
         np.testing.assert_allclose(episodes.episode_return, datasets["reward"].sum())
         assert activations.layer_kinds() == {name: kind for name, (kind, _, _) in LAYERS.items()}
         for name, (_, _, dtype) in LAYERS.items():
+            # every layer, the float16 one ("action") included, is stored as int16 codes that read
+            # back within the error bound its description states (h5wasm and MATLAB have no float16)
             layer = activations.layer_activations[name]
-            assert layer.data.dtype == np.dtype(dtype)
-            np.testing.assert_array_equal(layer.data[:], datasets[f"activations/{name}"])
+            source_values = datasets[f"activations/{name}"].astype(np.float64)
+            assert layer.data.dtype == np.int16
+            bound = _stated_bound(layer.description)
+            assert 0 < bound <= np.ptp(source_values) / 65000
+            values = layer.data[:] * layer.conversion + layer.offset
+            assert np.abs(values - source_values).max() <= bound
+            assert np.abs(layer.get_data_in_units() - source_values).max() <= bound
+        assert json.loads(activations.parameters)["source_dtypes"]["action"] == "float16"
+        assert set(json.loads(activations.parameters)["stored_dtypes"].values()) == {"int16"}
         assert controller.decoder_kind == "lstm" and controller.latent_size == 4 and controller.reference_window == 5
         assert controller.checkpoint_sha256 == "ab" * 32
         assert json.loads(controller.training)["train_config"]["num_timesteps"] == 1000
@@ -311,6 +321,14 @@ def test_track_mjx_controls_between_states_are_padded(registered, track_mjx, tmp
         assert rollout.control_timestep == 0.01 and rollout.qpos.rate == pytest.approx(100.0)
         layer = nwbfile.processing["mimic"]["NetworkActivations_padded"].layer_activations["action"]
         assert layer.data.shape == (NUM_STEPS, 38) and np.isnan(layer.data[-1]).all()
+        # no int16 code for the NaN row: float32 (readable everywhere), every float16 value exact
+        assert layer.data.dtype == np.float32 and "Stored as float32" in layer.description
+        np.testing.assert_array_equal(layer.data[:-1], datasets["activations/action"][:-1].astype(np.float32))
+
+
+def _stated_bound(description):
+    """The absolute error bound a quantized series states in its description."""
+    return float(re.search(r"absolute error at most ([0-9.e+-]+)", description).group(1))
 
 
 def test_mimic_h5_round_trip(mimic_h5, tmp_path):

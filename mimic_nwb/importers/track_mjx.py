@@ -40,7 +40,7 @@ from ndx_mimic.mimic import LAYER_KINDS
 from ..body_model import build_body_model, column_names
 from ..errors import InputError
 from ..session import RESULTS_MODULE, opened, where_of
-from ..storage import compressed
+from ..storage import compressed, quantized
 from ..writers import body_model_to_nwb
 from .hdf5 import attribute_dict, file_sha256, numeric, open_h5, parse_config, read_dataset
 from .keypoint_data import check_rate
@@ -76,7 +76,7 @@ class TrackMjxRollout:
     ctrl: np.ndarray  # (T, nu)
     reward: np.ndarray | None  # (T,)
     reward_terms: dict  # name -> (T,)
-    activations: dict  # layer name -> (T, units), dtype as written
+    activations: dict  # layer name -> (T, units), dtype as written (stored as int16, see import_track_mjx)
     layer_kinds: dict  # layer name -> kind
     observation_mean: np.ndarray | None
     observation_std: np.ndarray | None
@@ -357,7 +357,9 @@ def import_track_mjx(
     controls its nu. Steps are ``control_timestep`` apart (file attribute, else 1/``rate``, else
     the reference's frame period) and start at the time of the reference frame the rollout
     started from (file attribute ``start_frame``, else found by matching ``qposes_ref[0]`` to the
-    reference's qpos, else 0). ``replace`` replaces the three results. Returns a
+    reference's qpos, else 0). Activations are stored per layer as int16 codes over the layer's
+    range (``conversion``, ``offset``; the error bound is in the layer's description), or as
+    float32 when a layer has non-finite values. ``replace`` replaces the three results. Returns a
     :class:`TrackMjxImportResult`.
     """
     config = config or TrackMjxImportConfig()
@@ -532,15 +534,17 @@ def import_track_mjx(
             }
             s.add(simulation, parameters=parameters)
             if rollout.activations:
-                layers = [
-                    ndx_mimic.LayerActivations(
-                        name=layer,
-                        data=compressed(values),
-                        layer_kind=rollout.layer_kinds[layer],
-                        description=f"Activations of layer '{layer}' (track-mjx){padding}.",
-                        **clock,
-                    )
+                # int16 over each layer's range (conversion, offset; error bound in the description), as
+                # the simulate stage stores its own: a float16 source would otherwise stay float16, which
+                # h5wasm (the DANDI web viewers) and MATLAB cannot read. A layer with NaN (the padded last
+                # step) has no integer code for it and is stored as float32.
+                stored = {
+                    layer: quantized(values, f"Activations of layer '{layer}' (track-mjx){padding}.")
                     for layer, values in rollout.activations.items()
+                }
+                layers = [
+                    ndx_mimic.LayerActivations(name=layer, layer_kind=rollout.layer_kinds[layer], **args, **clock)
+                    for layer, args in stored.items()
                 ]
                 s.add(
                     ndx_mimic.NetworkActivations(
@@ -549,7 +553,14 @@ def import_track_mjx(
                         controller=controller,
                         rollout=simulation,
                     ),
-                    parameters={"format": "track-mjx", "source": str(source), "layer_kinds": rollout.layer_kinds},
+                    parameters={
+                        "format": "track-mjx",
+                        "source": str(source),
+                        "layer_kinds": rollout.layer_kinds,
+                        "source_dtypes": {n: str(v.dtype) for n, v in rollout.activations.items()},
+                        # quantized gives a conversion exactly when it stores int16 codes
+                        "stored_dtypes": {n: "int16" if "conversion" in a else "float32" for n, a in stored.items()},
+                    },
                 )
         path = current.path
     where = f"processing/{RESULTS_MODULE}/"
