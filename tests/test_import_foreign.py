@@ -296,7 +296,7 @@ def test_track_mjx_round_trip(registered, track_mjx, tmp_path, capsys):
             values = layer.data[:] * layer.conversion + layer.offset
             assert np.abs(values - source_values).max() <= bound
             assert np.abs(layer.get_data_in_units() - source_values).max() <= bound
-        assert json.loads(activations.parameters)["source_dtypes"]["action"] == "float16"
+            assert json.loads(activations.parameters)["source_dtypes"][name] == dtype
         assert set(json.loads(activations.parameters)["stored_dtypes"].values()) == {"int16"}
         assert controller.decoder_kind == "lstm" and controller.latent_size == 4 and controller.reference_window == 5
         assert controller.checkpoint_sha256 == "ab" * 32
