@@ -566,3 +566,41 @@ def test_floor_and_contact_jacobians_match_finite_differences(rat):
         mujoco.mj_integratePos(rat.model, q, dq, 1.0)
         numeric[:, i] = (residuals(q, below, pairs) - base) / 1e-7
     np.testing.assert_allclose(jac, numeric, atol=2e-4 * np.abs(numeric).max())
+
+
+def test_unobserved_prior_on_a_model_without_tendons():
+    """Nothing rodent-specific: a box on the floor with a three-link hinge tail hanging 45
+    degrees through the floor, no tendon: the tail bends with equal angles on its hinges, just
+    enough to clear the floor, in the direction that lifts it."""
+    links = ""
+    for i in range(3):
+        links += (f'<body name="tail{i}" pos="{0.0 if i == 0 else -0.04} 0 0">'
+                  f'<joint name="t{i}" type="hinge" axis="0 1 0" range="-1 1"/>'
+                  '<geom type="capsule" fromto="0 0 0 -0.04 0 0" size="0.003"/>')
+    links += "</body>" * 3
+    xml = f"""<mujoco><compiler angle="radian"/><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body name="torso" pos="0 0 0.02"><freejoint/><geom type="box" size="0.04 0.02 0.02"/>
+        <body name="base" pos="0 0 0" euler="0 -45 0">{links}</body>
+      </body></worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    fitted = np.zeros(model.nv, bool)
+    fitted[:6] = True
+    prior = UnobservedPrior(model, fitted, smoothing_frames=0.0)
+    (group,) = prior.groups
+    assert group.name == "tail0" and len(group.qadr) == 3
+    assert [label for label, _ in group.candidates] == ["+equal", "-equal"]
+    qpos = np.tile(model.qpos0, (4, 1))
+    qpos[:, 2] = [0.02, 0.03, 0.04, 0.05]  # the higher the box, the less bend needed
+    before = body_penetration(model, qpos)[1]
+    assert (before.max(1) > 0.01).all()
+    fit = prior.fit(qpos)
+    bodies, after = body_penetration(model, fit.qpos)
+    assert after.max() == 0.0 and fit.cleared.all()
+    bends = fit.bends[:, 0]
+    assert np.all(np.diff(bends) < 0) and np.all(bends > 0)
+    angles = fit.qpos[:, group.qadr]
+    np.testing.assert_allclose(angles, angles[:, :1] * np.ones(3), atol=1e-12)  # equal angles
+    direction = dict(group.candidates)[fit.directions[0]]
+    for t in range(4):  # smallest: 2 tolerances less bend leaves the tail in the floor
+        assert prior._clearance(0, qpos[t], direction, bends[t] - 2e-3) < 0.0
+    np.testing.assert_array_equal(fit.qpos[:, :7], qpos[:, :7])
