@@ -604,3 +604,26 @@ def test_unobserved_prior_on_a_model_without_tendons():
     for t in range(4):  # smallest: 2 tolerances less bend leaves the tail in the floor
         assert prior._clearance(0, qpos[t], direction, bends[t] - 2e-3) < 0.0
     np.testing.assert_array_equal(fit.qpos[:, :7], qpos[:, :7])
+
+
+def test_self_contacts_skip_pairs_that_overlap_at_rest():
+    """Two limbs built overlapping (at qpos0) are left alone; a third one swung into one of
+    them is a contact, 5 mm deep."""
+    xml = """<mujoco><compiler angle="radian"/><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body name="torso" pos="0 0 0.2"><freejoint/><geom type="sphere" size="0.02"/>
+        <body name="a" pos="0.05 0 0"><joint name="ja" axis="0 0 1"/><geom type="sphere" size="0.01"/></body>
+        <body name="b" pos="0.065 0 0"><joint name="jb" axis="0 0 1"/><geom type="sphere" size="0.01"/></body>
+        <body name="c"><joint name="jc" axis="0 0 1"/><geom type="sphere" size="0.01" pos="0 0.08 0"/></body>
+      </body></worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    fitter = PoseFitter(model, [1, 2, 3, 4], np.zeros((4, 3)), np.ones(4, bool),
+                        SolverSettings(contact_weight=1.0))
+    depth, found = fitter.self_contacts(model.qpos0)
+    assert found is None  # a and b overlap by 5 mm at rest: built that way
+    q = model.qpos0.copy()
+    q[model.jnt_qposadr[model.joint("jc").id]] = -np.pi / 2  # c's sphere to x = 0.08, 15 mm from b's
+    depth, found = fitter.self_contacts(q)
+    assert found is not None and len(depth) == 1
+    assert {model.body(int(found[2][0])).name, model.body(int(found[3][0])).name} == {"b", "c"}
+    assert depth[0] == pytest.approx(-0.005, abs=1e-9)
+    assert self_contact_depth(model, q)[0] == pytest.approx(0.005, abs=1e-9)

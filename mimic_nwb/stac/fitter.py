@@ -152,6 +152,12 @@ class PoseFitter:
             self._contact_model.geom_contype[off] = 0
             self._contact_model.geom_conaffinity[off] = 0
             self._contact_data = mujoco.MjData(self._contact_model)
+            # Pairs that already overlap at qpos0 are part of how the model was built (a
+            # shoulder capsule sunk into the torso), not a pose to avoid: left out.
+            self._resting_pairs = np.zeros(0, dtype=int)
+            _, at_rest = self.self_contacts(self.qpos0)
+            if at_rest is not None:
+                self._resting_pairs = self._pair_codes(self._contact_data, at_rest[4])
 
     # ---------------------------------------------------------------- kinematics
     def positions(self, qpos: np.ndarray) -> np.ndarray:
@@ -195,7 +201,7 @@ class PoseFitter:
                 floor_rows[i] = self._floor_jac[2, self.dofs]
             blocks.append(self._sqrt_floor * floor_rows)
         if contacts is not None:
-            normals, where, body1, body2 = contacts
+            normals, where, body1, body2, _ = contacts
             rows = np.empty((len(normals), self.n_dofs))
             for i in range(len(normals)):
                 mujoco.mj_jac(m, d, self._floor_jac, None, where[i], int(body1[i]))
@@ -255,8 +261,9 @@ class PoseFitter:
         return e, r, (below, contacts)
 
     def self_contacts(self, qpos):
-        """Penetrating contacts between the body's own geoms at ``qpos``: (distances
-        (C,) m, < 0; (normals (C, 3), points (C, 3), body1 (C,), body2 (C,))), or (empty, None)."""
+        """Penetrating contacts between the body's own geoms at ``qpos`` (pairs that overlap at
+        ``qpos0`` left out): (distances (C,) m, < 0; (normals (C, 3), points (C, 3), body1 (C,),
+        body2 (C,), indices into the contact list (C,))), or (empty, None)."""
         cm, cd = self._contact_model, self._contact_data
         cd.qpos[:] = qpos
         mujoco.mj_kinematics(cm, cd)
@@ -268,9 +275,17 @@ class PoseFitter:
         pen = np.flatnonzero(dist < 0.0)
         if len(pen) == 0:
             return np.zeros(0), None
+        if len(self._resting_pairs):
+            pen = pen[~np.isin(self._pair_codes(cd, pen), self._resting_pairs)]
+            if len(pen) == 0:
+                return np.zeros(0), None
         geom = cd.contact.geom[pen]
         return dist[pen].copy(), (cd.contact.frame[pen, :3].copy(), cd.contact.pos[pen].copy(),
-                                  cm.geom_bodyid[geom[:, 0]], cm.geom_bodyid[geom[:, 1]])
+                                  cm.geom_bodyid[geom[:, 0]], cm.geom_bodyid[geom[:, 1]], pen)
+
+    def _pair_codes(self, data, which):
+        geom = np.sort(data.contact.geom[which], axis=1)
+        return geom[:, 0] * self.model.ngeom + geom[:, 1]
 
     def _clip(self, q):
         np.maximum(q, self._qpos_lower, out=q)
