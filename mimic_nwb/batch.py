@@ -381,6 +381,7 @@ def parse_options(options, where="--option"):
                 items.append((key.strip(), value))
     for key, value in items:
         stage, _, name = key.partition(".")
+        stage = stage.replace("-", "_")  # as --stages: the subcommand spelling works too
         if not stage or not name:
             raise InputError(f"{where} {key!r}: expected STAGE.KEY, e.g. stac.smoothness_weight")
         if stage not in STAGES:
