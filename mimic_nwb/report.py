@@ -8,7 +8,9 @@ the data, and otherwise one line saying what is absent:
 - ``stac``: the STAC error per keypoint (box plots over frames) of each StacRegistration;
 - ``rollouts``: per SimulationRollout, the episode durations (coloured by why they ended) and the
   tracking error over time (mean distance between the simulated and the reference bodies, from
-  MuJoCo forward kinematics of both qpos, as the rollout's termination criterion measures it);
+  MuJoCo forward kinematics of both qpos); then the survival curve of every imitation (the
+  proportion of episodes lasting at least each duration, the paper's headline measure) and a
+  rendered closed-loop rollout beside its reference (a few frames; needs OpenGL, else a note);
 - ``activations``: per NetworkActivations, heat maps of a few layers (units z-scored over time)
   above a spike raster of the session's units over the same time;
 - ``encoding``: per EncodingResults, the cross-validated log-likelihood ratio of each unit's best
@@ -274,8 +276,74 @@ def rollout_section(nwbfile, path):
             + (f", median duration {np.median(durations):.2f} s" if len(durations) else "") + f"; {error_note}.",
             f"episode durations and tracking error of {rollout.name}",
         ))
+    imitations = [r for r in rollouts if r.mode != "inverse_dynamics" and r.episodes is not None]
+    if imitations:
+        section.figures.append(survival_figure(imitations))
+        still = rollout_still(nwbfile, path, imitations)
+        if isinstance(still, Figure):
+            section.figures.append(still)
+        else:
+            section.notes.append(still)
     section.notes += _more(rollouts, "SimulationRollout")
     return section
+
+
+def survival_figure(rollouts):
+    """The paper's headline measure of imitation: for each rollout, the proportion of its
+    episodes that last at least each duration (``simulate.tracking.survival_curve`` on the
+    episodes table), one curve per rollout."""
+    from .simulate.nwb import episode_lengths
+    from .simulate.tracking import episode_length_quantiles, survival_curve
+
+    figure = _new_figure(8, 3.6)
+    ax = figure.subplots()
+    notes = []
+    for rollout, colour in zip(rollouts, _colours(len(rollouts))):
+        lengths = episode_lengths(rollout)
+        if len(lengths) == 0:
+            continue
+        durations, proportion = survival_curve(lengths)
+        seconds = durations * rollout.control_timestep
+        ax.step(seconds, proportion, where="post", color=colour, lw=1.4,
+                label=f"{rollout.name} ({rollout.mode}, {len(lengths)} episodes)")
+        median = episode_length_quantiles(lengths, (0.5,))[0.5] * rollout.control_timestep
+        notes.append(f"{rollout.name}: median episode {median:.2f} s")
+    ax.set_xlabel("episode duration (s)")
+    ax.set_ylabel("proportion of episodes\nlasting at least this long")
+    ax.set_ylim(0, 1.02)
+    ax.set_xscale("symlog", linthresh=1.0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, frameon=False, loc="upper right")
+    ax.set_title("survival of imitation episodes", fontsize=10)
+    return Figure(_png(figure), "Proportion of episodes exceeding a given duration (an episode ends when the "
+                  "body error of the keypoint-carrying bodies passes the termination threshold, or at the end "
+                  "of the reference): " + "; ".join(notes) + ".", "survival curves of the rollouts' episodes")
+
+
+def rollout_still(nwbfile, path, rollouts, width=720, height=300, count=3):
+    """A rendered rollout beside its reference: ``count`` frames spread over the first closed-loop
+    rollout (else the first imitation), each the simulated body (left) next to the registration it
+    imitates (right). Returns a Figure, or a one-line note when it cannot be rendered (no OpenGL)."""
+    from .render import render_frames, session_tracks
+
+    chosen = next((r for r in rollouts if r.mode == "closed_loop"), rollouts[0])
+    try:
+        tracks = session_tracks(nwbfile, path, rollout=chosen.name)
+        n = len(tracks[0].times)
+        frames = np.unique(np.linspace(0, n - 1, count + 2)[1:-1].astype(int))
+        pictures = list(render_frames(tracks, frames, width, height))
+    except Exception as error:  # no OpenGL backend, a body that does not compile: the rest still draws
+        return f"No rendered rollout for {chosen.name}: {type(error).__name__}: {error}"
+    figure = _new_figure(width / DPI, height * len(pictures) / DPI)
+    axes = np.atleast_1d(figure.subplots(len(pictures), 1))
+    for ax, picture in zip(axes, pictures):
+        ax.imshow(picture)
+        ax.set_axis_off()
+    figure.set_layout_engine("none")  # pictures edge to edge
+    figure.subplots_adjust(left=0, right=1, top=1, bottom=0, hspace=0.02)
+    times = ", ".join(f"{tracks[0].times[f]:.2f} s" for f in frames)
+    return Figure(_png(figure), f"processing/{RESULTS}/{chosen.name} ({chosen.mode}, left) beside the reference it "
+                  f"imitates (right), at {times}.", f"rendered frames of {chosen.name} beside its reference")
 
 
 def _spike_trains(nwbfile, start, stop):

@@ -56,7 +56,8 @@ def test_every_section_has_embedded_png_figures(mock_report):
     page = out.read_text(encoding="utf-8")
     sections = _sections(page)
     assert list(sections) == list(SECTIONS)
-    expected = {"keypoints": 1, "stac": 1, "rollouts": 1, "activations": 1, "encoding": 2, "rsa": 2}
+    # rollouts: the rollout's episodes and error, the survival curve, the rendered rollout beside its reference
+    expected = {"keypoints": 1, "stac": 1, "rollouts": 3, "activations": 1, "encoding": 2, "rsa": 2}
     for key, count in expected.items():
         images = IMAGE.findall(sections[key])
         assert len(images) == count, key
@@ -117,6 +118,26 @@ def test_tracking_error_is_the_mean_body_distance():
     np.testing.assert_allclose(errors, 0.01, atol=1e-12)
     _, reason = tracking_error(mock_SimulationRollout(body_model=body_model))
     assert reason == "the rollout links no reference registration"
+
+
+def test_survival_figure_states_each_rollouts_median_episode():
+    from mimic_nwb.report import survival_figure
+
+    class Column:
+        def __init__(self, values):
+            self.data = np.asarray(values, dtype=float)
+
+    class Rollout:  # the fields survival_figure reads from a stored SimulationRollout
+        def __init__(self, name, mode, lengths, step=0.02):
+            starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) * step
+            self.name, self.mode, self.control_timestep = name, mode, step
+            self.episodes = {"start_time": Column(starts), "stop_time": Column(starts + np.asarray(lengths) * step)}
+
+    figure = survival_figure([Rollout("a", "closed_loop", [10, 10, 30, 200, 50]), Rollout("b", "expert", [1000])])
+    assert "a: median episode 0.60 s" in figure.caption  # 30 frames at 50 Hz
+    assert "b: median episode 20.00 s" in figure.caption
+    picture = Image.open(io.BytesIO(base64.b64decode(figure.png_base64)))
+    assert np.asarray(picture.convert("L")).std() > 5
 
 
 def test_share_of_units_best_predicted():

@@ -29,7 +29,14 @@ from .network import (
 )
 from .observations import DEFAULT_APPENDAGES, ObservationLayout, ReferenceTrajectory
 from .policy import ControllerPolicy
-from .training import TrainingConfig, TrainingResult, TrainingSet, build_training_set, train_controller
+from .training import (
+    SupervisedTrainer,
+    TrainingConfig,
+    TrainingResult,
+    TrainingSet,
+    build_training_set,
+    train_controller,
+)
 
 __all__ = [
     "DEFAULT_APPENDAGES",
@@ -42,6 +49,7 @@ __all__ = [
     "ObservationLayout",
     "ObservationSpec",
     "ReferenceTrajectory",
+    "SupervisedTrainer",
     "TrainingConfig",
     "TrainingResult",
     "TrainingSet",

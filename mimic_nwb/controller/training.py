@@ -33,6 +33,7 @@ import optax
 from flax import nnx
 from jax.flatten_util import ravel_pytree
 
+from ..body_model import as_mjmodel
 from .checkpoint import ControllerCheckpoint
 from .config import ControllerConfig, ObservationSpec
 from .network import initial_carry, kl_to_prior, network_from_params, network_params
@@ -46,8 +47,8 @@ from .observations import (
     reference_features,
 )
 
-__all__ = ["TrainingConfig", "TrainingResult", "TrainingSet", "build_training_set",
-           "train_controller"]
+__all__ = ["SupervisedTrainer", "TrainingConfig", "TrainingResult", "TrainingSet", "build_training_set",
+           "software_versions", "train_controller"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,8 +104,6 @@ def build_training_set(body_model, reference: ReferenceTrajectory, controls: np.
         reference_window: future frames the controller sees.
         appendage_bodies: observed appendages.
     """
-    from ..simulate.physics import as_mjmodel  # lazy: simulate imports the controller
-
     model = as_mjmodel(body_model)
     controls = np.asarray(controls, dtype=float)
     if controls.shape != (reference.n_frames, model.nu):
@@ -136,10 +135,16 @@ class TrainingConfig:
     """Optimisation settings (defaults: a few minutes on a 2-core CPU for a 1000-frame clip).
 
     Attributes:
-        steps: optimiser steps; batch_size: windows per step; sequence_length: frames per window.
+        steps: optimiser steps; batch_size: windows per step; sequence_length: frames per window
+            (a window that reaches the end of its segment is cut there: its missing frames are
+            masked out of the loss).
         learning_rate: Adam step size; max_grad_norm: global-norm clipping.
         validation_fraction: share of each segment's last frames held out.
         input_noise: std of Gaussian noise added to the normalised inputs (0 = none).
+        action_weights: per-actuator weights of the squared error (n_actions values, normalised
+            to mean 1), or None (all 1). Weighting by the actuators' gains makes the error count
+            in force units: a control error on a strong actuator (the rodent's spine tendons,
+            gain 20 N m) moves the body far more than one on a finger (0.025 N m).
         seed: initialisation and sampling seed.
         log_every: steps between history entries (validation loss included).
     """
@@ -151,6 +156,7 @@ class TrainingConfig:
     max_grad_norm: float = 1.0
     validation_fraction: float = 0.1
     input_noise: float = 0.0
+    action_weights: tuple[float, ...] | None = None
     seed: int = 0
     log_every: int = 50
 
@@ -165,6 +171,11 @@ class TrainingConfig:
                              f"got {self.validation_fraction!r}")
         if not self.input_noise >= 0:
             raise ValueError(f"TrainingConfig.input_noise: must be >= 0, got {self.input_noise!r}")
+        if self.action_weights is not None:
+            w = tuple(float(x) for x in self.action_weights)
+            if not w or not all(np.isfinite(x) and x >= 0 for x in w) or sum(w) <= 0:
+                raise ValueError("TrainingConfig.action_weights: must be finite, >= 0 and not all 0")
+            object.__setattr__(self, "action_weights", w)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,17 +193,6 @@ class TrainingResult:
         return float(self.history["loss"][-1])
 
 
-def _windows(segment: np.ndarray, mask: np.ndarray, length: int) -> np.ndarray:
-    """Start indices of windows of ``length`` rows inside one segment and inside ``mask``."""
-    starts = []
-    for s in np.unique(segment):
-        rows = np.flatnonzero((segment == s) & mask)
-        if len(rows) >= length:
-            # rows of a segment inside the mask are contiguous (the split holds out a tail)
-            starts.extend(rows[: len(rows) - length + 1].tolist())
-    return np.asarray(starts, dtype=int)
-
-
 def _split(data: TrainingSet, fraction: float) -> tuple[np.ndarray, np.ndarray]:
     train = np.ones(len(data), dtype=bool)
     for s in np.unique(data.segment):
@@ -201,6 +201,122 @@ def _split(data: TrainingSet, fraction: float) -> tuple[np.ndarray, np.ndarray]:
         if n_val:
             train[rows[-n_val:]] = False
     return train, ~train
+
+
+def _capacity(n: int) -> int:
+    """Rows the device arrays are padded to: the next power of two (>= 256), so that a growing
+    data set (DAgger) recompiles the training step only a logarithmic number of times."""
+    return max(256, 1 << int(np.ceil(np.log2(max(n, 1)))))
+
+
+class SupervisedTrainer:
+    """Fits the network to (inputs, target controls) by minibatch Adam, keeping the parameters
+    and the optimiser's state between calls to ``fit`` (so data can be added in between, as
+    DAgger does). Pure JAX: the same code runs on a GPU where one is present.
+
+    Args:
+        config: the network (with its observation statistics: inputs are normalised by them).
+        training: optimisation settings (``steps`` is ignored: ``fit`` says how many).
+        params: initial parameters (a checkpoint's), or None (fresh, from ``training.seed``).
+    """
+
+    def __init__(self, config: ControllerConfig, training: TrainingConfig, params: dict | None = None):
+        if not config.observation.normalised:
+            raise ValueError("controller config: the observation spec has no normalisation statistics")
+        if training.action_weights is not None and len(training.action_weights) != config.n_actions:
+            raise ValueError(f"TrainingConfig.action_weights: {len(training.action_weights)} values for "
+                             f"{config.n_actions} actuators")
+        self.config, self.training = config, training
+        network = network_from_params(config, params, seed=training.seed)
+        _, state, _ = nnx.split(network, nnx.Param, ...)
+        self.steps = _compiled_steps(config, int(training.sequence_length), training)
+        self.flat_params = ravel_pytree(state)[0]
+        self.opt_state = self.steps.optimizer.init(self.flat_params)
+        self.rng = np.random.default_rng(training.seed)
+        self.key = jax.random.key(training.seed)
+        self.steps_done = 0
+
+    @property
+    def params(self) -> dict:
+        """The current parameters (nested dict of numpy arrays, as a checkpoint stores them)."""
+        s = self.steps
+        return network_params(nnx.merge(s.graphdef, s.unravel(self.flat_params), s.rest))
+
+    def _arrays(self, data: TrainingSet):
+        norm = self.config.observation.normalisation()
+        n, cap = len(data), _capacity(len(data) + int(self.training.sequence_length))
+
+        def pad(a, fill=0.0):
+            out = np.full((cap, *a.shape[1:]), fill, np.float32)
+            out[:n] = a
+            return jnp.asarray(out)
+
+        ref = (data.reference - norm["reference_mean"]) / norm["reference_std"]
+        prop = (data.proprioception - norm["proprioception_mean"]) / norm["proprioception_std"]
+        segment = np.full(cap, -1, np.int32)
+        segment[:n] = data.segment
+        return (pad(ref), pad(prop), pad(data.targets), jnp.asarray(segment)), cap
+
+    @staticmethod
+    def _mask(rows: np.ndarray, cap: int) -> jnp.ndarray:
+        m = np.zeros(cap, np.float32)
+        m[:len(rows)] = rows
+        return jnp.asarray(m)
+
+    def fit(self, data: TrainingSet, steps: int, *, train_rows: np.ndarray | None = None,
+            validation_rows: np.ndarray | None = None,
+            progress: Callable[[int, int, float], None] | None = None) -> dict:
+        """``steps`` optimiser steps on windows of ``data`` starting in ``train_rows`` (bool (N,),
+        default all). Returns the history (see ``TrainingResult``); ``step`` counts from the
+        trainer's first call."""
+        tr = self.training
+        train_rows = np.ones(len(data), bool) if train_rows is None else np.asarray(train_rows, bool)
+        validation_rows = np.zeros(len(data), bool) if validation_rows is None else np.asarray(validation_rows, bool)
+        starts = np.flatnonzero(train_rows)
+        if len(starts) == 0:
+            raise ValueError("training data: no training frames")
+        arrays, cap = self._arrays(data)
+        train_mask, val_mask = self._mask(train_rows, cap), self._mask(validation_rows, cap)
+        val_starts = np.flatnonzero(validation_rows)
+        hist = {"step": [], "loss": [], "mse": [], "kl": [], "validation_mse": []}
+        acc, n_acc = np.zeros(3), 0
+        train_step = self.steps.train_step
+        for i in range(1, int(steps) + 1):
+            idx = jnp.asarray(self.rng.choice(starts, size=tr.batch_size, replace=len(starts) < tr.batch_size))
+            self.key, sub = jax.random.split(self.key)
+            self.flat_params, self.opt_state, loss, mse, kl = train_step(
+                self.flat_params, self.opt_state, arrays, train_mask, idx, sub)
+            acc += np.array([float(loss), float(mse), float(kl)])
+            n_acc += 1
+            self.steps_done += 1
+            if i % tr.log_every == 0 or i == int(steps):
+                mean = acc / n_acc
+                val = self.evaluate_rows(arrays, val_mask, val_starts) if len(val_starts) else float("nan")
+                for name, v in zip(("step", "loss", "mse", "kl", "validation_mse"), (self.steps_done, *mean, val)):
+                    hist[name].append(v)
+                acc[:], n_acc = 0.0, 0
+                if progress is not None:
+                    progress(i, int(steps), float(mean[0]))
+        return {k: np.asarray(v) for k, v in hist.items()}
+
+    def evaluate_rows(self, arrays, mask, starts: np.ndarray, batch: int = 512) -> float:
+        """Mean squared (weighted) action error over windows starting at ``starts``."""
+        total, count = 0.0, 0
+        for b in range(0, len(starts), batch):
+            chunk = starts[b:b + batch]
+            idx = np.concatenate([chunk, np.full(batch - len(chunk), chunk[0])])  # one compiled shape
+            sums = np.asarray(self.steps.eval_sums(self.flat_params, arrays, mask, jnp.asarray(idx)))
+            sums = sums[:len(chunk)]
+            total += float(sums[:, 0].sum())
+            count += float(sums[:, 1].sum())
+        return total / max(count, 1.0)
+
+    def evaluate(self, data: TrainingSet, rows: np.ndarray | None = None) -> float:
+        """Mean squared (weighted) action error on ``data`` (rows: bool (N,), default all), with
+        the latent at its mean."""
+        rows = np.ones(len(data), bool) if rows is None else np.asarray(rows, bool)
+        arrays, cap = self._arrays(data)
+        return self.evaluate_rows(arrays, self._mask(rows, cap), np.flatnonzero(rows))
 
 
 def train_controller(
@@ -237,46 +353,10 @@ def train_controller(
         spec = data.spec.with_statistics(data.reference[train_rows], data.proprioception[train_rows])
         config = replace(config, observation=spec)
     length = min(int(training.sequence_length), int(np.bincount(data.segment[train_rows]).max()))
-    starts = _windows(data.segment, train_rows, length)
-    if len(starts) == 0:
-        raise ValueError(f"training data: no window of {length} consecutive training frames")
-    val_starts = _windows(data.segment, val_rows, min(length, max(1, int(val_rows.sum()))))
-
-    norm = config.observation.normalisation()
-    ref = (data.reference - norm["reference_mean"]) / norm["reference_std"]
-    prop = (data.proprioception - norm["proprioception_mean"]) / norm["proprioception_std"]
-    ref, prop, targets = (jnp.asarray(a, jnp.float32) for a in (ref, prop, data.targets))
-
-    network = network_from_params(config, initial.params if initial else None, seed=training.seed)
-    _, params, _ = nnx.split(network, nnx.Param, ...)
-    flat_params = ravel_pytree(params)[0]
-    steps = _compiled_steps(config, length, training)
-    opt_state = steps.optimizer.init(flat_params)
-    arrays = (ref, prop, targets)
-    train_step, eval_mse = steps.train_step, steps.eval_mse
-
-    rng = np.random.default_rng(training.seed)
-    key = jax.random.key(training.seed)
-    hist = {"step": [], "loss": [], "mse": [], "kl": [], "validation_mse": []}
-    acc = np.zeros(3)
-    n_acc = 0
-    for step in range(1, int(training.steps) + 1):
-        idx = jnp.asarray(rng.choice(starts, size=training.batch_size, replace=len(starts) < training.batch_size))
-        key, sub = jax.random.split(key)
-        flat_params, opt_state, loss, mse, kl = train_step(flat_params, opt_state, arrays, idx, sub)
-        acc += np.array([float(loss), float(mse), float(kl)])
-        n_acc += 1
-        if step % training.log_every == 0 or step == training.steps:
-            mean = acc / n_acc
-            val = float(eval_mse(flat_params, arrays, jnp.asarray(val_starts))) if len(val_starts) else float("nan")
-            for name, v in zip(("step", "loss", "mse", "kl", "validation_mse"), (step, *mean, val)):
-                hist[name].append(v)
-            acc[:], n_acc = 0.0, 0
-            if progress is not None:
-                progress(step, int(training.steps), float(mean[0]))
-
-    network = nnx.merge(steps.graphdef, steps.unravel(flat_params), steps.rest)
-    history = {k: np.asarray(v) for k, v in hist.items()}
+    training = replace(training, sequence_length=length)
+    trainer = SupervisedTrainer(config, training, initial.params if initial else None)
+    history = trainer.fit(data, int(training.steps), train_rows=train_rows, validation_rows=val_rows,
+                          progress=progress)
     wall = time.perf_counter() - t_start
     stage = {
         "stage": "supervised",
@@ -287,10 +367,10 @@ def train_controller(
         "final_loss": float(history["loss"][-1]), "final_mse": float(history["mse"][-1]),
         "final_validation_mse": float(history["validation_mse"][-1]),
         "wall_time_s": round(wall, 3),
-        "software": _software(),
+        "software": software_versions(),
     }
     ckpt = ControllerCheckpoint(
-        config=config, params=network_params(network),
+        config=config, params=trainer.params,
         training=(initial.training if initial else ()) + (stage,),
         extra=dict(initial.extra) if initial else {},
     )
@@ -311,21 +391,28 @@ class _Steps:
                                                  optax.adam(training.learning_rate))
         offsets = jnp.arange(length)
         noise_std = float(training.input_noise)
+        weights = (jnp.ones(config.n_actions) if training.action_weights is None
+                   else jnp.asarray(training.action_weights, jnp.float32))
+        weights = weights / weights.mean()
 
         # The data are arguments, not closure constants: XLA would try to constant-fold gathers
         # from megabytes of embedded constants, which makes compiling several times slower.
-        def sequence_loss(flat, arrays, idx, key):
-            """idx (B,) window starts; returns (loss, (mse, kl))."""
+        def window_errors(flat, arrays, mask, idx, key, sample):
+            """idx (B,) window starts; (B, S) weighted squared errors, KL and validity."""
             net = nnx.merge(graphdef, unravel(flat), rest)
-            rows = idx[:, None] + offsets[None, :]  # (B, S)
-            r, p, y = (a[rows] for a in arrays)
+            ref, prop, targets, segment = arrays
+            rows = idx[:, None] + offsets[None, :]  # (B, S); arrays are padded past the end
+            valid = (segment[rows] == segment[idx][:, None]) & (mask[rows] > 0)
+            # A window stops at its first invalid frame (end of its segment or of the training rows).
+            valid = jnp.cumprod(valid, axis=1).astype(jnp.float32)
+            r, p, y = ref[rows], prop[rows], targets[rows]
             k_lat, k_noise = jax.random.split(key)
-            if noise_std > 0:
+            if noise_std > 0 and sample:
                 kr, kp = jax.random.split(k_noise)
                 r = r + noise_std * jax.random.normal(kr, r.shape)
                 p = p + noise_std * jax.random.normal(kp, p.shape)
             enc = net.encode(r)
-            eps = jax.random.normal(k_lat, enc["latent_mean"].shape)
+            eps = jax.random.normal(k_lat, enc["latent_mean"].shape) if sample else 0.0
             z = enc["latent_mean"] + enc["latent_scale"] * eps
             z_prev = jnp.concatenate([jnp.zeros_like(z[:, :1]), z[:, :-1]], axis=1)
             first = jnp.zeros(z.shape[:2], bool).at[:, 0].set(True)
@@ -340,21 +427,28 @@ class _Steps:
                 actions = jnp.swapaxes(actions, 0, 1)
             else:
                 actions, _, _ = net.decode(z, p, ())
-            mse = jnp.mean((actions - y) ** 2)
-            kl_mean = jnp.mean(kl)
+            err = jnp.mean(weights * (actions - y) ** 2, axis=-1)  # (B, S)
+            return err, kl, valid
+
+        def sequence_loss(flat, arrays, mask, idx, key):
+            err, kl, valid = window_errors(flat, arrays, mask, idx, key, True)
+            n = jnp.maximum(valid.sum(), 1.0)
+            mse, kl_mean = (err * valid).sum() / n, (kl * valid).sum() / n
             return mse + config.kl_weight * kl_mean, (mse, kl_mean)
 
         @jax.jit
-        def train_step(flat, opt_state, arrays, idx, key):
-            (loss, (mse, kl)), grads = jax.value_and_grad(sequence_loss, has_aux=True)(flat, arrays, idx, key)
+        def train_step(flat, opt_state, arrays, mask, idx, key):
+            (loss, (mse, kl)), grads = jax.value_and_grad(sequence_loss, has_aux=True)(flat, arrays, mask, idx, key)
             updates, opt_state = optimizer.update(grads, opt_state, flat)
             return optax.apply_updates(flat, updates), opt_state, loss, mse, kl
 
         @jax.jit
-        def eval_mse(flat, arrays, idx):
-            return sequence_loss(flat, arrays, idx, jax.random.key(0))[1][0]
+        def eval_sums(flat, arrays, mask, idx):
+            """(B, 2): per window, the sum of squared errors (latent at its mean) and frames."""
+            err, _, valid = window_errors(flat, arrays, mask, idx, jax.random.key(0), False)
+            return jnp.stack([(err * valid).sum(1), valid.sum(1)], axis=1)
 
-        self.train_step, self.eval_mse = train_step, eval_mse
+        self.train_step, self.eval_sums = train_step, eval_sums
 
 
 _STEPS_CACHE: dict = {}
@@ -364,7 +458,7 @@ def _compiled_steps(config: ControllerConfig, length: int, training: TrainingCon
     """Reuse jitted steps (and XLA's compilations) across calls with the same network,
     window length and optimiser, e.g. when training continues from a checkpoint."""
     key = (config.to_json(), int(length), float(training.learning_rate),
-           float(training.max_grad_norm), float(training.input_noise))
+           float(training.max_grad_norm), float(training.input_noise), training.action_weights)
     if key not in _STEPS_CACHE:
         if len(_STEPS_CACHE) >= 8:
             _STEPS_CACHE.pop(next(iter(_STEPS_CACHE)))
@@ -389,7 +483,8 @@ def _check_data_matches(config: ControllerConfig, data: TrainingSet, check_sizes
         raise ValueError("controller config: input sizes differ from the training data's observation spec")
 
 
-def _software() -> dict:
+def software_versions() -> dict:
+    """Versions of this package and of the libraries training depends on (provenance)."""
     import flax
     import mujoco
 
