@@ -139,7 +139,8 @@ def cmd_stac(args):
             settings["up_direction"] = tuple(float(v) for v in args.up.split(","))
         except ValueError:
             raise InputError(f"--up {args.up!r}: expected three numbers, e.g. 0,0,1") from None
-    for field in ("n_calibration_frames", "n_workers", "smoothness_weight", "floor_height", "min_keypoints"):
+    for field in ("n_calibration_frames", "n_workers", "smoothness_weight", "floor_height", "min_keypoints",
+                  "floor_weight", "contact_weight", "max_missing_share"):
         if getattr(args, field) is not None:
             settings[field] = getattr(args, field)
     try:
@@ -442,6 +443,12 @@ def build_parser():
     stac.add_argument("--min-keypoints", type=int, help="frames with fewer observed keypoints are not fitted")
     stac.add_argument("--up", help="up direction in the keypoints' frame, x,y,z (default: estimated)")
     stac.add_argument("--floor-height", type=float, help="floor height along up, m (default: estimated)")
+    stac.add_argument("--floor-weight", type=float,
+                      help="weight of the floor term, m^2 per m^2 of depth below the floor (default 100; 0 = off)")
+    stac.add_argument("--contact-weight", type=float,
+                      help="weight of the self-contact term (default 30; 0 = off)")
+    stac.add_argument("--max-missing-share", type=float,
+                      help="keypoints missing in more than this share of frames are excluded (default 0.5)")
     stac.add_argument("--keypoints", default="PoseEstimation", help="PoseEstimation in processing/behavior")
     stac.add_argument("--name", default="StacRegistration", help="name of the result in processing/mimic")
     stac.add_argument("--replace", action="store_true", help="replace an existing registration and body model")
