@@ -9,6 +9,7 @@ that the adapters share them without importing each other.
 
 import numpy as np
 from ndx_pose import PoseEstimation, PoseEstimationSeries
+from pynwb import TimeSeries
 
 import ndx_mimic
 
@@ -121,6 +122,14 @@ def registration_to_nwb(
             **clock,
         )
         extra["max_penetration"] = float(np.nanmax(result.penetration, initial=0.0))
+    if getattr(result, "self_penetration", None) is not None:
+        extra["self_contact_depth"] = TimeSeries(
+            name="self_contact_depth",
+            data=compressed(result.self_penetration),
+            unit="meters",
+            description="Depth of the deepest contact between two of the model's own geoms; NaN for frames not fitted.",
+            **clock,
+        )
     return ndx_mimic.StacRegistration(
         name=name,
         qpos=qpos,

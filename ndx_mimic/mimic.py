@@ -211,6 +211,8 @@ class StacRegistration(_StacRegistrationBase):
             ("frame_valid", _num_rows(self.frame_valid)),
             ("keypoint_errors", _num_rows(self.keypoint_errors.data)),
             ("penetration", _num_rows(self.penetration.data) if self.penetration is not None else num_frames),
+            ("self_contact_depth",
+             _num_rows(self.self_contact_depth.data) if self.self_contact_depth is not None else num_frames),
         ]:
             if rows != num_frames:
                 _problem(self, f"{field} has {rows} frames but qpos has {num_frames}")

@@ -257,6 +257,16 @@ def build_types():
                 ),
                 quantity="?",
             ),
+            NWBGroupSpec(
+                name="self_contact_depth",
+                neurodata_type_inc="TimeSeries",
+                doc=(
+                    "Depth of the deepest contact between two of the body model's own geoms in each frame (the "
+                    "pairs MuJoCo's contact filter lets collide), in meters: 0 when none touch, NaN for frames "
+                    "not fitted."
+                ),
+                quantity="?",
+            ),
         ],
         datasets=[
             NWBDatasetSpec(

@@ -13,7 +13,7 @@ from mimic_nwb.errors import InputError
 from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
-from mimic_nwb.stac.geometry import body_penetration
+from mimic_nwb.stac.geometry import body_penetration, self_contact_depth
 from mimic_nwb.stac.nwb import stac_session
 from ndx_mimic.mimic import pose_as_array
 
@@ -79,11 +79,15 @@ def test_penetration_stored_and_reported(registered):
         names = [str(n) for n in stac.penetration.column_names[:]]
         assert stac.penetration.unit == "meters" and stac.penetration.rate == 50.0
         assert stac.max_penetration == pytest.approx(np.nanmax(stored))
+        stored_self = stac.self_contact_depth.data[:]
+        assert stac.self_contact_depth.unit == "meters"
         # Every keypoint of the clip is seen: none excluded (the optional column is written).
         assert not np.any(stac.keypoint_sites["excluded"].data[:])
     bodies, recomputed = body_penetration(model, qpos)
     assert names == [model.body(int(b)).name for b in bodies]
     np.testing.assert_allclose(stored, recomputed, atol=1e-12)
+    np.testing.assert_allclose(stored_self, self_contact_depth(model, qpos), atol=1e-12)
+    assert np.nanmax(stored_self) <= 0.001
     # A physically valid reference: no geom deeper than 1 mm in any frame of the clip.
     assert np.nanmax(stored) <= 0.001
     assert "vertebra_C30" in names and "foot_L" in names

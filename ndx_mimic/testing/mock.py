@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 from ndx_pose import PoseEstimation, PoseEstimationSeries, Skeleton, Skeletons
-from pynwb import NWBFile
+from pynwb import NWBFile, TimeSeries
 from pynwb.misc import Units
 from pynwb.file import Subject
 
@@ -226,6 +226,14 @@ def mock_StacRegistration(body_model=None, pose_estimation=None, skeleton=None, 
             description="toy depth of each body below the floor",
         ),
         max_penetration=float(penetration.max()),
+        self_contact_depth=TimeSeries(
+            name="self_contact_depth",
+            data=penetration.max(axis=1) / 2,
+            unit="meters",
+            rate=RATE,
+            starting_time=0.0,
+            description="toy depth of the deepest self-contact",
+        ),
         software_name="ndx_mimic.testing",
         software_version="0.1.0",
         parameters='{"calibration_frames": 50}',
