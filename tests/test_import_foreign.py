@@ -14,6 +14,7 @@ import mujoco
 import numpy as np
 import pytest
 import yaml
+from ndx_pose import PoseEstimation, PoseEstimationSeries, Skeleton, Skeletons
 from pynwb import validate
 
 import mimic_nwb
@@ -21,11 +22,12 @@ from mimic_nwb.body_model import build_body_model, load_site_map
 from mimic_nwb.cli import main
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
+from mimic_nwb.importers.keypoint_data import stored_keypoints
 from mimic_nwb.importers.keypoints import load_skeleton
 from mimic_nwb.importers.mimic_h5 import MimicH5ImportConfig, import_mimic_h5
 from mimic_nwb.importers.stac_mjx import StacMjxImportConfig, import_stac_mjx
 from mimic_nwb.importers.track_mjx import TrackMjxImportConfig, import_track_mjx, layer_kind_of
-from mimic_nwb.session import read_session
+from mimic_nwb.session import append, read_session
 from mimic_nwb.stac.core import model_keypoint_positions
 from ndx_mimic.mimic import pose_as_array
 
@@ -257,6 +259,100 @@ def test_stac_mjx_links_the_sessions_keypoints(registered, stac_mjx_few, tmp_pat
         assert again.pose_estimation is nwbfile.processing["behavior"]["PoseEstimation"]
         assert again.body_model.name == "BodyModel_stac_mjx_again"
         np.testing.assert_allclose(again.qpos.data[:], nwbfile.processing["mimic"]["StacRegistration"].qpos.data[:])
+
+
+def test_stored_keypoints_read_back_what_the_import_wrote(registered, stac_mjx_few):
+    # the one reader of a session's keypoints (stac-mjx import, STAC): metres, skeleton order, clock
+    names = list(stac_mjx_few["kp_names"].astype(str))
+    kp_data = stac_mjx_few["kp_data"].reshape(NUM_FRAMES, len(FEW), 3)[:, [names.index(k) for k in FEW]]
+    with read_session(registered[0]) as nwbfile:
+        stored = stored_keypoints(nwbfile.processing["behavior"]["PoseEstimation"], registered[0])
+    assert stored.skeleton.nodes == FEW and stored.skeleton.name == "stac_mjx_keypoints"
+    assert stored.positions.dtype == np.float64 and stored.positions.shape == (NUM_FRAMES, len(FEW), 3)
+    np.testing.assert_array_equal(stored.positions, kp_data.astype(np.float64))
+    assert stored.rate == RATE and stored.starting_time == 0.0 and stored.timestamps is None
+
+
+def _pose(series_args, nodes=("a", "b"), **pose_args):
+    series = [
+        PoseEstimationSeries(name=name, description="x", reference_frame="arena", **args)
+        for name, args in zip(nodes, series_args)
+    ]
+    skeleton = Skeleton(name="two", nodes=list(nodes) + pose_args.pop("extra_nodes", []), edges=np.array([[0, 1]]))
+    return PoseEstimation(
+        name="PoseEstimation", pose_estimation_series=series, skeleton=skeleton, source_software="test", **pose_args
+    )
+
+
+def test_stored_keypoints_apply_each_series_conversion_and_keep_timestamps():
+    rng = np.random.default_rng(4)
+    a, b = rng.uniform(-1, 1, (2, 5, 3))
+    times = np.array([0.0, 0.1, 0.25, 0.3, 0.5])
+    pose = _pose(
+        [
+            dict(data=a, unit="meters", timestamps=times, confidence=np.full(5, 0.5), confidence_definition="p"),
+            dict(
+                data=(1000 * b).astype(np.float32),
+                unit="meters",
+                conversion=0.001,
+                timestamps=times,
+                confidence=np.full(5, 0.25),
+            ),
+        ]
+    )
+    stored = stored_keypoints(pose, "s.nwb")
+    np.testing.assert_allclose(stored.positions, np.stack([a, b], axis=1), atol=1e-6)
+    np.testing.assert_array_equal(stored.timestamps, times)
+    assert stored.rate is None and stored.confidence.tolist() == [[0.5, 0.25]] * 5
+    assert stored.skeleton.edges.tolist() == [[0, 1]] and stored.source_software == "test"
+
+
+@pytest.mark.parametrize(
+    "series_args, extra, message",
+    [
+        (
+            [dict(data=np.zeros((5, 3)), unit="mm")] * 2,
+            [],
+            r"s.nwb: processing/behavior/PoseEstimation: the "
+            r"keypoints are in \['mm'\], not meters",
+        ),
+        ([dict(data=np.zeros((5, 2)), unit="meters")] * 2, [], r"series have shapes \[\(5, 2\)\], not \(frames, 3\)"),
+        ([dict(data=np.zeros((5, 3)), unit="meters")] * 2, ["c"], r"skeleton nodes \['c'\] have no keypoint series"),
+    ],
+)
+def test_stored_keypoints_refuse_what_is_not_3d_metres(series_args, extra, message):
+    pose = _pose([dict(args, rate=RATE) for args in series_args], extra_nodes=extra)
+    with pytest.raises(InputError, match=message):
+        stored_keypoints(pose, "s.nwb")
+
+
+def test_stac_mjx_into_a_session_whose_keypoints_are_not_metres_changes_nothing(stac_mjx_few, tmp_path):
+    session = new_session(tmp_path)
+    with append(session) as s:
+        skeleton = Skeleton(name="few", nodes=FEW)
+        s.module("behavior", "keypoints").add(Skeletons(skeletons=[skeleton]))
+        s.module("behavior", "keypoints").add(
+            PoseEstimation(
+                name="PoseEstimation",
+                skeleton=skeleton,
+                source_software="test",
+                pose_estimation_series=[
+                    PoseEstimationSeries(
+                        name=k,
+                        description="x",
+                        reference_frame="arena",
+                        unit="mm",
+                        data=np.zeros((NUM_FRAMES, 3)),
+                        rate=RATE,
+                    )
+                    for k in FEW
+                ],
+            )
+        )
+    before = digest(session)
+    with pytest.raises(InputError, match=r"PoseEstimation: the keypoints are in \['mm'\], not meters"):
+        import_stac_mjx(session, write_h5(tmp_path / "stac.h5", stac_mjx_few))
+    assert digest(session) == before
 
 
 def test_track_mjx_round_trip(registered, track_mjx, tmp_path, capsys):

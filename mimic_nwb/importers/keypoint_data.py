@@ -5,7 +5,8 @@
 :mod:`.anipose`); :func:`load_skeleton` reads a built-in or Label3D/DANNCE skeleton;
 :func:`resolve_skeleton` names and orders a source's keypoints; :func:`check_positions` and
 :func:`check_body_size` refuse what cannot be a body in metres. Numbers given by the caller are
-checked here too (:func:`check_rate`, :func:`check_time`).
+checked here too (:func:`check_rate`, :func:`check_time`). :func:`stored_keypoints` reads a
+session's PoseEstimation back into :class:`Keypoints` (metres, skeleton order, its clock).
 """
 
 import math
@@ -318,3 +319,63 @@ def check_clip_length(num_frames, widest, stage, source):
             f"{source}: {num_frames} frames; {stage} needs at least {widest} "
             f"(it writes series {widest} columns wide, and a series needs as many rows as columns)"
         )
+
+
+def stored_keypoints(pose, where) -> Keypoints:
+    """The keypoints of a session's ndx-pose PoseEstimation, read back as :class:`Keypoints`.
+
+    The one reader of stored keypoints for the stages that use them (STAC, the stac-mjx import):
+    positions (T, K, 3) in metres (each series' data * conversion + offset, as float64, NaN where
+    missing), keypoints in the Skeleton's node order (else the series' order), the first series'
+    clock (``rate`` and ``starting_time``, else ``timestamps`` in seconds), and the confidence
+    (T, K) when every series has one. ``where`` names the session in errors. Refuses (InputError)
+    a PoseEstimation without series, a skeleton node without a series, keypoints that are not 3D
+    and units other than metres.
+    """
+    series = pose.pose_estimation_series
+    location = f"{where}: processing/behavior/{pose.name}"
+    if not series:
+        raise InputError(f"{location} has no keypoint series")
+    skeleton = pose.skeleton
+    names = [str(n) for n in skeleton.nodes[:]] if skeleton is not None else [str(n) for n in series]
+    missing = [n for n in names if n not in series]
+    if missing:
+        raise InputError(f"{location}: skeleton nodes {missing} have no keypoint series")
+    ordered = [series[n] for n in names]
+    units = sorted({s.unit for s in ordered})
+    if units != ["meters"]:
+        raise InputError(f"{location}: the keypoints are in {units}, not meters (re-import them)")
+    shapes = {np.shape(s.data) for s in ordered}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 2 or next(iter(shapes))[1] != 3:
+        raise InputError(f"{location}: the keypoint series have shapes {sorted(shapes)}, not (frames, 3): not 3D")
+    positions = np.stack(
+        [np.asarray(s.data[:], dtype=np.float64) * s.conversion + (getattr(s, "offset", 0.0) or 0.0) for s in ordered],
+        axis=1,
+    )
+    confidences = [s.confidence for s in ordered]
+    confidence = None
+    if all(c is not None and np.shape(c) == positions.shape[:1] for c in confidences):
+        confidence = np.stack([np.asarray(c[:], dtype=np.float64) for c in confidences], axis=1)
+    first = ordered[0]
+    edges = np.zeros((0, 2), dtype=np.int64)
+    if skeleton is not None and skeleton.edges is not None:
+        edges = np.asarray(skeleton.edges[:], dtype=np.int64).reshape(-1, 2)
+    clock = (
+        dict(rate=float(first.rate), starting_time=float(first.starting_time or 0.0))
+        if first.rate is not None
+        else dict(timestamps=np.asarray(first.timestamps[:], dtype=np.float64))
+    )
+    return Keypoints(
+        positions=positions,
+        skeleton=SkeletonSpec(
+            name=skeleton.name if skeleton is not None else pose.name,
+            nodes=names,
+            edges=edges,
+        ),
+        confidence=confidence,
+        source_software=str(pose.source_software or "unknown"),
+        layout=f"NWB PoseEstimation processing/behavior/{pose.name}",
+        reference_frame=str(first.reference_frame),
+        confidence_definition=str(first.confidence_definition or ""),
+        **clock,
+    )

@@ -35,15 +35,13 @@ import mujoco
 import numpy as np
 from ndx_pose import PoseEstimation
 
-from ndx_mimic.mimic import pose_as_array
-
 from ..body_model import SiteMap
 from ..errors import InputError
 from ..session import RESULTS_MODULE, opened, where_of
 from ..stac.core import model_keypoint_positions
 from ..writers import body_model_to_nwb, registration_to_nwb
 from .hdf5 import file_sha256, name_list, numeric, open_h5, parse_config, read_dataset
-from .keypoint_data import Keypoints, check_body_size, check_rate, check_time, skeleton_for_names
+from .keypoint_data import Keypoints, check_body_size, check_rate, check_time, skeleton_for_names, stored_keypoints
 from .keypoints import BEHAVIOR_MODULE
 from .registration import KEYPOINTS_NAME, ImportedRegistration, add_keypoints, body_model_name, registration_body_model
 
@@ -244,18 +242,13 @@ def _joint_of_column(model):
 
 
 def _keypoint_positions(pose, path):
-    """(positions (T, K, 3) metres, keypoint names) of a session's PoseEstimation (skeleton order)."""
-    series = list(pose.pose_estimation_series.values())
-    if not series:
-        raise InputError(f"{path}: processing/{BEHAVIOR_MODULE}/{pose.name} has no keypoint series")
-    names = [str(n) for n in pose.skeleton.nodes[:]] if pose.skeleton is not None else list(pose.pose_estimation_series)
-    units = {s.unit for s in series}
-    if units != {"meters"}:
-        raise InputError(f"{path}: the session's keypoints are in {sorted(units)}, not meters (re-import them)")
-    positions = pose_as_array(pose, names)
-    if positions.shape[2] != 3:
-        raise InputError(f"{path}: the session's keypoints are {positions.shape[2]}-D, not 3D")
-    return positions * series[0].conversion, names
+    """(positions (T, K, 3) metres, keypoint names) of a session's PoseEstimation (skeleton order).
+
+    Kept for mimic_nwb.neuroconv, which imports it; the reader is
+    :func:`~mimic_nwb.importers.keypoint_data.stored_keypoints`.
+    """
+    stored = stored_keypoints(pose, path)
+    return stored.positions, stored.skeleton.nodes
 
 
 def _pose_timing(pose):
@@ -339,7 +332,8 @@ def import_stac_mjx(
         pose = current.keypoints(keypoints) if has_keypoints else None
         if pose is not None:
             keypoints_path = where_of(pose)
-            positions, keypoint_names = _keypoint_positions(pose, current.path)
+            stored = stored_keypoints(pose, current.path)
+            positions, keypoint_names = stored.positions, stored.skeleton.nodes
             if sorted(keypoint_names) != sorted(output.keypoint_names):
                 raise InputError(
                     f"{source}: kp_names are not the keypoints of the session's {pose.name} "
