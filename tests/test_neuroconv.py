@@ -25,6 +25,7 @@ from mimic_nwb.cli import main  # noqa: E402
 from mimic_nwb.data import data_path  # noqa: E402
 from mimic_nwb.errors import InputError  # noqa: E402
 from mimic_nwb.importers.keypoints import load_skeleton  # noqa: E402
+from mimic_nwb.inspection import inspect_session  # noqa: E402
 from mimic_nwb.neuroconv import KEYPOINTS_METADATA, REGISTRATION_METADATA, DannceInterface, StacMjxInterface  # noqa: E402
 from ndx_mimic import StacRegistration  # noqa: E402
 from ndx_mimic.mimic import pose_as_array  # noqa: E402
@@ -76,6 +77,7 @@ def convert(converter, path):
     metadata = converter.get_metadata()
     metadata["NWBFile"]["session_start_time"] = START
     metadata["NWBFile"]["session_description"] = "phy units and DANNCE keypoints"
+    metadata["Subject"] = dict(subject_id="rat-01", species="Rattus norvegicus", sex="M", age="P90D")
     converter.run_conversion(nwbfile_path=str(path), metadata=metadata, overwrite=True)
     return path
 
@@ -113,7 +115,8 @@ def test_phy_and_dannce_convert_then_stac(clip, tmp_path):
     # The skeleton file's name is not a built-in one: the site map is named
     stac = ["stac", str(path), "--site-map", str(SITE_MAP), "--workers", "1", "--calibration-frames", "20"]
     assert main([*stac, "--no-progress"]) == 0
-    assert validate(path=str(path)) == []
+    inspection = inspect_session(path)  # pynwb validation and nwbinspector: no CRITICAL or ERROR finding
+    assert inspection.ok, inspection.text
     with mimic_nwb.open(path) as session:
         registration = session.result(StacRegistration)
         assert registration.pose_estimation.object_id == session.keypoints().object_id
