@@ -26,12 +26,12 @@ system-deps:
 	  else echo "install$$missing (e.g. sudo apt-get install$$missing): offscreen rendering and the browser test need them"; fi; \
 	fi
 
-# The package with its test, lint and docs tools, every dependency at the exact version of the
+# The package with its test, lint and docs tools and the NeuroConv interfaces, every dependency at the exact version of the
 # lock file (made by `make lock`; pip takes it as constraints).
 $(VENV)/.installed: pyproject.toml $(LOCK) | system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev,neuroconv]"
 	touch $@
 
 demo: install
@@ -55,7 +55,7 @@ docs: install
 
 # Refresh the lock after changing dependencies in pyproject.toml (needs uv: pip install uv).
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.11 --upgrade -o $(LOCK)
+	uv pip compile pyproject.toml --extra dev --extra neuroconv --python-version 3.11 --upgrade -o $(LOCK)
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache docs/_build docs/api
