@@ -1,7 +1,9 @@
 """STAC: registration of a MuJoCo body model to 3D keypoints (pure core; no files).
 
 ``run_stac(keypoints, body_model, config)`` returns a ``StacResult``; see ``core`` for the
-algorithm, ``fitter`` for the per-frame solver and ``arena`` for the floor / up direction.
+algorithm, ``fitter`` for the per-frame solver (keypoint, floor and self-contact terms),
+``arena`` for the floor / up direction, ``geometry`` for the geoms against the floor and each
+other, and ``unobserved`` for the joints that no keypoint observes.
 """
 
 from .arena import Floor

@@ -19,10 +19,13 @@ The algorithm (Wu et al. 2013, "STAC"; as used by Aldarondo et al. 2024 and talm
    warm-started from the previous frame; a fresh rigid root fit (Kabsch on the trunk keypoints,
    heading-free) starts each run of frames and rescues frames where tracking was lost. Frames are
    split in contiguous chunks fitted in parallel processes; each chunk starts ``chunk_overlap``
-   frames early and drops them, so its first kept frame is already warm. A one-sided floor term
-   keeps every geom the fitted joints move above the floor (``fitter``).
+   frames early and drops them, so its first kept frame is already warm. One-sided terms keep
+   every geom the fitted joints move above the floor and the body's geoms out of each other
+   (``fitter``).
 4. **Unobserved joints** (no keypoint on their body or below it: the rodent's tail, toes,
-   fingers, jaw) get a pose that clears the floor and is smooth in time (``unobserved``).
+   fingers, jaw) get a pose that clears the floor and is smooth in time (``unobserved``);
+   frames where one cannot clear it on its own (a finger under a palm on the floor) are fitted
+   again with the floor term on every geom, so that the fitted joints lift its parent.
 5. **Penetration** of every body below the floor, and the deepest contact between the body's
    own geoms (a self-contact term in the pose fit keeps those shallow), are measured in every
    frame and returned.
