@@ -86,32 +86,74 @@ def quantized(values, description):
 
 
 class BlockIterator(AbstractDataChunkIterator):
-    """Writes a (T, ...) dataset from consecutive blocks of rows, holding one block at a time."""
+    """Writes a (T, ...) dataset from consecutive blocks of rows, in whole chunks.
+
+    Blocks may have any number of rows; rows are buffered and written as DataChunks that start
+    and end on chunk boundaries (the last one ends at row T). A write that covers part of a
+    compressed chunk makes HDF5 read, decompress and recompress that chunk again for the next
+    write, and a session append writes without a chunk cache (``session._working_copy``), so
+    unaligned blocks cost about twice as much. Memory: about two blocks and one chunk of rows.
+    """
 
     def __init__(self, blocks, shape, dtype, chunk_bytes=CHUNK_BYTES):
         self._blocks = iter(blocks)
         self._shape = tuple(shape)
         self._dtype = np.dtype(dtype)
         self._chunks = chunk_shape(self._shape, self._dtype.itemsize, chunk_bytes)
-        self._row = 0
+        self._pending = []  # blocks (or their tails) read but not yet written, in order
+        self._pending_rows = 0
+        self._read = 0  # rows taken from ``blocks``
+        self._written = 0  # rows handed to the writer
+        self._exhausted = False
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        chunk_rows = self._chunks[0]
+        while self._pending_rows < chunk_rows and not self._exhausted:
+            self._take_block()
+        if self._pending_rows == 0:
+            raise StopIteration
+        # Whole chunks, or the rest when the rows are all read (it ends at row T: an edge chunk).
+        rows = self._pending_rows if self._exhausted else self._pending_rows - self._pending_rows % chunk_rows
+        data = self._pop(rows)
+        start, self._written = self._written, self._written + rows
+        rest = tuple(slice(0, n) for n in self._shape[1:])
+        return DataChunk(data=data, selection=(slice(start, self._written), *rest))
+
+    def _take_block(self):
         block = next(self._blocks, None)
         if block is None:
-            if self._row != self._shape[0]:
-                raise ValueError(f"blocks gave {self._row} rows, expected {self._shape[0]}")
-            raise StopIteration
+            if self._read != self._shape[0]:
+                raise ValueError(f"blocks gave {self._read} rows, expected {self._shape[0]}")
+            self._exhausted = True
+            return
         block = np.asarray(block, dtype=self._dtype)
         if block.shape[1:] != self._shape[1:]:
             raise ValueError(f"block of shape {block.shape} does not fit rows of shape {self._shape[1:]}")
-        start, self._row = self._row, self._row + len(block)
-        if self._row > self._shape[0]:
+        self._read += len(block)
+        if self._read > self._shape[0]:
             raise ValueError(f"blocks gave more than the {self._shape[0]} rows expected")
-        rest = tuple(slice(0, n) for n in self._shape[1:])
-        return DataChunk(data=block, selection=(slice(start, self._row), *rest))
+        if len(block):
+            self._pending.append(block)
+            self._pending_rows += len(block)
+
+    def _pop(self, rows):
+        """The first ``rows`` pending rows as one array (a view when they lie in one block)."""
+        taken, count = [], 0
+        while count < rows:
+            block = self._pending[0]
+            need = rows - count
+            if len(block) <= need:
+                taken.append(self._pending.pop(0))
+                count += len(block)
+            else:
+                taken.append(block[:need])
+                self._pending[0] = block[need:]
+                count = rows
+        self._pending_rows -= rows
+        return taken[0] if len(taken) == 1 else np.concatenate(taken)
 
     def recommended_chunk_shape(self):
         return self._chunks
