@@ -154,10 +154,12 @@ class PoseFitter:
             self._contact_data = mujoco.MjData(self._contact_model)
             # Pairs that already overlap at qpos0 are part of how the model was built (a
             # shoulder capsule sunk into the torso), not a pose to avoid: left out.
-            self._resting_pairs = np.zeros(0, dtype=int)
+            self._resting = None
             _, at_rest = self.self_contacts(self.qpos0)
             if at_rest is not None:
-                self._resting_pairs = self._pair_codes(self._contact_data, at_rest[4])
+                geom = self._contact_data.contact.geom[at_rest[4]]
+                self._resting = np.zeros((model.ngeom, model.ngeom), dtype=bool)
+                self._resting[geom[:, 0], geom[:, 1]] = self._resting[geom[:, 1], geom[:, 0]] = True
 
     # ---------------------------------------------------------------- kinematics
     def positions(self, qpos: np.ndarray) -> np.ndarray:
@@ -275,17 +277,14 @@ class PoseFitter:
         pen = np.flatnonzero(dist < 0.0)
         if len(pen) == 0:
             return np.zeros(0), None
-        if len(self._resting_pairs):
-            pen = pen[~np.isin(self._pair_codes(cd, pen), self._resting_pairs)]
+        geom = cd.contact.geom[pen]
+        if self._resting is not None:
+            keep = ~self._resting[geom[:, 0], geom[:, 1]]
+            pen, geom = pen[keep], geom[keep]
             if len(pen) == 0:
                 return np.zeros(0), None
-        geom = cd.contact.geom[pen]
         return dist[pen].copy(), (cd.contact.frame[pen, :3].copy(), cd.contact.pos[pen].copy(),
                                   cm.geom_bodyid[geom[:, 0]], cm.geom_bodyid[geom[:, 1]], pen)
-
-    def _pair_codes(self, data, which):
-        geom = np.sort(data.contact.geom[which], axis=1)
-        return geom[:, 0] * self.model.ngeom + geom[:, 1]
 
     def _clip(self, q):
         np.maximum(q, self._qpos_lower, out=q)
