@@ -61,8 +61,8 @@ Units: metres, radians, seconds, newtons (N for root translation, N m for rotati
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import mujoco
 import numpy as np

@@ -279,8 +279,9 @@ def episode_lengths(rollout) -> np.ndarray:
 
 def expert_session(session, config=None, inverse_dynamics=ID_NAME, label=None, replace=False, progress=None):
     """Track the reference with the expert (no network); append SimulationRollout_<label> (mode expert)."""
-    import ndx_mimic
     from pynwb import TimeSeries
+
+    import ndx_mimic
 
     from .rollout import RolloutConfig, run_rollout
 

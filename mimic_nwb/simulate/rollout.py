@@ -65,8 +65,8 @@ the same rollout. The expert's sampling noise has its own seed (``ExpertConfig.s
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import mujoco
 import numpy as np
