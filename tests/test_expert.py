@@ -12,6 +12,7 @@ from mimic_nwb.simulate import RolloutConfig, run_inverse_dynamics, run_rollout
 from mimic_nwb.simulate.expert import ExpertConfig, TrackingExpert
 from mimic_nwb.simulate.testing import smooth_reference, standing_reference
 from mimic_nwb.simulate.tracking import (
+    TRACKING_COLUMNS,
     TerminationConfig,
     TrackingMeter,
     episode_length_quantiles,
@@ -118,6 +119,20 @@ def test_meter_is_zero_on_the_reference_and_sees_a_shift(body_model, reference):
     assert row[0] == pytest.approx(0.02) and row[1] == pytest.approx(0.0, abs=1e-9)
     assert row[2] == pytest.approx(0.02)
     assert row[3] == pytest.approx(0.5 * 0.02 / 3)  # dm_control: mean |dx| over coordinates, joints 0
+    columns = dict(zip(TRACKING_COLUMNS, row))
+    # track-mjx weighs the root's height by 0.2: (0.2 * 0.02)^2; no joint or orientation change
+    assert columns["root_distance"] == pytest.approx((0.2 * 0.02) ** 2)
+    assert columns["joint_distance"] == 0.0 and columns["quat_distance"] == pytest.approx(0.0, abs=1e-12)
+    assert columns["trackmjx_terminate"] == 0.0
+    # the root turned by 0.6 rad: track-mjx's quaternion distance is (0.6 / 2)^2
+    data.qpos[:] = reference.qpos[7]
+    turn = np.zeros(4)
+    mujoco.mju_axisAngle2Quat(turn, np.array([0.0, 0.0, 1.0]), 0.6)
+    mujoco.mju_mulQuat(data.qpos[3:7], reference.qpos[7, 3:7].copy(), turn)
+    mujoco.mj_kinematics(model, data)
+    columns = dict(zip(TRACKING_COLUMNS, meter.measure(data, 7)))
+    assert columns["quat_distance"] == pytest.approx(0.3**2)
+    assert columns["pose_error"] == pytest.approx(0.0, abs=1e-9) and columns["total_error"] > 0.005
 
 
 def test_expert_controls_are_in_range_and_leave_the_state_alone(body_model, reference):

@@ -311,13 +311,14 @@ class RolloutResult:
         return self.tracking_column("pose_error")
 
     def summary(self) -> str:
-        """One line: episodes, their median and quartile lengths, mean total and pose error, CPU
-        time per second of reference."""
+        """One line: episodes, their median and quartile lengths, mean total and pose error,
+        dm_control's termination metric beside them, CPU time per second of reference."""
         q = episode_length_quantiles(self.episodes.length, (0.25, 0.5, 0.75))
         clip = (self.n_frames - 1) / self.frame_rate
         return (f"{self.mode}: {self.n_frames} frames, {len(self.episodes)} episodes (median "
                 f"{q[0.5]:.0f} frames, quartiles {q[0.25]:.0f}-{q[0.75]:.0f}), mean total error "
-                f"{1e3 * np.nanmean(self.total_error):.1f} mm, pose error {1e3 * np.nanmean(self.pose_error):.1f} mm, "
+                f"{1e3 * np.nanmean(self.total_error):.1f} mm, pose error {1e3 * np.nanmean(self.pose_error):.1f} mm "
+                f"(dm_control error {np.nanmean(self.tracking_column('dm_control_error')):.3f}), "
                 f"{self.cpu_time / clip if clip > 0 else float('nan'):.2f} CPU s per clip second")
 
 
