@@ -20,8 +20,13 @@ import os
 
 # Thread counts are set explicitly, before numpy loads BLAS: one thread per process, the
 # parallelism is the worker processes.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import time  # noqa: E402
@@ -29,11 +34,10 @@ import time  # noqa: E402
 T_IMPORT = time.perf_counter()
 
 import argparse  # noqa: E402
-import resource  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 import multiprocessing  # noqa: E402
-
+import resource  # noqa: E402
 import tempfile  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import mujoco  # noqa: E402
@@ -110,8 +114,7 @@ def baseline(bm, keypoints_world, offsets, frames, q_start):
     out = []
     t0 = time.perf_counter()
     for t in frames:
-        sol = least_squares(residual, q, bounds=(lower, upper), args=(keypoints_world[t],),
-                            method="trf", ftol=5e-3)
+        sol = least_squares(residual, q, bounds=(lower, upper), args=(keypoints_world[t],), method="trf", ftol=5e-3)
         q = sol.x.copy()
         q[3:7] /= np.linalg.norm(q[3:7])
         out.append(np.linalg.norm(fitter.positions(q) - keypoints_world[t], axis=1))
@@ -158,12 +161,16 @@ def large_model(keypoints, workers):
     tm = r.timings
     n = len(keypoints)
     depth, body = r.max_penetration
-    print(f"\nlarger model: the rodent with more, smaller joints, qpos {bm.nq} ({r.fitted_dofs.sum()} of "
-          f"{bm.nv} dofs move a keypoint), same clip, {r.n_workers} workers:")
-    print(f"  pose fitting {n / tm['pose_fitting']:.0f} frames/s ({r.iterations.mean():.1f} LM iterations per "
-          f"frame), calibration {len(r.calibration_frames) * r.config.n_calibration_rounds / tm['calibration']:.0f} "
-          f"frames/s, run_stac total {tm['total']:.1f} s; mean error {r.mean_error * 1000:.2f} mm; deepest geom "
-          f"{depth * 1000:.2f} mm ({body})")
+    print(
+        f"\nlarger model: the rodent with more, smaller joints, qpos {bm.nq} ({r.fitted_dofs.sum()} of "
+        f"{bm.nv} dofs move a keypoint), same clip, {r.n_workers} workers:"
+    )
+    print(
+        f"  pose fitting {n / tm['pose_fitting']:.0f} frames/s ({r.iterations.mean():.1f} LM iterations per "
+        f"frame), calibration {len(r.calibration_frames) * r.config.n_calibration_rounds / tm['calibration']:.0f} "
+        f"frames/s, run_stac total {tm['total']:.1f} s; mean error {r.mean_error * 1000:.2f} mm; deepest geom "
+        f"{depth * 1000:.2f} mm ({body})"
+    )
 
 
 def main():
@@ -186,44 +193,68 @@ def main():
 
     n_cal = len(r.calibration_frames) * config.n_calibration_rounds
     tm = r.timings
-    print(f"STAC benchmark: rat23 DANNCE clip, {n_frames} frames x {len(bm.keypoint_names)} keypoints, "
-          f"{r.n_workers} worker processes, 1 BLAS thread each, MuJoCo {mujoco.__version__}, "
-          f"CPUs available: {os.cpu_count()}")
-    print(f"  calibration   {len(r.calibration_frames)} frames x {config.n_calibration_rounds} rounds "
-          f"= {n_cal} frame fits in {tm['calibration']:.2f} s: {n_cal / tm['calibration']:.0f} frames/s")
-    print(f"  pose fitting  {n_frames} frames in {tm['pose_fitting']:.2f} s: "
-          f"{n_frames / tm['pose_fitting']:.0f} frames/s "
-          f"({r.iterations.mean():.1f} LM iterations per frame on average)")
+    print(
+        f"STAC benchmark: rat23 DANNCE clip, {n_frames} frames x {len(bm.keypoint_names)} keypoints, "
+        f"{r.n_workers} worker processes, 1 BLAS thread each, MuJoCo {mujoco.__version__}, "
+        f"CPUs available: {os.cpu_count()}"
+    )
+    print(
+        f"  calibration   {len(r.calibration_frames)} frames x {config.n_calibration_rounds} rounds "
+        f"= {n_cal} frame fits in {tm['calibration']:.2f} s: {n_cal / tm['calibration']:.0f} frames/s"
+    )
+    print(
+        f"  pose fitting  {n_frames} frames in {tm['pose_fitting']:.2f} s: "
+        f"{n_frames / tm['pose_fitting']:.0f} frames/s "
+        f"({r.iterations.mean():.1f} LM iterations per frame on average)"
+    )
     print(f"  worker start-up {tm['startup']:.2f} s, floor {tm['floor']:.2f} s, run_stac total {tm['total']:.2f} s")
     print(f"  whole run incl. interpreter, imports, model build, data load: {whole:.2f} s")
-    print(f"  floor: up {np.round(r.up_direction, 4).tolist()} "
-          f"({np.degrees(np.arccos(r.up_direction[2])):.1f} deg from rig z), height {r.floor_height * 1000:.1f} mm "
-          f"({r.floor_shift * 1000:+.1f} mm from the keypoint floor to the model's feet)")
-    print(f"  unobserved joints {tm['unobserved']:.2f} s, penetration and refits {tm['penetration']:.2f} s; "
-          f"groups: {', '.join(f'{g} {d}' for g, d in zip(r.unobserved_groups, r.unobserved_directions))}")
+    print(
+        f"  floor: up {np.round(r.up_direction, 4).tolist()} "
+        f"({np.degrees(np.arccos(r.up_direction[2])):.1f} deg from rig z), height {r.floor_height * 1000:.1f} mm "
+        f"({r.floor_shift * 1000:+.1f} mm from the keypoint floor to the model's feet)"
+    )
+    print(
+        f"  unobserved joints {tm['unobserved']:.2f} s, penetration and refits {tm['penetration']:.2f} s; "
+        f"groups: {', '.join(f'{g} {d}' for g, d in zip(r.unobserved_groups, r.unobserved_directions))}"
+    )
 
-    free = run_stac(keypoints, bm, StacConfig(n_workers=args.workers, floor_weight=0.0, contact_weight=0.0,
-                                              floor_percentile=None, unobserved_prior=False))
-    print("\nphysical validity            mean error  below the floor: deepest (body)  frames > 1 mm"
-          "   self-contacts: median / deepest  frames > 1 mm   pose frames/s")
+    free = run_stac(
+        keypoints,
+        bm,
+        StacConfig(
+            n_workers=args.workers, floor_weight=0.0, contact_weight=0.0, floor_percentile=None, unobserved_prior=False
+        ),
+    )
+    print(
+        "\nphysical validity            mean error  below the floor: deepest (body)  frames > 1 mm"
+        "   self-contacts: median / deepest  frames > 1 mm   pose frames/s"
+    )
     for label, res in (("without floor/contact/prior", free), ("with (default)", r)):
         depth, body = res.max_penetration
         own = res.self_penetration * 1000
-        print(f"  {label:<27} {res.mean_error * 1000:6.3f} mm  {depth * 1000:7.2f} mm ({body:<14})"
-              f"{res.frames_penetrating.sum():5d}        {np.nanmedian(own):5.2f} / {np.nanmax(own):5.2f} mm"
-              f"       {int((own > 1).sum()):5d}      {n_frames / res.timings['pose_fitting']:8.0f}")
-    print("  depth below the floor per body (mm): median over frames / max, without -> with "
-          "(the 3 deepest bodies, then the 5 deepest that the keypoints place)")
+        print(
+            f"  {label:<27} {res.mean_error * 1000:6.3f} mm  {depth * 1000:7.2f} mm ({body:<14})"
+            f"{res.frames_penetrating.sum():5d}        {np.nanmedian(own):5.2f} / {np.nanmax(own):5.2f} mm"
+            f"       {int((own > 1).sum()):5d}      {n_frames / res.timings['pose_fitting']:8.0f}"
+        )
+    print(
+        "  depth below the floor per body (mm): median over frames / max, without -> with "
+        "(the 3 deepest bodies, then the 5 deepest that the keypoints place)"
+    )
     order = list(np.argsort(np.nanmax(free.penetration, axis=0))[::-1])
-    placed = PoseFitter(bm.model, bm.keypoint_body_ids, r.offsets, np.ones(len(r.offsets), bool),
-                        SolverSettings()).body_determined
+    placed = PoseFitter(
+        bm.model, bm.keypoint_body_ids, r.offsets, np.ones(len(r.offsets), bool), SolverSettings()
+    ).body_determined
     ids = [mujoco.mj_name2id(bm.model, mujoco.mjtObj.mjOBJ_BODY, n) for n in free.penetration_bodies]
     shown = order[:3] + [b for b in order[3:] if placed[ids[b]]][:5]
     for b in shown:
         name = free.penetration_bodies[b]
         k = r.penetration_bodies.index(name)
-        print(f"    {name:<22} {np.nanmedian(free.penetration[:, b]) * 1000:6.1f} / {np.nanmax(free.penetration[:, b]) * 1000:6.1f}"
-              f"  ->  {np.nanmedian(r.penetration[:, k]) * 1000:5.2f} / {np.nanmax(r.penetration[:, k]) * 1000:5.2f}")
+        print(
+            f"    {name:<22} {np.nanmedian(free.penetration[:, b]) * 1000:6.1f} / {np.nanmax(free.penetration[:, b]) * 1000:6.1f}"
+            f"  ->  {np.nanmedian(r.penetration[:, k]) * 1000:5.2f} / {np.nanmax(r.penetration[:, k]) * 1000:5.2f}"
+        )
 
     err = r.errors * 1000
     print("\nkeypoint error (mm)        mean  median   p90")
@@ -246,35 +277,44 @@ def main():
     wide = np.zeros(bm.nq, dtype=bool)
     for j in range(1, bm.model.njnt):
         wide[bm.model.jnt_qposadr[j]] = np.degrees(np.diff(bm.model.jnt_range[j]))[0] >= 20
-    print(f"  excluding joints with a range under 20 deg: "
-          f"{(pinned[:, wide].any(axis=1)).mean():.1%} of frames")
+    print(f"  excluding joints with a range under 20 deg: {(pinned[:, wide].any(axis=1)).mean():.1%} of frames")
 
     if not args.skip_loo:
         t0 = time.perf_counter()
         jobs = [(k, keypoints, r.offsets, r.up_direction, r.floor_height) for k in range(len(bm.keypoint_names))]
-        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=loo_init) as ex:
+        with ProcessPoolExecutor(
+            args.workers, mp_context=multiprocessing.get_context("spawn"), initializer=loo_init
+        ) as ex:
             loo = dict(ex.map(loo_job, jobs))
-        print(f"\nleave-one-keypoint-out error (mm), all {n_frames} frames, every keypoint "
-              f"({time.perf_counter() - t0:.1f} s):")
+        print(
+            f"\nleave-one-keypoint-out error (mm), all {n_frames} frames, every keypoint "
+            f"({time.perf_counter() - t0:.1f} s):"
+        )
         print("  keypoint               in-sample   held-out mean  median   p90")
         for k, name in enumerate(r.keypoint_names):
             e = loo[k] * 1000
-            print(f"  {name:<22} {np.nanmean(err[:, k]):8.2f}   {np.nanmean(e):12.2f}  "
-                  f"{np.nanmedian(e):6.2f}  {np.nanpercentile(e, 90):5.2f}")
+            print(
+                f"  {name:<22} {np.nanmean(err[:, k]):8.2f}   {np.nanmean(e):12.2f}  "
+                f"{np.nanmedian(e):6.2f}  {np.nanpercentile(e, 90):5.2f}"
+            )
         allloo = np.concatenate([loo[k] for k in range(len(loo))]) * 1000
-        print(f"  {'ALL':<22} {np.nanmean(err):8.2f}   {np.nanmean(allloo):12.2f}  "
-              f"{np.nanmedian(allloo):6.2f}  {np.nanpercentile(allloo, 90):5.2f}")
+        print(
+            f"  {'ALL':<22} {np.nanmean(err):8.2f}   {np.nanmean(allloo):12.2f}  "
+            f"{np.nanmedian(allloo):6.2f}  {np.nanpercentile(allloo, 90):5.2f}"
+        )
 
     frames = np.arange(args.baseline_frames)
     seconds, base_err = baseline(bm, r.keypoints, r.offsets, frames, r.qpos[0])
     ours = r.errors[frames]
-    print(f"\nbaseline (original STAC approach: scipy least_squares, finite differences, per frame, "
-          f"1 process) on frames 0-{frames[-1]}, same offsets and floor:")
+    print(
+        f"\nbaseline (original STAC approach: scipy least_squares, finite differences, per frame, "
+        f"1 process) on frames 0-{frames[-1]}, same offsets and floor:"
+    )
     print(f"  {'':<32}{'frames/s':>10}{'mean error mm':>16}")
     print(f"  {'scipy least_squares (FD)':<32}{len(frames) / seconds:10.2f}{base_err.mean() * 1000:16.2f}")
-    print(f"  {'this (LM, analytic Jacobians)':<32}{n_frames / tm['pose_fitting']:10.0f}"
-          f"{np.nanmean(ours) * 1000:16.2f}")
+    print(
+        f"  {'this (LM, analytic Jacobians)':<32}{n_frames / tm['pose_fitting']:10.0f}{np.nanmean(ours) * 1000:16.2f}"
+    )
     print(f"\npeak RSS: main process {rss_main:.0f} MiB, largest worker {rss_workers:.0f} MiB")
     if not args.skip_large:
         large_model(keypoints, args.workers)

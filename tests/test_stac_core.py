@@ -77,8 +77,7 @@ def synthetic_clip(bm, n_frames, seed=0, amplitude=0.6, turns=1.0, offset_sd=0.0
     qpos[:, 6] = np.sin(heading / 2)
     qpos[:, 2] -= lowest_geom(bm, qpos, tail=False)
     regularized = np.isin(bm.keypoint_names, bm.site_map.regularized_keypoints)
-    offsets = bm.initial_offsets + np.where(
-        regularized[:, None], 0.0, rng.normal(0, offset_sd, (len(regularized), 3)))
+    offsets = bm.initial_offsets + np.where(regularized[:, None], 0.0, rng.normal(0, offset_sd, (len(regularized), 3)))
     return qpos, offsets, model_keypoint_positions(bm, qpos, offsets)
 
 
@@ -183,8 +182,7 @@ def test_floor_and_up_direction(rat):
     a = np.radians(25)
     tilt = np.array([[1, 0, 0], [0, np.cos(a), -np.sin(a)], [0, np.sin(a), np.cos(a)]])
     rig = noisy @ tilt.T + np.array([0.3, -0.2, 0.5])
-    r = run_stac(rig, rat, StacConfig(n_workers=1, n_calibration_frames=40, n_calibration_rounds=2),
-                 offsets=offsets)
+    r = run_stac(rig, rat, StacConfig(n_workers=1, n_calibration_frames=40, n_calibration_rounds=2), offsets=offsets)
     assert r.floor_estimated
     assert np.degrees(np.arccos(r.up_direction @ tilt[:, 2])) < 0.5
     rot = r.world_from_input[:3, :3]
@@ -207,8 +205,18 @@ def test_real_clip(rat):
     within 0.1 mm of the free fit's (measured: 1.37 mm, deepest geom 0.02 mm)."""
     pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"]
     keypoints = pred.transpose(0, 2, 1)[:300] / 1000.0
-    free = run_stac(keypoints, rat, StacConfig(n_workers=1, n_calibration_frames=100, floor_weight=0,
-                                               contact_weight=0, floor_percentile=None, unobserved_prior=False))
+    free = run_stac(
+        keypoints,
+        rat,
+        StacConfig(
+            n_workers=1,
+            n_calibration_frames=100,
+            floor_weight=0,
+            contact_weight=0,
+            floor_percentile=None,
+            unobserved_prior=False,
+        ),
+    )
     assert free.max_penetration[0] > 0.05 and free.frames_penetrating.all()
     assert free.mean_error < 0.0016
     r = run_stac(keypoints, rat, StacConfig(n_workers=1, n_calibration_frames=100))
@@ -303,8 +311,7 @@ def test_keypoint_names_reorder(rat):
     qpos, offsets, clean = synthetic_clip(rat, 5, seed=10)
     order = np.random.default_rng(0).permutation(23)
     names = [rat.keypoint_names[i] for i in order]
-    r = run_stac(clean[:, order], rat, StacConfig(n_workers=1, **WORLD), offsets=offsets,
-                 keypoint_names=names)
+    r = run_stac(clean[:, order], rat, StacConfig(n_workers=1, **WORLD), offsets=offsets, keypoint_names=names)
     assert r.keypoint_names == rat.keypoint_names
     np.testing.assert_allclose(r.keypoints, clean)
 
@@ -327,7 +334,7 @@ def test_jacobian_matches_finite_differences(rat):
     k = len(rat.keypoint_names)
     fitter = PoseFitter(rat.model, rat.keypoint_body_ids, offsets, np.ones(k, bool), SolverSettings())
     observed = np.arange(k)
-    rows = [fitter._jac_buffer[3 * i:3 * i + 3] for i in range(k)]
+    rows = [fitter._jac_buffer[3 * i : 3 * i + 3] for i in range(k)]
     p = fitter.positions(qpos[0])
     jac = fitter._jacobian(p, observed, rows).copy()
     numeric = np.empty_like(jac)
@@ -412,8 +419,12 @@ def test_unobserved_groups_of_the_rodent(rat, on_floor):
     prior = UnobservedPrior(rat.model, r.fitted_dofs)
     tail = prior.groups[[g.name for g in prior.groups].index("vertebra_C1")]
     assert len(tail.qadr) == 24  # the tail's hinges, bent through its two tendons
-    assert {label for label, _ in tail.candidates} == {"+caudal_extend", "-caudal_extend",
-                                                         "+caudal_bend", "-caudal_bend"}
+    assert {label for label, _ in tail.candidates} == {
+        "+caudal_extend",
+        "-caudal_extend",
+        "+caudal_bend",
+        "-caudal_bend",
+    }
     # The tail is lifted by extending it, one direction for the whole clip.
     assert r.unobserved_directions[r.unobserved_groups.index("vertebra_C1")] in ("+caudal_extend", "-caudal_extend")
 
@@ -442,8 +453,9 @@ def test_unobserved_prior_smallest_smooth_clearing_bend(rat, on_floor):
     assert np.all(fit.qpos[:, adr] >= group.lower - 1e-12) and np.all(fit.qpos[:, adr] <= group.upper + 1e-12)
     others = np.setdiff1d(np.arange(rat.nq), np.concatenate([g.qadr for g in prior.groups]))
     np.testing.assert_array_equal(fit.qpos[:, others], qpos[:, others])
-    np.testing.assert_allclose(model_keypoint_positions(rat, fit.qpos, offsets),
-                               model_keypoint_positions(rat, qpos, offsets), atol=1e-12)
+    np.testing.assert_allclose(
+        model_keypoint_positions(rat, fit.qpos, offsets), model_keypoint_positions(rat, qpos, offsets), atol=1e-12
+    )
 
 
 def test_geom_support_is_the_lowest_surface_point():
@@ -538,7 +550,7 @@ def test_floor_and_contact_jacobians_match_finite_differences(rat):
     q0 = qpos[t].copy()
     q0[2] -= lowest_fitted_geom(rat, offsets, [q0])[0] + 0.003
     observed = np.arange(k)
-    rows = [fitter._jac_buffer[3 * i:3 * i + 3] for i in range(k)]
+    rows = [fitter._jac_buffer[3 * i : 3 * i + 3] for i in range(k)]
 
     def residuals(q, below, pairs):
         fitter.positions(q)
@@ -556,7 +568,7 @@ def test_floor_and_contact_jacobians_match_finite_differences(rat):
     cd = fitter._contact_data
     pairs = [tuple(g) for g in cd.contact.geom[: cd.ncon][cd.contact.dist[: cd.ncon] < 0]]
     fitter.positions(q0)
-    jac = fitter._jacobian(p, observed, rows, active)[3 * k:]
+    jac = fitter._jacobian(p, observed, rows, active)[3 * k :]
     base = residuals(q0, below, pairs)
     numeric = np.empty((len(base), fitter.n_dofs))
     for i, dof in enumerate(fitter.dofs):
@@ -574,9 +586,11 @@ def test_unobserved_prior_on_a_model_without_tendons():
     enough to clear the floor, in the direction that lifts it."""
     links = ""
     for i in range(3):
-        links += (f'<body name="tail{i}" pos="{0.0 if i == 0 else -0.04} 0 0">'
-                  f'<joint name="t{i}" type="hinge" axis="0 1 0" range="-1 1"/>'
-                  '<geom type="capsule" fromto="0 0 0 -0.04 0 0" size="0.003"/>')
+        links += (
+            f'<body name="tail{i}" pos="{0.0 if i == 0 else -0.04} 0 0">'
+            f'<joint name="t{i}" type="hinge" axis="0 1 0" range="-1 1"/>'
+            '<geom type="capsule" fromto="0 0 0 -0.04 0 0" size="0.003"/>'
+        )
     links += "</body>" * 3
     xml = f"""<mujoco><compiler angle="radian"/><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
       <body name="torso" pos="0 0 0.02"><freejoint/><geom type="box" size="0.04 0.02 0.02"/>
@@ -616,8 +630,7 @@ def test_self_contacts_skip_pairs_that_overlap_at_rest():
         <body name="c"><joint name="jc" axis="0 0 1"/><geom type="sphere" size="0.01" pos="0 0.08 0"/></body>
       </body></worldbody></mujoco>"""
     model = mujoco.MjModel.from_xml_string(xml)
-    fitter = PoseFitter(model, [1, 2, 3, 4], np.zeros((4, 3)), np.ones(4, bool),
-                        SolverSettings(contact_weight=1.0))
+    fitter = PoseFitter(model, [1, 2, 3, 4], np.zeros((4, 3)), np.ones(4, bool), SolverSettings(contact_weight=1.0))
     depth, found = fitter.self_contacts(model.qpos0)
     assert found is None  # a and b overlap by 5 mm at rest: built that way
     q = model.qpos0.copy()

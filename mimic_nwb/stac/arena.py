@@ -124,8 +124,9 @@ def estimate_floor(
     first_up = np.mean(ups, axis=0)
     first_up /= np.linalg.norm(first_up)
     labels = np.broadcast_to(np.arange(observed.shape[1]), observed.shape)[frames][observed[frames]]
-    up = _support_plane_normal(keypoints[frames][observed[frames]], labels, first_up,
-                               model_keypoints, np.random.default_rng(seed))
+    up = _support_plane_normal(
+        keypoints[frames][observed[frames]], labels, first_up, model_keypoints, np.random.default_rng(seed)
+    )
     heights = np.array([np.min(keypoints[t, observed[t]] @ up) for t in frames])
     return Floor(up=up, height=float(np.median(heights) - clearance), estimated=True)
 

@@ -41,10 +41,10 @@ import multiprocessing
 import os
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-from typing import Callable, Sequence
 
 import mujoco
 import numpy as np
@@ -175,16 +175,23 @@ class StacConfig:
     chunk_overlap: int = 10
 
     def __post_init__(self):
-        positive_ints = ("n_calibration_frames", "max_iterations", "init_iterations",
-                         "min_keypoints", "chunk_frames")
+        positive_ints = ("n_calibration_frames", "max_iterations", "init_iterations", "min_keypoints", "chunk_frames")
         for name in positive_ints:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"StacConfig.{name}: must be >= 1, got {getattr(self, name)!r}")
         for name in ("n_calibration_rounds", "chunk_overlap"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"StacConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
-        for name in ("offset_regularization", "tolerance", "prior_weight", "smoothness_weight",
-                     "reinit_error", "floor_weight", "contact_weight", "unobserved_smoothing"):
+        for name in (
+            "offset_regularization",
+            "tolerance",
+            "prior_weight",
+            "smoothness_weight",
+            "reinit_error",
+            "floor_weight",
+            "contact_weight",
+            "unobserved_smoothing",
+        ):
             v = getattr(self, name)
             if not (np.isfinite(v) and v >= 0):
                 raise ValueError(f"StacConfig.{name}: must be finite and >= 0, got {v!r}")
@@ -203,10 +210,14 @@ class StacConfig:
 
     def solver_settings(self) -> SolverSettings:
         return SolverSettings(
-            max_iterations=self.max_iterations, init_iterations=self.init_iterations,
-            tolerance=self.tolerance, prior_weight=self.prior_weight,
-            smoothness_weight=self.smoothness_weight, reinit_error=self.reinit_error,
-            floor_weight=self.floor_weight, contact_weight=self.contact_weight,
+            max_iterations=self.max_iterations,
+            init_iterations=self.init_iterations,
+            tolerance=self.tolerance,
+            prior_weight=self.prior_weight,
+            smoothness_weight=self.smoothness_weight,
+            reinit_error=self.reinit_error,
+            floor_weight=self.floor_weight,
+            contact_weight=self.contact_weight,
         )
 
     def to_dict(self) -> dict:
@@ -400,8 +411,12 @@ def run_stac(
         t0 = time.perf_counter()
         # An estimated floor is moved to the model's feet after a first fit without the floor
         # term; a given floor is used as it is, with the floor term from the start.
-        refloor = (floor.estimated and config.floor_percentile is not None
-                   and config.floor_weight > 0 and len(local.floor_support.geoms) > 0)
+        refloor = (
+            floor.estimated
+            and config.floor_percentile is not None
+            and config.floor_weight > 0
+            and len(local.floor_support.geoms) > 0
+        )
         floor_on = not refloor
         floor_shift = 0.0
         if offsets is None:
@@ -412,8 +427,14 @@ def run_stac(
             done = 0
             for _ in range(config.n_calibration_rounds):
                 q_cal = _fit_calibration_round(
-                    workers, y[cal_frames], calibrated_obs[cal_frames], fitted, q_cal,
-                    lambda n: _report(progress, "calibration", n, total), done, floor_on,
+                    workers,
+                    y[cal_frames],
+                    calibrated_obs[cal_frames],
+                    fitted,
+                    q_cal,
+                    lambda n: _report(progress, "calibration", n, total),
+                    done,
+                    floor_on,
                 )
                 done += len(cal_frames)
                 if refloor:
@@ -424,7 +445,11 @@ def run_stac(
                     transform = floor.world_from_input()
                     y = apply_transform(transform, y_in)
                 fitted = local.fit_offsets(
-                    y[cal_frames], calibrated_obs[cal_frames], q_cal, initial, regularized,
+                    y[cal_frames],
+                    calibrated_obs[cal_frames],
+                    q_cal,
+                    initial,
+                    regularized,
                     config.offset_regularization,
                 )
             offsets_out = fitted
@@ -433,8 +458,9 @@ def run_stac(
             offsets_out = initial
         if refloor:  # no calibration round ran: one pass over the calibration frames for it
             sample = _calibration_frames(calibrated_obs, valid, config.n_calibration_frames)
-            q_sample = _fit_calibration_round(workers, y[sample], observed[sample], offsets_out,
-                                              None, lambda n: None, 0, False)
+            q_sample = _fit_calibration_round(
+                workers, y[sample], observed[sample], offsets_out, None, lambda n: None, 0, False
+            )
             floor_shift = _floor_shift(local, q_sample, config.floor_percentile)
             floor = Floor(up=floor.up, height=floor.height + floor_shift, estimated=True)
             transform = floor.world_from_input()
@@ -448,10 +474,9 @@ def run_stac(
         iterations = np.zeros(n_frames, dtype=int)
         done = 0
         jobs = [
-            ("sequence", y[a:b], observed[a:b], valid[a:b], offsets_out, None, keep - a, True)
-            for a, keep, b in tasks
+            ("sequence", y[a:b], observed[a:b], valid[a:b], offsets_out, None, keep - a, True) for a, keep, b in tasks
         ]
-        for (a, keep, b), (q, p, it) in zip(tasks, workers.map(jobs)):
+        for (_, keep, b), (q, p, it) in zip(tasks, workers.map(jobs)):
             qpos[keep:b], model_kp[keep:b], iterations[keep:b] = q, p, it
             done += b - keep
             _report(progress, "pose", done, n_frames)
@@ -528,8 +553,7 @@ def run_stac(
     )
 
 
-def model_keypoint_positions(body_model: BodyModel, qpos: np.ndarray,
-                             offsets: np.ndarray | None = None) -> np.ndarray:
+def model_keypoint_positions(body_model: BodyModel, qpos: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Forward kinematics of the keypoint sites.
 
     Args:
@@ -546,8 +570,7 @@ def model_keypoint_positions(body_model: BodyModel, qpos: np.ndarray,
         raise ValueError(f"qpos: expected {body_model.nq} columns, got {qpos.shape[1]}")
     offsets = body_model.initial_offsets if offsets is None else offsets
     k = len(body_model.keypoint_names)
-    fitter = PoseFitter(body_model.model, body_model.keypoint_body_ids, offsets,
-                        np.ones(k, bool), SolverSettings())
+    fitter = PoseFitter(body_model.model, body_model.keypoint_body_ids, offsets, np.ones(k, bool), SolverSettings())
     out = np.full((len(qpos), k, 3), np.nan)
     for t, q in enumerate(qpos):
         if np.all(np.isfinite(q)):
@@ -581,8 +604,7 @@ def _check_keypoints(keypoints, body_model: BodyModel, names):
         y = y[:, [names.index(n) for n in body_model.keypoint_names]]
     if y.shape[1] != len(body_model.keypoint_names):
         raise ValueError(
-            f"keypoints: {y.shape[1]} keypoints, the body model has {len(body_model.keypoint_names)} "
-            "keypoint sites"
+            f"keypoints: {y.shape[1]} keypoints, the body model has {len(body_model.keypoint_names)} keypoint sites"
         )
     if np.isinf(y).any():
         raise ValueError("keypoints: contain infinite values (use NaN for missing keypoints)")
@@ -608,8 +630,7 @@ def _check_units(y, observed, valid, fitter: PoseFitter):
     if not (1 / _MAX_SIZE_RATIO <= ratio <= _MAX_SIZE_RATIO):
         hint = " (millimetres given as metres?)" if ratio > 100 else ""
         raise ValueError(
-            f"keypoints: the animal is {ratio:.3g}x the size of the body model; keypoints must be "
-            f"in metres{hint}"
+            f"keypoints: the animal is {ratio:.3g}x the size of the body model; keypoints must be in metres{hint}"
         )
 
 
@@ -623,7 +644,8 @@ def _excluded_keypoints(observed, names, max_share) -> np.ndarray:
         warnings.warn(
             f"keypoint {names[k]!r} is missing in {where} (more than max_missing_share="
             f"{max_share:g}): left out of the offset calibration and the error statistics",
-            MissingKeypointWarning, stacklevel=3,
+            MissingKeypointWarning,
+            stacklevel=3,
         )
     return excluded
 
@@ -688,8 +710,7 @@ def _fit_calibration_round(workers, y, observed, offsets, q_prev, report, done, 
         if q_prev is None:
             jobs.append(("sequence", y[a:b], observed[a:b], valid[a:b], offsets, None, 0, floor_on))
         else:
-            jobs.append(("independent", y[a:b], observed[a:b], valid[a:b], offsets, q_prev[a:b], 0,
-                         floor_on))
+            jobs.append(("independent", y[a:b], observed[a:b], valid[a:b], offsets, q_prev[a:b], 0, floor_on))
     q = np.empty((n, workers.nq))
     for a, b, (qa, _, _) in zip(edges[:-1], edges[1:], workers.map(jobs)):
         q[a:b] = qa
@@ -719,8 +740,13 @@ def _report(progress, stage, done, total):
 # Worker processes
 # --------------------------------------------------------------------------------------------
 
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+_THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 _worker_fitter: PoseFitter | None = None
 
 
@@ -786,16 +812,19 @@ class _Workers:
         if self.n_workers == 1:
             # Same path as a worker (the model compiled from the XML text).
             xml, assets, body_ids, trunk, settings = self._args
-            self._local = PoseFitter(mujoco.MjModel.from_xml_string(xml, assets), body_ids,
-                                     np.zeros((len(body_ids), 3)), trunk, settings)
+            self._local = PoseFitter(
+                mujoco.MjModel.from_xml_string(xml, assets), body_ids, np.zeros((len(body_ids), 3)), trunk, settings
+            )
             return self
         # spawn: safe whatever threads the caller runs (fork is not) and the same on every OS;
         # a script that calls run_stac needs the usual ``if __name__ == "__main__":`` guard.
         # ProcessPoolExecutor (not multiprocessing.Pool): a worker that dies raises
         # BrokenProcessPool instead of hanging.
         self._pool = ProcessPoolExecutor(
-            self.n_workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=self._args,
+            self.n_workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=self._args,
         )
         try:
             with _single_threaded_children():  # workers start here and inherit the environment
@@ -804,7 +833,7 @@ class _Workers:
             self._pool.shutdown(wait=False, cancel_futures=True)
             raise RuntimeError(
                 "STAC worker processes failed to start (a script calling run_stac with "
-                "n_workers > 1 needs an `if __name__ == \"__main__\":` guard)"
+                'n_workers > 1 needs an `if __name__ == "__main__":` guard)'
             ) from err
         return self
 

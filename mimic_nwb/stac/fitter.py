@@ -28,16 +28,14 @@ step) and by projecting every step onto the limits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import copy
+from dataclasses import dataclass
 
 import mujoco
 import numpy as np
 from scipy.linalg.lapack import dposv as _posv  # Cholesky solve, low call overhead
 
 from .geometry import GeomSupport, floor_contact_geoms, kabsch  # noqa: F401 (kabsch: public here too)
-
 
 # Rejected steps (each 10x more damped) before a frame counts as converged.
 _MAX_REJECTS = 3
@@ -101,7 +99,7 @@ class PoseFitter:
         # Scalar (hinge/slide) joints among the fitted dofs: prior, limits, 1:1 qpos <-> dof.
         jnt = model.dof_jntid[self.dofs]
         scalar = np.isin(model.jnt_type[jnt], (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE))
-        self.scalar_pos = np.flatnonzero(scalar)          # positions within the fitted dofs
+        self.scalar_pos = np.flatnonzero(scalar)  # positions within the fitted dofs
         self.scalar_qadr = model.jnt_qposadr[jnt[scalar]]  # their qpos addresses
         limited = scalar & (model.jnt_limited[jnt] == 1)
         self.limited_pos = np.flatnonzero(limited)
@@ -127,8 +125,7 @@ class PoseFitter:
         determined = np.zeros(model.nbody, dtype=bool)
         determined[0] = True
         for b in range(1, model.nbody):  # parents come before their children
-            determined[b] = determined[model.body_parentid[b]] and (
-                model.body_dofnum[b] == 0 or moved[b])
+            determined[b] = determined[model.body_parentid[b]] and (model.body_dofnum[b] == 0 or moved[b])
         self.body_determined = determined
         geoms = floor_contact_geoms(model)
         self.floor_support = GeomSupport(model, geoms[determined[model.geom_bodyid[geoms]]])
@@ -283,15 +280,26 @@ class PoseFitter:
             pen, geom = pen[keep], geom[keep]
             if len(pen) == 0:
                 return np.zeros(0), None
-        return dist[pen].copy(), (cd.contact.frame[pen, :3].copy(), cd.contact.pos[pen].copy(),
-                                  cm.geom_bodyid[geom[:, 0]], cm.geom_bodyid[geom[:, 1]], pen)
+        return dist[pen].copy(), (
+            cd.contact.frame[pen, :3].copy(),
+            cd.contact.pos[pen].copy(),
+            cm.geom_bodyid[geom[:, 0]],
+            cm.geom_bodyid[geom[:, 1]],
+            pen,
+        )
 
     def _clip(self, q):
         np.maximum(q, self._qpos_lower, out=q)
         np.minimum(q, self._qpos_upper, out=q)
 
-    def fit_frame(self, y: np.ndarray, observed: np.ndarray, q_start: np.ndarray,
-                  q_prev: np.ndarray | None = None, max_iterations: int | None = None):
+    def fit_frame(
+        self,
+        y: np.ndarray,
+        observed: np.ndarray,
+        q_start: np.ndarray,
+        q_prev: np.ndarray | None = None,
+        max_iterations: int | None = None,
+    ):
         """Fit one frame by bounded Levenberg–Marquardt.
 
         Args:
@@ -308,7 +316,7 @@ class PoseFitter:
         iters = s.max_iterations if max_iterations is None else max_iterations
         obs = np.flatnonzero(observed)
         y_obs = y[obs]
-        rows = [self._jac_buffer[3 * i:3 * i + 3] for i in range(len(obs))]
+        rows = [self._jac_buffer[3 * i : 3 * i + 3] for i in range(len(obs))]
         prior = s.prior_weight
         smooth = s.smoothness_weight if q_prev is not None else 0.0
         n = self.n_dofs
@@ -336,8 +344,7 @@ class PoseFitter:
             # Active set: a joint at a bound whose descent direction leaves the range is frozen.
             ql = q[self.limited_qadr]
             gl = grad[self.limited_pos]
-            frozen = self.limited_pos[((ql <= self.lower + 1e-9) & (gl > 0))
-                                      | ((ql >= self.upper - 1e-9) & (gl < 0))]
+            frozen = self.limited_pos[((ql <= self.lower + 1e-9) & (gl > 0)) | ((ql >= self.upper - 1e-9) & (gl < 0))]
             if len(frozen):
                 # Freeze them: identity rows/columns and zero gradient give a zero step there.
                 hess[frozen, :] = 0.0
@@ -383,8 +390,7 @@ class PoseFitter:
         return float(np.linalg.norm(p[observed] - y[observed], axis=1).mean())
 
     # ---------------------------------------------------------------- many frames
-    def fit_frames(self, y: np.ndarray, observed: np.ndarray, valid: np.ndarray,
-                   q_init: np.ndarray | None = None):
+    def fit_frames(self, y: np.ndarray, observed: np.ndarray, valid: np.ndarray, q_init: np.ndarray | None = None):
         """Fit a run of frames.
 
         Args:

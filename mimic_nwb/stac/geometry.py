@@ -19,7 +19,6 @@ def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return r, ct - r @ cs
 
 
-
 def floor_contact_geoms(model: mujoco.MjModel) -> np.ndarray:
     """Geoms that can touch the floor: (G,) geom ids, in id order.
 
@@ -92,8 +91,13 @@ class GeomSupport:
         if self._round:
             return data.geom_xpos[self.geoms, 2] - self._half * np.abs(data.geom_xmat[self.geoms, 8]) - self._r
         n = data.geom_xmat[self.geoms][:, 6:9]  # world +z in each geom's frame
-        return (data.geom_xpos[self.geoms, 2] + (self._c * n).sum(1)
-                - np.sqrt((self._a2 * n * n).sum(1)) - (self._b * np.abs(n)).sum(1) - self._r)
+        return (
+            data.geom_xpos[self.geoms, 2]
+            + (self._c * n).sum(1)
+            - np.sqrt((self._a2 * n * n).sum(1))
+            - (self._b * np.abs(n)).sum(1)
+            - self._r
+        )
 
     def lowest_points(self, data: mujoco.MjData, which=None) -> np.ndarray:
         """(G, 3) world position of each geom's lowest point, metres (after ``mj_kinematics``);
@@ -104,8 +108,12 @@ class GeomSupport:
         n = rot[:, 2, :]
         a2n = self._a2[which] * n
         norm = np.sqrt((a2n * n).sum(1, keepdims=True))
-        local = (self._c[which] - np.divide(a2n, norm, out=np.zeros_like(a2n), where=norm > 0)
-                 - self._b[which] * np.where(n >= 0, 1.0, -1.0) - self._r[which, None] * n)
+        local = (
+            self._c[which]
+            - np.divide(a2n, norm, out=np.zeros_like(a2n), where=norm > 0)
+            - self._b[which] * np.where(n >= 0, 1.0, -1.0)
+            - self._r[which, None] * n
+        )
         return data.geom_xpos[g] + np.einsum("gij,gj->gi", rot, local)
 
 

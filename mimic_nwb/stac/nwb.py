@@ -66,7 +66,9 @@ def _offsets_from(path, keypoint_names):
     path = Path(path)
     with read_session(path) as other:
         mimic = other.processing.get("mimic")
-        registrations = [o for o in (mimic.data_interfaces.values() if mimic else []) if type(o).__name__ == "StacRegistration"]
+        registrations = [
+            o for o in (mimic.data_interfaces.values() if mimic else []) if type(o).__name__ == "StacRegistration"
+        ]
         if not registrations:
             raise InputError(f"{path}: no StacRegistration to take offsets from")
         sites = registrations[0].keypoint_sites
@@ -121,7 +123,9 @@ def stac_session(
         mimic = nwbfile.processing.get("mimic")
         existing = set(mimic.data_interfaces) if mimic else set()
         if not replace and name in existing:
-            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
+            raise InputError(
+                f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it"
+            )
         pose, positions, keypoint_names, first_series = read_keypoints(nwbfile, session, keypoints_name)
         skeleton_name = pose.skeleton.name if pose.skeleton is not None else keypoints_name
         timing = (
@@ -171,4 +175,3 @@ def stac_session(
         f"{result.timings['total']:.1f} s ({len(result.valid) / result.timings['pose_fitting']:.0f} frames/s pose fitting)"
     )
     return summary, result
-

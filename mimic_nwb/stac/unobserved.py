@@ -113,8 +113,7 @@ def unobserved_groups(model: mujoco.MjModel, fitted_dof_mask: np.ndarray) -> lis
     groups = []
     for root in np.unique(group_of[group_of >= 0]):
         bodies = np.flatnonzero(group_of == root)
-        joints = [j for j in range(model.njnt)
-                  if model.jnt_bodyid[j] in bodies and int(model.jnt_type[j]) in scalar]
+        joints = [j for j in range(model.njnt) if model.jnt_bodyid[j] in bodies and int(model.jnt_type[j]) in scalar]
         if not joints:
             continue
         qadr = model.jnt_qposadr[joints]
@@ -138,10 +137,18 @@ def unobserved_groups(model: mujoco.MjModel, fitted_dof_mask: np.ndarray) -> lis
             ones = np.ones(len(joints))
             candidates = [("+equal", ones), ("-equal", -ones)]
         geoms = contact[np.isin(model.geom_bodyid[contact], bodies)]
-        groups.append(UnobservedGroup(
-            body=int(root), name=model.body(int(root)).name, qadr=qadr, rest=rest, lower=lower,
-            upper=upper, geoms=geoms, candidates=tuple(candidates),
-        ))
+        groups.append(
+            UnobservedGroup(
+                body=int(root),
+                name=model.body(int(root)).name,
+                qadr=qadr,
+                rest=rest,
+                lower=lower,
+                upper=upper,
+                geoms=geoms,
+                candidates=tuple(candidates),
+            )
+        )
     return groups
 
 
@@ -173,8 +180,7 @@ class UnobservedPrior:
         mujoco.mj_kinematics(self.model, d)
         return float(self._support[i].heights(d).min())
 
-    def required_bend(self, i: int, qpos: np.ndarray, direction: np.ndarray,
-                      guess: float = 0.0) -> tuple[float, float]:
+    def required_bend(self, i: int, qpos: np.ndarray, direction: np.ndarray, guess: float = 0.0) -> tuple[float, float]:
         """Smallest bend of group i along ``direction`` that clears the floor in pose ``qpos``,
         to ``_BEND_TOLERANCE``.
 
@@ -182,6 +188,7 @@ class UnobservedPrior:
         Returns (bend, depth): depth 0 when the bend clears the floor; when no bend does, the
         bend of the scan that comes closest and the depth (m, > 0) left there.
         """
+
         def clear(s):
             return self._clearance(i, qpos, direction, s)
 
@@ -232,8 +239,11 @@ class UnobservedPrior:
         (finite rows, evenly spaced): fewest frames left in the floor, then the least depth
         left there, then the least bend."""
         frames = np.flatnonzero(np.isfinite(qpos).all(1))
-        frames = frames[np.linspace(0, len(frames) - 1, min(_DIRECTION_SAMPLES, len(frames))).astype(int)] \
-            if len(frames) else frames
+        frames = (
+            frames[np.linspace(0, len(frames) - 1, min(_DIRECTION_SAMPLES, len(frames))).astype(int)]
+            if len(frames)
+            else frames
+        )
         chosen = []
         for i, g in enumerate(self.groups):
             scores = []
@@ -248,7 +258,7 @@ class UnobservedPrior:
             chosen.append(min(range(len(scores)), key=scores.__getitem__))
         return chosen
 
-    def fit(self, qpos: np.ndarray, directions: list[int] | None = None) -> "UnobservedFit":
+    def fit(self, qpos: np.ndarray, directions: list[int] | None = None) -> UnobservedFit:
         """Pose every group in every frame.
 
         Args:
@@ -286,27 +296,31 @@ class UnobservedPrior:
                 previous = need[t]
             smooth = self._smooth(need)
             for t in np.flatnonzero(valid):
-                if smooth[t] != need[t] and cleared[t, i] and \
-                        self._clearance(i, qpos[t], direction, smooth[t]) < 0.0:
+                if smooth[t] != need[t] and cleared[t, i] and self._clearance(i, qpos[t], direction, smooth[t]) < 0.0:
                     smooth[t] = need[t]
                     rechecked[i] += 1
                 qpos[t, g.qadr] = g.bend(direction, smooth[t])
             bends[valid, i] = smooth[valid]
         return UnobservedFit(
-            qpos=qpos, bends=bends, cleared=cleared | ~valid[:, None], rechecked=rechecked,
+            qpos=qpos,
+            bends=bends,
+            cleared=cleared | ~valid[:, None],
+            rechecked=rechecked,
             group_names=tuple(g.name for g in self.groups),
             directions=tuple(g.candidates[k][0] for g, k in zip(self.groups, directions)),
         )
 
-    def at_rest(self, qpos: np.ndarray) -> "UnobservedFit":
+    def at_rest(self, qpos: np.ndarray) -> UnobservedFit:
         """The groups left as they are in ``qpos`` (no prior), in the form of ``fit``'s result."""
         valid = np.isfinite(qpos).all(1)
         bends = np.where(valid[:, None], 0.0, np.nan) * np.ones((1, len(self.groups)))
         return UnobservedFit(
-            qpos=np.array(qpos, dtype=float), bends=bends,
+            qpos=np.array(qpos, dtype=float),
+            bends=bends,
             cleared=np.ones((len(qpos), len(self.groups)), dtype=bool),
             rechecked=np.zeros(len(self.groups), dtype=int),
-            group_names=tuple(g.name for g in self.groups), directions=("",) * len(self.groups),
+            group_names=tuple(g.name for g in self.groups),
+            directions=("",) * len(self.groups),
         )
 
     def _smooth(self, need: np.ndarray) -> np.ndarray:
