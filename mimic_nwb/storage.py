@@ -8,6 +8,8 @@ of a file once, chunk by chunk, and names those that cannot be read (a damaged c
 checksum or its decompression).
 """
 
+from collections import deque
+
 import h5py
 import numpy as np
 from hdmf.data_utils import AbstractDataChunkIterator, DataChunk
@@ -100,7 +102,7 @@ class BlockIterator(AbstractDataChunkIterator):
         self._shape = tuple(shape)
         self._dtype = np.dtype(dtype)
         self._chunks = chunk_shape(self._shape, self._dtype.itemsize, chunk_bytes)
-        self._pending = []  # blocks (or their tails) read but not yet written, in order
+        self._pending = deque()  # blocks (or their tails) read but not yet written, in order
         self._pending_rows = 0
         self._read = 0  # rows taken from ``blocks``
         self._written = 0  # rows handed to the writer
@@ -146,7 +148,7 @@ class BlockIterator(AbstractDataChunkIterator):
             block = self._pending[0]
             need = rows - count
             if len(block) <= need:
-                taken.append(self._pending.pop(0))
+                taken.append(self._pending.popleft())
                 count += len(block)
             else:
                 taken.append(block[:need])
