@@ -228,6 +228,9 @@ def test_real_clip(rat):
     assert r.self_penetration.max() < 0.001
     np.testing.assert_allclose(self_contact_depth(rat.model, r.qpos), r.self_penetration)
     assert r.floor_shift < -0.002  # the model's feet are thicker than the paw keypoints say
+    # ... and after the shift they stand on the floor: the lowest geom touches it (within 1 mm)
+    # in most frames, instead of hovering or sinking.
+    assert abs(np.median(lowest_geom(rat, r.qpos))) < 0.001
     assert r.valid.all()
     assert r.mean_error < 0.0016
     assert np.nanpercentile(r.errors, 90) < 0.003
