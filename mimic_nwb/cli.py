@@ -226,15 +226,28 @@ def cmd_simulate(args):
 
 def cmd_train_controller(args):
     from .controller import ControllerConfig, TrainingConfig
+    from .simulate.distill import DistillationConfig
     from .simulate.nwb import train_controller_session
+    from .simulate.tracking import TerminationConfig
 
     try:
-        config = ControllerConfig(encoder_sizes=tuple(args.encoder_sizes), decoder=args.decoder)
-        training = TrainingConfig(steps=args.steps, seed=args.seed)
+        config = ControllerConfig(encoder_sizes=tuple(args.encoder_sizes), decoder=args.decoder,
+                                  decoder_sizes=tuple(args.decoder_sizes), kl_weight=args.kl_weight)
+        training = distillation = None
+        if args.method == "supervised":
+            training = TrainingConfig(steps=args.steps or 1500, seed=args.seed)
+        else:
+            defaults = DistillationConfig()
+            distillation = DistillationConfig(
+                iterations=args.iterations, expert_noise=args.expert_noise, seed=args.seed,
+                steps_per_iteration=args.steps or defaults.steps_per_iteration,
+                termination=TerminationConfig(threshold=args.termination_threshold),
+                start_frame=args.frames[0] if args.frames else 0, stop_frame=args.frames[1] if args.frames else None)
     except ValueError as error:
         raise InputError(str(error)) from None
     summary, _ = train_controller_session(
-        args.session, args.checkpoint, config=config, training=training, name=args.name, replace=args.replace
+        args.session, args.checkpoint, config=config, training=training, name=args.name, replace=args.replace,
+        method=args.method, distillation=distillation, resume=args.resume, progress=not args.no_progress,
     )
     print(summary)
 
@@ -505,15 +518,40 @@ def build_parser():
     simulate.add_argument("--replace", action="store_true", help="replace existing results of that name")
     simulate.set_defaults(func=cmd_simulate)
 
-    train = commands.add_parser("train-controller", help="train the controller on the inverse-dynamics rollout")
+    train = commands.add_parser(
+        "train-controller",
+        help="distil the tracking expert into the MIMIC network (DAgger), or fit the inverse-dynamics controls",
+    )
     train.add_argument("session", type=Path)
-    train.add_argument("--checkpoint", type=Path, required=True, help="where to save the checkpoint (.npz)")
-    train.add_argument("--steps", type=int, default=1500, help="optimiser steps (default 1500)")
-    train.add_argument("--encoder-sizes", type=int, nargs="+", default=[1024, 1024], help="encoder layer sizes")
-    train.add_argument("--decoder", default="lstm", choices=["lstm", "mlp"])
+    train.add_argument("--checkpoint", type=Path, required=True,
+                       help="where to save the checkpoint (.npz; saved after every DAgger iteration)")
+    train.add_argument("--method", default="dagger", choices=["dagger", "supervised"],
+                       help="dagger (default): the network learns from the expert on the states it visits itself; "
+                            "supervised: the inverse-dynamics controls on the reference only (does not close the loop)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the checkpoint at --checkpoint (weights, normalisation, iteration count)")
+    train.add_argument("--iterations", type=int, default=4, help="DAgger iterations (default 4)")
+    train.add_argument("--steps", type=int, default=None,
+                       help="optimiser steps: per DAgger iteration (default 2000), or in all (supervised, default 1500)")
+    train.add_argument("--expert-noise", type=float, default=0.02,
+                       help="DART noise on the expert's controls, control units, for an actuator of average "
+                            "weight (default 0.02)")
+    train.add_argument("--termination-threshold", type=float, default=0.03,
+                       help="body error (m) that ends an episode (default 0.03)")
+    train.add_argument("--frames", type=int, nargs=2, metavar=("START", "STOP"),
+                       help="train on reference frames START..STOP-1 only (DAgger)")
+    train.add_argument("--encoder-sizes", type=int, nargs="+", default=[512, 512],
+                       help="encoder layer sizes (default 512 512)")
+    train.add_argument("--decoder", default="mlp", choices=["lstm", "mlp"], help="decoder kind (default mlp)")
+    train.add_argument("--decoder-sizes", type=int, nargs="+", default=[512, 512],
+                       help="decoder layer sizes (default 512 512)")
+    train.add_argument("--kl-weight", type=float, default=1e-6,
+                       help="weight of the latent's KL term (default 1e-6: the distillation's errors are small, "
+                            "a larger weight drowns them)")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--name", default="ControllerNetwork", help="name of the ControllerNetwork")
     train.add_argument("--replace", action="store_true", help="replace an existing ControllerNetwork of that name")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train_controller)
 
     inspect = commands.add_parser(

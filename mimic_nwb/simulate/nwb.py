@@ -224,32 +224,135 @@ def checkpoint_from_nwb(controller, path="session"):
 
 
 def train_controller_session(session, checkpoint_path, inverse_dynamics=ID_NAME, config=None, training=None,
-                             name=CONTROLLER_NAME, replace=False, progress=None):
-    """Train the controller on the inverse-dynamics rollout; save the checkpoint; append ControllerNetwork."""
-    from ..controller import build_training_set, save_checkpoint, train_controller
+                             name=CONTROLLER_NAME, replace=False, progress=None, method="dagger",
+                             distillation=None, expert=None, resume=False):
+    """Train the controller on the reference of the inverse-dynamics rollout; save the checkpoint;
+    append ControllerNetwork (with the training log in its ``training`` attribute).
 
+    Args:
+        session: the session file.
+        checkpoint_path: where the checkpoint is saved (.npz; with ``"dagger"`` after every
+            iteration, so an interrupted run can be resumed).
+        inverse_dynamics: the SimulationRollout (mode inverse_dynamics) whose poses, velocities
+            and activations are the reference.
+        config: the network's sizes (ControllerConfig; default the paper's).
+        training: for ``"supervised"``, the TrainingConfig; for ``"dagger"``, when given, it
+            replaces the distillation's optimisation settings and its ``steps`` become the steps
+            per iteration.
+        method: ``"dagger"`` (default): distil the tracking expert on the states the network
+            visits (``simulate.distill``); ``"supervised"``: fit the inverse-dynamics controls on
+            the reference states only (the earlier baseline, which does not close the loop).
+        distillation: DistillationConfig (``"dagger"``; default ``DistillationConfig()``).
+        expert: ExpertConfig of the teacher (``"dagger"``; default ``ExpertConfig()``).
+        resume: continue from the checkpoint at ``checkpoint_path`` (its weights, normalisation
+            and iteration count) instead of starting afresh.
+        progress: a progress bar (tqdm, on stderr) over the iterations or optimiser steps.
+    """
+    from ..controller import build_training_set, load_checkpoint, save_checkpoint, train_controller
+
+    if method not in ("dagger", "supervised"):
+        raise InputError(f"method: expected 'dagger' or 'supervised', got {method!r}")
     session = Path(session)
+    checkpoint_path = Path(checkpoint_path)
     with read_session(session) as nwbfile:
+        if not replace and name in _results(nwbfile):
+            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
         rollout = _result(nwbfile, session, inverse_dynamics, "SimulationRollout")
         if rollout.mode != "inverse_dynamics":
             raise InputError(f"{session}: {inverse_dynamics} is a {rollout.mode} rollout, not inverse dynamics")
         model = compile_body_model(rollout.body_model)
         reference = _reference_from_rollout(rollout, 1.0 / rollout.control_timestep)
         controls = np.asarray(rollout.actuator_controls.data[:])
-    data = build_training_set(model, reference, controls, reference_window=(config.observation.reference_window if config else 5))
-    result = train_controller(data, config, training, progress=progress)
-    sha = save_checkpoint(checkpoint_path, result.checkpoint)
+    initial = None
+    if resume:
+        try:
+            initial = load_checkpoint(checkpoint_path)
+        except (ValueError, OSError) as error:
+            raise InputError(f"{checkpoint_path}: cannot resume: {error}") from None
+    if method == "supervised":
+        window = config.observation.reference_window if config else 5
+        data = build_training_set(model, reference, controls, reference_window=window)
+        bar, report = _progress_bar(progress, "training", "step")
+        try:
+            result = train_controller(data, config, training, initial=initial, progress=report)
+        finally:
+            bar.close()
+        checkpoint, parameters = result.checkpoint, {"method": method,
+                                                     "training": asdict(training) if training else None}
+        history = result.history
+        detail = (f"{len(history['step'])} log entries, final loss {result.final_loss:.4g}, validation MSE "
+                  f"{history['validation_mse'][-1]:.4g}")
+    else:
+        from dataclasses import replace as replace_fields
+
+        from .distill import DistillationConfig, distill_controller
+        from .expert import ExpertConfig, TrackingExpert
+
+        distillation = distillation or DistillationConfig()
+        if training is not None:
+            distillation = replace_fields(distillation, training=training, steps_per_iteration=training.steps)
+        expert_config = expert or ExpertConfig()
+        try:
+            teacher = TrackingExpert(model, reference, expert_config)
+        except ValueError as error:
+            raise InputError(f"{session}: {error}") from None
+        n_iter = distillation.iterations
+        bar, report = _progress_bar(progress, "DAgger", "iteration", total=n_iter)
+
+        def iteration(entry, checkpoint):
+            save_checkpoint(checkpoint_path, checkpoint)  # resumable after every iteration
+            report(entry)
+
+        try:
+            result = distill_controller(model, reference, teacher, config, distillation, initial=initial,
+                                        on_iteration=iteration)
+        except ValueError as error:
+            raise InputError(f"{session}: {error}") from None
+        finally:
+            bar.close()
+        checkpoint = result.checkpoint
+        parameters = {"method": method, "distillation": distillation.to_dict(), "expert": expert_config.to_dict(),
+                      "resumed": bool(resume)}
+        last = result.log[-1]
+        detail = (f"{len(result.log)} DAgger iterations, student's last pass: {last['episodes']} episodes, median "
+                  f"{last['median_episode_frames']:.0f} frames, mean total error {1000 * last['mean_total_error_m']:.1f} mm "
+                  f"(before its last training), final loss {last['final_loss']:.4g}")
+    sha = save_checkpoint(checkpoint_path, checkpoint)
     with append(session, replace=[name] if replace else ()) as s:
         s.check_new(name)
-        s.add(checkpoint_to_nwb(result.checkpoint, name), parameters={
-            "training": asdict(training) if training else None, "inverse_dynamics": inverse_dynamics,
-            "checkpoint": str(checkpoint_path)})
-    history = result.history
-    return (
-        f"{session}: processing/mimic/{name}: {len(history['step'])} log entries, final loss {result.final_loss:.4g}, "
-        f"validation MSE {history['validation_mse'][-1]:.4g}, {result.wall_time:.0f} s; checkpoint {checkpoint_path} "
-        f"(sha256 {sha[:12]}...)"
-    ), result
+        s.add(checkpoint_to_nwb(checkpoint, name), parameters={
+            **parameters, "inverse_dynamics": inverse_dynamics, "checkpoint": str(checkpoint_path)})
+    return (f"{session}: processing/mimic/{name}: {detail}, {result.wall_time:.0f} s; checkpoint {checkpoint_path} "
+            f"(sha256 {sha[:12]}...)"), result
+
+
+def _progress_bar(enabled, desc, unit, total=None):
+    """(bar, callback) for the training loops: a tqdm bar on stderr, or a silent stand-in.
+    The callback takes a supervised step (step, steps, loss) or a DAgger log entry (dict)."""
+    class _Silent:
+        def close(self):
+            pass
+
+    if not enabled:
+        return _Silent(), (lambda *args: None)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit, leave=False)
+
+    def report(*args):
+        if len(args) == 1 and isinstance(args[0], dict):
+            entry = args[0]
+            bar.update(1)
+            bar.set_postfix(median=f"{entry['median_episode_frames']:.0f} fr",
+                            error=f"{1000 * entry['mean_total_error_m']:.1f} mm", loss=f"{entry['final_loss']:.3g}")
+        else:
+            step, steps, loss = args
+            bar.total = steps
+            bar.n = step
+            bar.set_postfix(loss=f"{loss:.3g}")
+            bar.refresh()
+
+    return bar, report
 
 
 def _tracking_series(result, timing):
