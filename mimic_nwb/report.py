@@ -334,12 +334,14 @@ def rollout_still(nwbfile, path, rollouts, width=720, height=300, count=3):
         pictures = list(render_frames(tracks, frames, width, height))
     except Exception as error:  # no OpenGL backend, a body that does not compile: the rest still draws
         return f"No rendered rollout for {chosen.name}: {type(error).__name__}: {error}"
-    figure = _new_figure(width / DPI, height * len(pictures) / DPI)
+    from matplotlib.figure import Figure as MplFigure
+
+    # no layout engine: the pictures go edge to edge
+    figure = MplFigure(figsize=(width / DPI, height * len(pictures) / DPI), dpi=DPI)
     axes = np.atleast_1d(figure.subplots(len(pictures), 1))
     for ax, picture in zip(axes, pictures):
         ax.imshow(picture)
         ax.set_axis_off()
-    figure.set_layout_engine("none")  # pictures edge to edge
     figure.subplots_adjust(left=0, right=1, top=1, bottom=0, hspace=0.02)
     times = ", ".join(f"{tracks[0].times[f]:.2f} s" for f in frames)
     return Figure(_png(figure), f"processing/{RESULTS}/{chosen.name} ({chosen.mode}, left) beside the reference it "
