@@ -94,7 +94,8 @@ class BlockIterator(AbstractDataChunkIterator):
     and end on chunk boundaries (the last one ends at row T). A write that covers part of a
     compressed chunk makes HDF5 read, decompress and recompress that chunk again for the next
     write, and a session append writes without a chunk cache (``session._working_copy``), so
-    unaligned blocks cost about twice as much. Memory: about two blocks and one chunk of rows.
+    unaligned blocks cost about twice as much. Memory: the block being written, the rows left from
+    the one before (fewer than a chunk's) and, when they are joined, one copy of both.
     """
 
     def __init__(self, blocks, shape, dtype, chunk_bytes=CHUNK_BYTES):
@@ -152,7 +153,8 @@ class BlockIterator(AbstractDataChunkIterator):
                 count += len(block)
             else:
                 taken.append(block[:need])
-                self._pending[0] = block[need:]
+                # A copy: the rows left are fewer than a chunk's, and the block they came from is freed.
+                self._pending[0] = block[need:].copy()
                 count = rows
         self._pending_rows -= rows
         return taken[0] if len(taken) == 1 else np.concatenate(taken)
