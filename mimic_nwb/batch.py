@@ -117,7 +117,7 @@ STAGES = {
         results=lambda options: (f"intervals/{options.get('name', 'behavior_labels')}",),
     ),
     "stac": Stage(
-        "mimic_nwb.stac.nwb:stac_session|stac",
+        "mimic_nwb.stac.nwb:stac",
         configs={"config": "mimic_nwb.stac:StacConfig"},
         defaults={"n_workers": 1, "progress": False},
         results=_mimic("StacRegistration"),

@@ -131,7 +131,7 @@ def cmd_import_foreign(args):
 
 def cmd_stac(args):
     from .stac import StacConfig
-    from .stac.nwb import stac_session
+    from .stac.nwb import stac
 
     settings = {}
     if args.up:
@@ -147,19 +147,19 @@ def cmd_stac(args):
         config = StacConfig(**settings)
     except ValueError as error:
         raise InputError(str(error)) from None
-    summary, _ = stac_session(
+    result = stac(
         args.session,
+        config,
+        keypoints=args.keypoints,
         site_map=args.site_map,
         mjcf=args.mjcf,
         scale=args.scale,
-        config=config,
         offsets_from=args.offsets_from,
-        keypoints_name=args.keypoints,
         name=args.name,
         replace=args.replace,
         progress=not args.no_progress,
     )
-    print(summary)
+    print(result.summary())
 
 
 def cmd_encode(args):

@@ -28,7 +28,7 @@ from .session import append, read_session
 from .simulate import RolloutConfig
 from .simulate.distill import DistillationConfig
 from .simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
-from .stac.nwb import stac_session
+from .stac.nwb import stac
 
 DEMO_SESSION = "mimic_demo.nwb"
 DEMO_METADATA = dict(
@@ -236,7 +236,7 @@ def run_demo(outdir, fresh=False, log=print):
     stage(
         "stac",
         lambda: _has(session, "mimic", "StacRegistration"),
-        lambda: stac_session(session, progress=False)[0],
+        lambda: stac(session).summary(),
     )
     stage(
         "inverse dynamics",

@@ -495,17 +495,15 @@ def test_issue_case_ndx_pose_01_file_to_stac(tmp_path):
     """The issue's file: ndx-pose 0.1.x, rat23's names in another order under no known skeleton
     name, millimetres declared as pixels, 30 Hz timestamps: imported with --units mm, registered."""
     from mimic_nwb.stac import StacConfig
-    from mimic_nwb.stac.nwb import stac_session
+    from mimic_nwb.stac.nwb import stac
 
     positions = np.transpose(scipy.io.loadmat(RAT_CLIP)["pred"][:120], (0, 2, 1)) / 1000.0
     source = tmp_path / "other_tool.nwb"
     _ndx_pose_01_rat(source, positions, order=list(np.random.default_rng(5).permutation(RAT23)))
     path = new_session(tmp_path)
     assert main(["import-keypoints", str(path), str(source), "--units", "mm"]) == 0
-    summary, result = stac_session(
-        path, config=StacConfig(n_workers=1, n_calibration_frames=40, n_calibration_rounds=2), progress=False
-    )
-    assert "120 of 120 frames fitted" in summary and result.mean_error < 0.01
+    result = stac(path, StacConfig(n_workers=1, n_calibration_frames=40, n_calibration_rounds=2))
+    assert "120 of 120 frames fitted" in result.summary() and result.mean_error < 0.01
     findings = _inspector_findings(path, "check_regular_timestamps")
     assert findings == []
 

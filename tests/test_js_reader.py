@@ -31,7 +31,7 @@ from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig
 from mimic_nwb.simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
 from mimic_nwb.stac import StacConfig
-from mimic_nwb.stac.nwb import stac_session
+from mimic_nwb.stac.nwb import stac
 from mimic_nwb.storage import quantized
 
 from helpers import new_session
@@ -67,7 +67,7 @@ def session(tmp_path_factory):
     regions = {n: {"brain_region": "DLS"} for n in spikes}
     import_units(path, spikes, UnitImportConfig(sampling_rate=30000.0, unit_table=regions))
     import_labels(path, np.repeat(["Walk", "Rear"], 50), LabelImportConfig(rate=50.0))
-    stac_session(path, config=StacConfig(n_workers=1, n_calibration_frames=20, n_calibration_rounds=1), progress=False)
+    stac(path, StacConfig(n_workers=1, n_calibration_frames=20, n_calibration_rounds=1))
     inverse_dynamics_session(path)
     small = ControllerConfig(encoder_sizes=(16,), latent_size=4, decoder_sizes=(8,))
     train_controller_session(path, folder / "controller.npz", config=small, training=TrainingConfig(steps=2))

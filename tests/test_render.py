@@ -19,7 +19,7 @@ from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.render import RenderConfig, RenderResult, nearest_rows, parse_frames, render, session_tracks
 from mimic_nwb.session import read_session
 from mimic_nwb.stac import StacConfig
-from mimic_nwb.stac.nwb import stac_session
+from mimic_nwb.stac.nwb import stac
 from ndx_mimic.testing.mock import mock_session
 
 from helpers import new_session
@@ -43,7 +43,7 @@ def rat_file(tmp_path_factory):
     scipy.io.savemat(clip, {"pred": scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:100]})
     path = new_session(folder)
     import_keypoints(path, clip, KeypointImportConfig(skeleton="rat23", rate=50))
-    stac_session(path, config=FAST, progress=False)
+    stac(path, FAST)
     return path
 
 

@@ -20,7 +20,7 @@ from mimic_nwb.simulate.nwb import (
     train_controller_session,
 )
 from mimic_nwb.stac import StacConfig
-from mimic_nwb.stac.nwb import stac_session
+from mimic_nwb.stac.nwb import stac
 
 from helpers import digest, new_session
 
@@ -34,7 +34,7 @@ def simulated(tmp_path_factory):
     scipy.io.savemat(folder / "clip.mat", {"pred": pred})
     path = new_session(folder)
     import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
-    stac_session(path, config=StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2), progress=False)
+    stac(path, StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
     id_summary, id_result = inverse_dynamics_session(path)
     _, training = train_controller_session(path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10))
     _, rollout = simulate_session(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))

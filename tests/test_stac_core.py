@@ -18,6 +18,8 @@ noise, so the error to the *noisy* keypoints is expected below that, and the err
 - noise-free keypoints with known offsets, any heading, lost track every frame: < 0.5 mm.
 """
 
+from types import SimpleNamespace
+
 import mujoco
 import numpy as np
 import pytest
@@ -25,7 +27,7 @@ import scipy.io
 
 from mimic_nwb.body_model import build_body_model, set_site_offsets
 from mimic_nwb.data import data_path
-from mimic_nwb.stac import MissingKeypointWarning, StacConfig, model_keypoint_positions, run_stac
+from mimic_nwb.stac import MissingKeypointWarning, StacConfig, model_keypoint_positions, run_stac, widest_series
 from mimic_nwb.stac.arena import model_floor_clearance
 from mimic_nwb.stac.fitter import PoseFitter, SolverSettings
 from mimic_nwb.stac.geometry import GeomSupport, body_penetration, floor_contact_geoms, self_contact_depth
@@ -127,6 +129,22 @@ def test_synthetic_keypoints_recovered(synthetic):
     to_truth = np.linalg.norm(r.model_keypoints - clean, axis=2)[r.valid]
     assert to_truth.mean() < 0.0015
     assert np.percentile(to_truth, 99) < 0.005
+
+
+def test_widest_series_is_the_widest_the_result_has(synthetic, rat):
+    """The rat's widest stored series is qpos (74 columns); on a body with more floor-touching
+    bodies than joints, the penetration series."""
+    result = synthetic["result"]
+    widths = (result.qpos.shape[1], result.errors.shape[1], result.penetration.shape[1])
+    assert widest_series(rat) == max(widths) == 74
+    links = "".join(f'<body name="b{i}" pos="0.02 0 0"><geom type="sphere" size="0.01"/>' for i in range(9))
+    xml = f"""<mujoco><worldbody><geom name="floor" type="plane" size="1 1 .1"/>
+      <body name="root" pos="0 0 0.1"><freejoint/><geom type="sphere" size="0.01"/>{links}{"</body>" * 9}
+      </body></worldbody></mujoco>"""
+    model = mujoco.MjModel.from_xml_string(xml)
+    (bodies, depth) = body_penetration(model, model.qpos0[None])
+    welded = SimpleNamespace(model=model, keypoint_names=("a", "b"))
+    assert model.nq == 7 and len(bodies) == depth.shape[1] == 10 and widest_series(welded) == 10
 
 
 def test_synthetic_offsets_and_root_recovered(synthetic, rat):

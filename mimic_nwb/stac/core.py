@@ -52,7 +52,7 @@ import numpy as np
 from ..body_model import BodyModel
 from .arena import Floor, apply_transform, estimate_floor, model_floor_clearance
 from .fitter import PoseFitter, SolverSettings
-from .geometry import body_penetration, self_contact_depth
+from .geometry import body_penetration, floor_contact_geoms, self_contact_depth
 from .unobserved import UnobservedPrior
 
 __all__ = [
@@ -576,6 +576,17 @@ def model_keypoint_positions(body_model: BodyModel, qpos: np.ndarray, offsets: n
         if np.all(np.isfinite(q)):
             out[t] = fitter.positions(q)
     return out[0] if single else out
+
+
+def widest_series(body_model: BodyModel) -> int:
+    """The most columns of any (frames, columns) series a registration of ``body_model`` has:
+    qpos (nq), keypoint errors (K keypoints) or penetration (one column per body owning a geom
+    that can touch the floor, as ``StacResult.penetration``). A clip needs at least as many
+    frames for each stored series to have more rows than columns (nwbinspector's data
+    orientation check)."""
+    model = body_model.model
+    floor_bodies = np.unique(model.geom_bodyid[floor_contact_geoms(model)])
+    return max(model.nq, len(body_model.keypoint_names), len(floor_bodies))
 
 
 # --------------------------------------------------------------------------------------------
