@@ -462,7 +462,7 @@ def build_parser():
                       help="weight of the self-contact term (default 30; 0 = off)")
     stac.add_argument("--max-missing-share", type=float,
                       help="keypoints missing in more than this share of frames are excluded (default 0.5)")
-    stac.add_argument("--keypoints", default="PoseEstimation", help="PoseEstimation in processing/behavior")
+    stac.add_argument("--keypoints", default=None, help="PoseEstimation in processing/behavior (default: the only one)")
     stac.add_argument("--name", default="StacRegistration", help="name of the result in processing/mimic")
     stac.add_argument("--replace", action="store_true", help="replace an existing registration and body model")
     stac.add_argument("--no-progress", action="store_true", help="no progress bar")
