@@ -54,7 +54,7 @@ from .tracking import TrackingMeter
 __all__ = ["ExpertConfig", "TrackingExpert"]
 
 SUPPORT_MARGIN = 0.005  # m: floor contacts looked for this far (a foot about to land)
-CONTACT_RIDGE = 1e-3  # ridge on the contact forces' cone coordinates (N): the smallest forces that do
+CONTACT_RIDGE = 1e-3  # ridge on the forces' cone coordinates (N): of the forces that hold the root, the smallest
 FRICTION_SHARE = 0.7  # of the contact's friction coefficient: stay inside the cone, not on its edge
 
 
@@ -70,8 +70,10 @@ class ExpertConfig:
             alone; 16 is a good value).
         horizon: seconds each candidate is rolled forward (rounded to whole frames, at least 1).
         sampling_std: standard deviation of the control offsets, in control units (controls are
-            in [-1, 1]). 0.1: large enough to change the outcome of a 0.2 s horizon, small enough
-            that most candidates stay near the feedback law.
+            in [-1, 1]). 0.01: the rodent standing on the floor is stiff to its controls; on the
+            demo clip offsets of 0.1 make every candidate's cost 30-180 times the feedback law's
+            (sampling then never helps), 0.01 finds better plans most frames (mean keypoint error
+            over the first 300 frames 3.1 mm against 5.7 mm for the law alone; 0.003: 3.6 mm).
         seed: seed of the sampling noise.
     """
 
@@ -79,7 +81,7 @@ class ExpertConfig:
     damping_ratio: float = 1.0
     n_samples: int = 0
     horizon: float = 0.2
-    sampling_std: float = 0.1
+    sampling_std: float = 0.01
     seed: int = 0
 
     def __post_init__(self):
