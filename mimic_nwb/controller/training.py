@@ -23,8 +23,8 @@ learning for that (see ``checkpoint`` for how a PPO stage fits in).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +73,7 @@ class TrainingSet:
         return len(self.targets)
 
     @staticmethod
-    def concatenate(sets: Sequence["TrainingSet"]) -> "TrainingSet":
+    def concatenate(sets: Sequence[TrainingSet]) -> TrainingSet:
         if not sets:
             raise ValueError("training sets: none given")
         spec = sets[0].spec

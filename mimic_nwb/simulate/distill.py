@@ -36,8 +36,8 @@ iterations are numbered on, and the aggregated data restart from the student's o
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Callable
 
 import mujoco
 import numpy as np
