@@ -97,25 +97,32 @@ def report(name, rollout, physics_bare):
     run = rollout.wall_time - t["compile"]
     overhead = run - t["physics"]
     print(f"{name}")
-    print(f"  control steps            {steps} ({steps * rollout.steps_per_frame} physics steps of "
-          f"{rollout.timestep * 1e3:g} ms)")
+    print(
+        f"  control steps            {steps} ({steps * rollout.steps_per_frame} physics steps of "
+        f"{rollout.timestep * 1e3:g} ms)"
+    )
     print(f"  rollout                  {steps / run:8.1f} control steps/s   {1e3 * run / steps:7.3f} ms/step")
     print(f"    physics (in rollout)   {1e3 * t['physics'] / steps:7.3f} ms/step")
     print(f"    network (jitted)       {1e3 * t['network'] / steps:7.3f} ms/step")
     print(f"    observations           {1e3 * t['observations'] / steps:7.3f} ms/step")
     print(f"    other (rewards, recording, bookkeeping) {1e3 * t['other'] / steps:7.3f} ms/step")
-    print(f"  bare mj_step, same steps {steps / physics_bare:8.1f} control steps/s   "
-          f"{1e3 * physics_bare / steps:7.3f} ms/step")
+    print(
+        f"  bare mj_step, same steps {steps / physics_bare:8.1f} control steps/s   "
+        f"{1e3 * physics_bare / steps:7.3f} ms/step"
+    )
     print(f"  rollout / bare physics   {run / physics_bare:6.2f}x   (target <= 2x)")
     print(f"  (network + observations + recording) / physics   {overhead / physics_bare:6.2f}x   (target <= 1x)")
     print(f"  jit compile (excluded)   {t['compile']:.2f} s")
-    print(f"  episodes                 {len(rollout.episodes)}, "
-          f"mean length {rollout.episodes.length.mean():.1f} frames")
+    print(
+        f"  episodes                 {len(rollout.episodes)}, mean length {rollout.episodes.length.mean():.1f} frames"
+    )
 
 
 def main():
-    print(f"rollout_bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-          f"threads {ARGS.threads}, jax {jax.__version__} ({jax.default_backend()}), mujoco {mujoco.__version__}")
+    print(
+        f"rollout_bench: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"threads {ARGS.threads}, jax {jax.__version__} ({jax.default_backend()}), mujoco {mujoco.__version__}"
+    )
     print(f"XLA_FLAGS={os.environ['XLA_FLAGS']}  OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     t0 = time.perf_counter()
     body_model, reference, ckpt = reference_and_controller(ARGS.frames)
@@ -125,8 +132,9 @@ def main():
     plain = run_rollout(body_model, reference, ckpt, config)
     report("closed loop, default network, recording, no latent resampling", plain, bare_physics(body_model, plain))
 
-    resampled = run_rollout(body_model, reference, ckpt,
-                            RolloutConfig(seed=ARGS.seed, resample_latent=True, latent_samples=ARGS.samples))
+    resampled = run_rollout(
+        body_model, reference, ckpt, RolloutConfig(seed=ARGS.seed, resample_latent=True, latent_samples=ARGS.samples)
+    )
     assert np.array_equal(resampled.qpos, plain.qpos)  # resampling does not change the rollout
     report(f"closed loop with {ARGS.samples}-sample latent resampling", resampled, bare_physics(body_model, resampled))
     return 0

@@ -84,13 +84,9 @@ class NamedColumnSeries(_NamedColumnSeriesBase):
             return _problem(self, f"data must be 2-D (time x columns), got shape {shape}")
         num_columns = shape[1]
         if len(self.column_names) != num_columns:
-            return _problem(
-                self, f"column_names has {len(self.column_names)} names but data has {num_columns} columns"
-            )
+            return _problem(self, f"column_names has {len(self.column_names)} names but data has {num_columns} columns")
         if self.column_units is not None and len(self.column_units) != num_columns:
-            return _problem(
-                self, f"column_units has {len(self.column_units)} units but data has {num_columns} columns"
-            )
+            return _problem(self, f"column_units has {len(self.column_units)} units but data has {num_columns} columns")
         if not self.unit:
             return _problem(self, "unit is empty: give the SI unit of the columns, or 'mixed' with column_units")
         if self.unit == "mixed" and self.column_units is None:
@@ -211,8 +207,10 @@ class StacRegistration(_StacRegistrationBase):
             ("frame_valid", _num_rows(self.frame_valid)),
             ("keypoint_errors", _num_rows(self.keypoint_errors.data)),
             ("penetration", _num_rows(self.penetration.data) if self.penetration is not None else num_frames),
-            ("self_contact_depth",
-             _num_rows(self.self_contact_depth.data) if self.self_contact_depth is not None else num_frames),
+            (
+                "self_contact_depth",
+                _num_rows(self.self_contact_depth.data) if self.self_contact_depth is not None else num_frames,
+            ),
         ]:
             if rows != num_frames:
                 _problem(self, f"{field} has {rows} frames but qpos has {num_frames}")

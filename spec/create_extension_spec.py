@@ -41,9 +41,7 @@ def provenance_attributes():
             "that readers filter on are also declared as typed attributes of the type.",
             required=False,
         ),
-        text_attribute(
-            "created", "When the result was computed (ISO 8601 date-time with time zone).", required=False
-        ),
+        text_attribute("created", "When the result was computed (ISO 8601 date-time with time zone).", required=False),
     ]
 
 
@@ -69,10 +67,7 @@ def build_types():
                     NWBAttributeSpec(
                         name="unit",
                         dtype="text",
-                        doc=(
-                            "SI unit shared by all columns, or 'mixed' when the columns differ "
-                            "(see column_units)."
-                        ),
+                        doc=("SI unit shared by all columns, or 'mixed' when the columns differ (see column_units)."),
                     )
                 ],
             ),
@@ -467,7 +462,12 @@ def build_types():
                         neurodata_type_def="NetworkParameter",
                         doc="One parameter array of the network (1 to 4 dimensions).",
                         dtype="numeric",
-                        dims=[["dim_0"], ["dim_0", "dim_1"], ["dim_0", "dim_1", "dim_2"], ["dim_0", "dim_1", "dim_2", "dim_3"]],
+                        dims=[
+                            ["dim_0"],
+                            ["dim_0", "dim_1"],
+                            ["dim_0", "dim_1", "dim_2"],
+                            ["dim_0", "dim_1", "dim_2", "dim_3"],
+                        ],
                         shape=[[None], [None, None], [None, None, None], [None, None, None, None]],
                         quantity="*",
                     )
@@ -548,9 +548,7 @@ def build_types():
         doc="Every recorded layer of a controller network during one rollout, aligned with its steps.",
         attributes=provenance_attributes(),
         groups=[
-            NWBGroupSpec(
-                neurodata_type_inc="LayerActivations", doc="One series per recorded layer.", quantity="*"
-            ),
+            NWBGroupSpec(neurodata_type_inc="LayerActivations", doc="One series per recorded layer.", quantity="*"),
             NWBGroupSpec(
                 name="latent_resampling",
                 neurodata_type_inc="LatentResampling",
@@ -726,9 +724,7 @@ def build_types():
                 dtype="text",
                 doc="Comparison method, e.g. 'whitened_unbiased_cosine'.",
             ),
-            NWBDatasetSpec(
-                name="similarity", neurodata_type_inc="VectorData", dtype="float64", doc="The similarity."
-            ),
+            NWBDatasetSpec(name="similarity", neurodata_type_inc="VectorData", dtype="float64", doc="The similarity."),
             NWBDatasetSpec(
                 name="p_value",
                 neurodata_type_inc="VectorData",

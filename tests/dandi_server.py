@@ -472,9 +472,7 @@ class FakeDandiArchive(_Server):
                     "version": "draft",
                     "url": f"{self.root_url}/dandiset/{dandiset_id}/draft",
                     "license": ["spdx:CC-BY-4.0"],
-                    "contributor": [
-                        {"schemaKey": "Person", "name": "Doe, Jane", "roleName": ["dcite:ContactPerson"]}
-                    ],
+                    "contributor": [{"schemaKey": "Person", "name": "Doe, Jane", "roleName": ["dcite:ContactPerson"]}],
                 },
             )
 
@@ -658,9 +656,13 @@ class FakeDandiArchive(_Server):
                 stored = upload["parts"].get(p["part_number"])
                 if stored is None or hashlib.md5(stored).hexdigest() != p["etag"]:
                     raise HttpError(400, f"part {p['part_number']} is missing or its etag differs")
-        body = "<CompleteMultipartUpload>" + "".join(
-            f"<Part><PartNumber>{p['part_number']}</PartNumber><ETag>{p['etag']}</ETag></Part>" for p in parts
-        ) + "</CompleteMultipartUpload>"
+        body = (
+            "<CompleteMultipartUpload>"
+            + "".join(
+                f"<Part><PartNumber>{p['part_number']}</PartNumber><ETag>{p['etag']}</ETag></Part>" for p in parts
+            )
+            + "</CompleteMultipartUpload>"
+        )
         self._json(handler, {"complete_url": f"{self.root_url}/s3/uploads/{upload_id}/complete", "body": body})
 
     def _s3_complete(self, handler, query, upload_id):
@@ -690,7 +692,8 @@ class FakeDandiArchive(_Server):
             if len(data) != upload["size"] or etag != upload["etag"]:
                 raise HttpError(400, f"object (size {len(data)}, etag {etag}) does not match the initialisation")
             del self.uploads[upload_id]
-            for blob_id, blob in self.blobs.items():  # two concurrent uploads of one file: keep one blob
+            # two concurrent uploads of one file: keep one blob (blob_id is the found one after break)
+            for blob_id, blob in self.blobs.items():  # noqa: B007
                 if blob["etag"] == etag:
                     break
             else:

@@ -40,8 +40,10 @@ def registered_toy_session(folder, frames=2000, rate=50.0):
     qpos[:, 2], qpos[:, 3] = 0.05, 1.0
     qpos[:, 7] = 0.8 * np.sin(2 * np.pi * 0.5 * t)
     qpos[:, 8] = -1.0 + 0.5 * np.sin(2 * np.pi * 0.23 * t + 1.0)
-    positions = np.stack([np.c_[0.03 * np.cos(qpos[:, 7]) * (k + 1), np.zeros(frames), 0.05 + 0.01 * k * qpos[:, 8]]
-                          for k in range(3)], axis=1)
+    positions = np.stack(
+        [np.c_[0.03 * np.cos(qpos[:, 7]) * (k + 1), np.zeros(frames), 0.05 + 0.01 * k * qpos[:, 8]] for k in range(3)],
+        axis=1,
+    )
     with append(path) as s:
         behavior = s.module("behavior", "keypoints")
         from ndx_pose import Skeletons
@@ -55,11 +57,27 @@ def registered_toy_session(folder, frames=2000, rate=50.0):
         s.add(
             StacRegistration(
                 name="StacRegistration",
-                qpos=JointStateSeries(name="qpos", data=qpos, unit="mixed", column_names=mock.TOY_QPOS_NAMES,
-                                      column_units=mock.TOY_QPOS_UNITS, body_model=body_model, description="toy", **timing),
-                keypoint_errors=NamedColumnSeries(name="keypoint_errors", data=np.zeros((frames, 3)), unit="meters",
-                                                  column_names=mock.TOY_KEYPOINTS, description="toy", **timing),
-                model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
+                qpos=JointStateSeries(
+                    name="qpos",
+                    data=qpos,
+                    unit="mixed",
+                    column_names=mock.TOY_QPOS_NAMES,
+                    column_units=mock.TOY_QPOS_UNITS,
+                    body_model=body_model,
+                    description="toy",
+                    **timing,
+                ),
+                keypoint_errors=NamedColumnSeries(
+                    name="keypoint_errors",
+                    data=np.zeros((frames, 3)),
+                    unit="meters",
+                    column_names=mock.TOY_KEYPOINTS,
+                    description="toy",
+                    **timing,
+                ),
+                model_keypoints=mock.mock_PoseEstimation(
+                    skeleton=skeleton, name="model_keypoints", positions=positions
+                ),
                 keypoint_sites=mock.mock_KeypointSites(),
                 frame_valid=np.ones(frames, dtype=bool),
                 pose_estimation=pose,

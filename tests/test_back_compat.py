@@ -27,7 +27,9 @@ def test_old_file_reads(path):
         assert stac.keypoint_names == TOY_KEYPOINTS
         assert stac.model_keypoints_array().shape == (100, len(TOY_KEYPOINTS), 3)
         activations = mimic["NetworkActivations_closed_loop"]
-        assert {name: (layer.layer_kind, layer.data.shape[1]) for name, layer in activations.layer_activations.items()} == LAYERS
+        assert {
+            name: (layer.layer_kind, layer.data.shape[1]) for name, layer in activations.layer_activations.items()
+        } == LAYERS
         assert activations.rollout is mimic["SimulationRollout_closed_loop"]
         assert activations.latent_resampling.num_samples == 50
         assert mimic["ControllerNetwork"].weights["encoder.dense_0.kernel"].data.shape == (12, 16)

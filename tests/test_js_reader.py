@@ -47,8 +47,9 @@ def read_with_h5wasm(path, tmp_path):
     if not (JS / "node_modules" / "h5wasm").is_dir():
         pytest.fail(f"h5wasm is not installed: run `npm ci --prefix {JS}` (make test does)")
     out = tmp_path / f"{Path(path).stem}.json"
-    done = subprocess.run([NODE, str(JS / "read_datasets.mjs"), str(path), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [NODE, str(JS / "read_datasets.mjs"), str(path), str(out)], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(out.read_text())
 
@@ -112,8 +113,11 @@ def _same(js, py, where):
     if isinstance(py, np.ndarray):
         # Scalars come as one-element lists for references; numbers compare exactly (JSON keeps
         # every float64 and int32 digit).
-        np.testing.assert_array_equal(np.asarray(js, dtype=py.dtype if py.dtype.kind != "b" else float).reshape(py.shape),
-                                      py.astype(float) if py.dtype.kind == "b" else py, err_msg=where)
+        np.testing.assert_array_equal(
+            np.asarray(js, dtype=py.dtype if py.dtype.kind != "b" else float).reshape(py.shape),
+            py.astype(float) if py.dtype.kind == "b" else py,
+            err_msg=where,
+        )
     elif isinstance(py, list):
         flat_js = js if isinstance(js, list) else [js]
         assert len(flat_js) == len(py), where
@@ -180,8 +184,12 @@ def test_activations_read_by_h5wasm_equal_pynwb_within_the_stated_bound(session,
 
 def test_quantization_error_is_within_the_stated_bound():
     rng = np.random.default_rng(1)
-    for values in (rng.normal(0.3, 2.0, (500, 7)), np.tanh(rng.normal(0, 3, (500, 4))),
-                   np.full((10, 3), -0.25), 1e4 + rng.uniform(0, 1e-3, (50, 2))):
+    for values in (
+        rng.normal(0.3, 2.0, (500, 7)),
+        np.tanh(rng.normal(0, 3, (500, 4))),
+        np.full((10, 3), -0.25),
+        1e4 + rng.uniform(0, 1e-3, (50, 2)),
+    ):
         args = quantized(values, "layer.")
         data = args["data"].data
         assert data.dtype == np.int16 and args["resolution"] == args["conversion"] > 0

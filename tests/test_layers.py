@@ -70,8 +70,10 @@ GRAPH = {module: _imports(module) for module in MODULES}
 
 
 ADAPTERS = {
-    module for module, targets in GRAPH.items()
-    if module not in SESSION_LAYER | FRONT_ENDS and module.startswith("mimic_nwb")
+    module
+    for module, targets in GRAPH.items()
+    if module not in SESSION_LAYER | FRONT_ENDS
+    and module.startswith("mimic_nwb")
     and ("mimic_nwb.session" in targets or module.startswith("mimic_nwb.importers") or module == "mimic_nwb.writers")
 }
 
@@ -92,8 +94,9 @@ def layer(module: str) -> int:
 def test_imports_go_down_the_layers(module):
     if MODULES[module].name == "__init__.py" and module != "mimic_nwb":
         pytest.skip("a package's __init__ only re-exports its own modules")
-    upward = sorted(target for target in GRAPH[module]
-                    if layer(target) > layer(module) and not _is_package_reexport(target, module))
+    upward = sorted(
+        target for target in GRAPH[module] if layer(target) > layer(module) and not _is_package_reexport(target, module)
+    )
     assert upward == [], f"{module} (layer {layer(module)}) imports upper layers: {upward}"
 
 
@@ -112,7 +115,8 @@ def test_no_import_cycles():
     """The module graph (package ``__init__`` re-exports aside) has no cycle."""
     edges = {
         module: {t for t in targets if MODULES[t].name != "__init__.py"}
-        for module, targets in GRAPH.items() if MODULES[module].name != "__init__.py"
+        for module, targets in GRAPH.items()
+        if MODULES[module].name != "__init__.py"
     }
     cycles = []
     state: dict[str, int] = {}
@@ -121,7 +125,7 @@ def test_no_import_cycles():
         state[node] = 1
         for nxt in sorted(edges.get(node, ())):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2

@@ -3,9 +3,8 @@
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 import pynwb
+import pytest
 
 SPEC_DIR = Path(__file__).parent.parent / "spec"
 YAML_FILES = ["ndx-mimic.namespace.yaml", "ndx-mimic.extensions.yaml"]
@@ -39,7 +38,10 @@ def test_every_type_is_documented():
         assert spec.get("doc"), f"{where} has no doc"
         for kind in ("groups", "datasets", "attributes", "links"):
             for child in spec.get(kind, []):
-                walk(child, f"{where}/{child.get('name') or child.get('neurodata_type_def') or child.get('neurodata_type_inc')}")
+                walk(
+                    child,
+                    f"{where}/{child.get('name') or child.get('neurodata_type_def') or child.get('neurodata_type_inc')}",
+                )
 
     for group in extensions["groups"]:
         walk(group, group["neurodata_type_def"])

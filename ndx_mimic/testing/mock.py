@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import numpy as np
 from ndx_pose import PoseEstimation, PoseEstimationSeries, Skeleton, Skeletons
 from pynwb import NWBFile, TimeSeries
-from pynwb.misc import Units
 from pynwb.file import Subject
+from pynwb.misc import Units
 
 from ..mimic import (
     BinnedSpikeCounts,
@@ -185,7 +185,9 @@ def mock_KeypointSites(**kwargs):
     for keypoint, body, offset, regularized in zip(
         TOY_KEYPOINTS, ["torso", "leg", "shin"], initial, [True, False, False]
     ):
-        sites.add_row(keypoint=keypoint, body=body, offset=offset + 0.001, initial_offset=offset, regularized=regularized)
+        sites.add_row(
+            keypoint=keypoint, body=body, offset=offset + 0.001, initial_offset=offset, regularized=regularized
+        )
     return sites
 
 
@@ -244,7 +246,9 @@ def mock_StacRegistration(body_model=None, pose_estimation=None, skeleton=None, 
 
 def mock_RolloutEpisodes(**kwargs):
     episodes = RolloutEpisodes(name="episodes", description="toy episodes")
-    episodes.add_row(start_time=0.0, stop_time=1.0, start_frame=0, termination_reason="tracking_error", episode_return=20.5)
+    episodes.add_row(
+        start_time=0.0, stop_time=1.0, start_frame=0, termination_reason="tracking_error", episode_return=20.5
+    )
     episodes.add_row(
         start_time=1.0, stop_time=2.0, start_frame=50, termination_reason="end_of_reference", episode_return=30.0
     )
@@ -263,9 +267,7 @@ def mock_SimulationRollout(body_model=None, reference=None, controller=None, mod
         qvel=mock_JointStateSeries(body_model, "qvel"),
         actuator_controls=mock_JointStateSeries(body_model, "actuator", name="actuator_controls"),
         actuator_activations=mock_JointStateSeries(body_model, "actuator", name="actuator_activations"),
-        actuator_forces=mock_JointStateSeries(
-            body_model, "actuator", name="actuator_forces", unit="newton-meters"
-        ),
+        actuator_forces=mock_JointStateSeries(body_model, "actuator", name="actuator_forces", unit="newton-meters"),
         reward=_reward_series(),
         reward_terms=NamedColumnSeries(
             name="reward_terms",
@@ -506,9 +508,7 @@ def mock_session(session_id="mock", with_counts=False):
     rng = _rng(13)
     for _ in range(3):
         spikes = np.sort(rng.uniform(0, NUM_FRAMES / RATE, size=20))
-        nwbfile.add_unit(
-            spike_times=spikes, electrode_group=group, brain_region="DLS", cell_type="SPN", quality="good"
-        )
+        nwbfile.add_unit(spike_times=spikes, electrode_group=group, brain_region="DLS", cell_type="SPN", quality="good")
     labels = nwbfile.create_time_intervals(name="behavior_labels", description="behaviour bouts")
     labels.add_column(name="label", description="Behaviour label.")
     labels.add_column(name="cluster_id", description="Behaviour cluster id.")
