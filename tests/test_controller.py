@@ -216,6 +216,39 @@ def test_lstm_training_runs_and_continues(training_set):
     assert [s["stage"] for s in again.checkpoint.training] == ["supervised", "supervised"]
 
 
+def test_training_windows_stop_at_their_segment_and_weights_scale_actuators(training_set):
+    from dataclasses import replace
+
+    from mimic_nwb.controller import SupervisedTrainer, TrainingSet
+
+    n = len(training_set)
+    # two segments: the second's targets are far from anything the fresh network outputs
+    targets = np.zeros_like(training_set.targets)
+    targets[n // 2:] = 0.9
+    data = TrainingSet(training_set.reference, training_set.proprioception, targets,
+                       (np.arange(n) >= n // 2).astype(int), training_set.spec)
+    config = _config(training_set, decoder="mlp")
+    trainer = SupervisedTrainer(config, TrainingConfig(sequence_length=16))
+    first, second = np.arange(n) < n // 2, np.arange(n) >= n // 2
+    # windows that start near the end of segment 0 would reach into segment 1: they are cut there
+    inside = trainer.evaluate(data, first)
+    merged = replace(data, segment=np.zeros(n, int))  # one segment: the same windows do reach in
+    leaking = trainer.evaluate(merged, np.ones(n, bool)) * n - trainer.evaluate(merged, second) * (n - n // 2)
+    assert inside < 0.01 and leaking / (n // 2) > 3 * inside
+    assert trainer.evaluate(data, second) > 0.5
+    # an actuator of weight 0 does not count: changing its targets changes nothing
+    weights = np.ones(config.n_actions)
+    weights[0] = 0.0
+    zeros = replace(data, targets=np.zeros_like(targets))
+    moved = np.zeros_like(targets)
+    moved[:, 0] = 0.9
+    moved = replace(data, targets=moved)
+    weighted = SupervisedTrainer(config, TrainingConfig(sequence_length=1, action_weights=tuple(weights)))
+    plain = SupervisedTrainer(config, TrainingConfig(sequence_length=1))
+    assert weighted.evaluate(moved) == pytest.approx(weighted.evaluate(zeros), rel=1e-6)
+    assert plain.evaluate(moved) > plain.evaluate(zeros) + 0.01
+
+
 def test_checkpoint_round_trip_and_checksum(training_set, tmp_path):
     config = _config(training_set)
     ckpt = ControllerCheckpoint(config=config, params=network_params(network_from_params(config)),
