@@ -42,7 +42,7 @@ ms per frame, peak RSS of the stage with its children; the 3-hour run was not ma
 Memory grows with the session in the rollout (about 45 kB per frame: every layer's activations
 and the joint states are held until the end, about 24 GB at 3 hours), encode (about 19 kB per
 frame) and inverse dynamics (about 5 kB per frame); STAC's stays flat. Encode is the slowest
-stage per frame. I/O is 1-18 % of each stage except the import (about 50 %).
+stage per frame. I/O is 1-26 % of each stage except the import (about 50 %).
 """
 
 import argparse
