@@ -530,7 +530,7 @@ def build_parser():
                             "supervised: the inverse-dynamics controls on the reference only (does not close the loop)")
     train.add_argument("--resume", action="store_true",
                        help="continue from the checkpoint at --checkpoint (weights, normalisation, iteration count)")
-    train.add_argument("--iterations", type=int, default=4, help="DAgger iterations (default 4)")
+    train.add_argument("--iterations", type=int, default=3, help="DAgger iterations (default 3)")
     train.add_argument("--steps", type=int, default=None,
                        help="optimiser steps: per DAgger iteration (default 2000), or in all (supervised, default 1500)")
     train.add_argument("--expert-noise", type=float, default=0.02,
@@ -542,9 +542,9 @@ def build_parser():
                        help="train on reference frames START..STOP-1 only (DAgger)")
     train.add_argument("--encoder-sizes", type=int, nargs="+", default=[512, 512],
                        help="encoder layer sizes (default 512 512)")
-    train.add_argument("--decoder", default="mlp", choices=["lstm", "mlp"], help="decoder kind (default mlp)")
-    train.add_argument("--decoder-sizes", type=int, nargs="+", default=[512, 512],
-                       help="decoder layer sizes (default 512 512)")
+    train.add_argument("--decoder", default="lstm", choices=["lstm", "mlp"], help="decoder kind (default lstm)")
+    train.add_argument("--decoder-sizes", type=int, nargs="+", default=[128, 128],
+                       help="decoder layer sizes (default 128 128)")
     train.add_argument("--kl-weight", type=float, default=1e-6,
                        help="weight of the latent's KL term (default 1e-6: the distillation's errors are small, "
                             "a larger weight drowns them)")

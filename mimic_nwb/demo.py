@@ -55,10 +55,10 @@ DEMO_METADATA = dict(
 # The clip is 20 s long: 2-s chunks give 10 held-out chunks for 5 folds; lags -0.5 ... +0.3 s.
 DEMO_ENCODING = EncodingConfig(chunk_duration=2.0, lags=tuple(round(-0.5 + 0.1 * i, 1) for i in range(9)))
 # The clip has 1000 frames: layers stay narrower than that (nwbinspector's data orientation check).
-# The MIMIC network distilled from the tracking expert (DAgger): MLP decoder (cheaper to distil on
-# a CPU than the LSTM; the architecture allows both), a small KL weight (the distillation's errors
-# are small; the paper's 1e-4 drowns them and leaves the latent nearly uninformative).
-DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512), decoder="mlp", decoder_sizes=(512, 512), kl_weight=1e-6)
+# The MIMIC network distilled from the tracking expert (DAgger): the paper's LSTM decoder (it
+# imitated longer than an MLP decoder here), a small KL weight (the distillation's errors are small;
+# the paper's 1e-4 drowns them and leaves the latent nearly uninformative).
+DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512), kl_weight=1e-6)
 DEMO_DISTILLATION = DistillationConfig()
 DEMO_ROLLOUT = RolloutConfig(mode="closed_loop", resample_latent=True, latent_samples=50, seed=0)
 # Which feature set drives each simulated unit, at which lag, in which region (a feature set the
@@ -71,8 +71,8 @@ GROUND_TRUTH_PLAN = [
     ("joint_angles", 0.1, "DLS"),
     ("inverse_dynamics", -0.1, "MC"),
     ("inverse_dynamics", 0.0, "DLS"),
-    ("NetworkActivations_closed_loop/decoder_0", -0.1, "DLS"),
-    ("NetworkActivations_closed_loop/decoder_0", 0.0, "MC"),
+    ("NetworkActivations_closed_loop/lstm_hidden_0", -0.1, "DLS"),
+    ("NetworkActivations_closed_loop/lstm_hidden_0", 0.0, "MC"),
 ]
 
 

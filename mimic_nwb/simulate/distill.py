@@ -105,7 +105,7 @@ class DistillationConfig:
         seed: seed of the noise, the latent samples and the network's initialisation.
     """
 
-    iterations: int = 4
+    iterations: int = 3
     expert_passes: int = 3
     expert_noise: float = 0.02
     student_passes: int = 2
@@ -113,8 +113,9 @@ class DistillationConfig:
     perturbations: int = 0
     perturbation_scale: float = 1.0
     steps_per_iteration: int = 2000
+    # windows of 8 frames: the LSTM decoder learns from short histories (the MLP ignores them)
     training: TrainingConfig = field(default_factory=lambda: TrainingConfig(
-        batch_size=256, sequence_length=1, learning_rate=1e-3, validation_fraction=0.0, log_every=250))
+        batch_size=32, sequence_length=8, learning_rate=1e-3, validation_fraction=0.0, log_every=250))
     action_weighting: str = "gain"
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     min_std: float = 1e-3
