@@ -14,14 +14,14 @@ from mimic_nwb.session import read_session, session_lock
 
 from helpers import digest, new_session
 
-FRAMES = 60
+FRAMES = 100  # stac needs at least as many frames as qpos columns (74)
 # A short STAC: the batch is under test, not the registration.
 FAST_STAC = {"n_calibration_frames": 20, "n_calibration_rounds": 1}
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    """The first 60 frames of the real rat clip, as a DANNCE file."""
+    """The first FRAMES frames of the real rat clip, as a DANNCE file."""
     path = tmp_path_factory.mktemp("clip") / "clip.mat"
     scipy.io.savemat(path, {"pred": scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:FRAMES]})
     return path
