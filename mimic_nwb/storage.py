@@ -175,7 +175,7 @@ class BlockIterator(AbstractDataChunkIterator):
 
 
 def streamed(blocks, shape, dtype, chunk_bytes=CHUNK_BYTES):
-    """A dataset of ``shape`` written from an iterable of row blocks (each (rows, *shape[1:]))."""
+    """A dataset of ``shape`` written from an iterable of row blocks (each ``(rows, *shape[1:])``)."""
     iterator = BlockIterator(blocks, shape, dtype, chunk_bytes)
     return H5DataIO(data=iterator, chunks=iterator.recommended_chunk_shape(), **COMPRESSION)
 

@@ -42,7 +42,7 @@ Pure core: arrays in, a result dataclass out (no files). The algorithm:
    j = 1..n it affects, in closed form ``u = w + sum_j c_j (w*_j - w) / sum_j c_j^2`` with
    ``c_j = 1 - (1 - rate)^j``, clipped to the control range. With ``control_hold="step"`` one
    control per physics step (``u = w + (w*[k+1] - w) / rate``, clipped): the smallest residual
-   while the control range does not bind; on jittery data it often does (|u| <= 1 caps how
+   while the control range does not bind; on jittery data it often does (``|u| <= 1`` caps how
    fast the activation can move), and this greedy step-by-step choice then lags more than the
    frame-wise least squares.
    The activation is then simulated forward exactly as MuJoCo does, so the recorded activations
@@ -161,11 +161,11 @@ class InverseDynamicsReport:
 
     Attributes:
         n_steps: physics steps summarised.
-        generalized_rms: group -> sqrt(mean over steps of |f_group|^2), generalised force.
+        generalized_rms: group -> ``sqrt(mean over steps of |f_group|^2)``, generalised force.
         residual_rms: group -> the same for the residual.
         residual_share: group -> residual_rms / generalized_rms (0 when both are 0): the share of
             the force in that group the actuators do not supply.
-        residual_max: group -> largest |residual| of one degree of freedom in the group.
+        residual_max: group -> largest ``|residual|`` of one degree of freedom in the group.
         joints_residual_share: residual share over all hinge directions together.
         saturated_fraction: share of (step, actuator) where the least-squares force hit its bound.
         rate_limited_fraction: share of controls clipped to the control range (the filter could

@@ -103,8 +103,8 @@ class StacConfig:
             clip; 0.1 gives 1.3 instead of 1.8 mm in-sample and 3.2 instead of 3.8 mm
             leave-one-keypoint-out error (first 300 frames).
 
-    Pose fitting (per frame):
-        max_iterations: Levenberg–Marquardt iterations for a warm-started frame.
+    Pose fitting:
+        max_iterations: Levenberg–Marquardt iterations for a warm-started frame (each frame is fitted on its own).
         init_iterations: iterations for a frame started from a fresh rigid root fit.
         tolerance: stop when an iteration lowers the objective (or, by the linearised model,
             would lower it) by less than this fraction of it.

@@ -451,7 +451,7 @@ class PoseFitter:
         """Closed-form offsets given poses (STAC's offset phase).
 
         For keypoint k on a body with pose (x_t, R_t) in frame t the model point is
-        x_t + R_t o_k, so minimising
+        x_t + R_t o_k, so minimising::
 
             sum_t m_tk |x_t + R_t o_k - y_tk|^2 + weight * n_k * |o_k - o0_k|^2   (regularised k)
 

@@ -10,7 +10,7 @@ import numpy as np
 
 
 def kabsch(source: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rigid transform (R, t) minimising sum |R @ source_i + t - target_i|^2 (N >= 3 points)."""
+    """Rigid transform (R, t) minimising ``sum |R @ source_i + t - target_i|^2`` (N >= 3 points)."""
     cs, ct = source.mean(0), target.mean(0)
     h = (source - cs).T @ (target - ct)
     u, _, vt = np.linalg.svd(h)
