@@ -90,14 +90,14 @@ def reference_from_clip():
     from mimic_nwb.data import data_path
     from mimic_nwb.demo import DEMO_METADATA
     from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
-    from mimic_nwb.simulate.nwb import inverse_dynamics_session
+    from mimic_nwb.simulate.nwb import inverse_dynamics
     from mimic_nwb.stac.nwb import stac
 
     path = Path(tempfile.mkdtemp(prefix="imitation_bench_")) / "clip.nwb"
     create_session(path, SessionMetadata.from_dict(DEMO_METADATA, source="demo metadata"))
     import_keypoints(path, data_path("rat23_dannce_clip_1000.mat"), KeypointImportConfig(skeleton="rat23", rate=50.0))
     print(stac(path).summary(), flush=True)
-    inverse_dynamics_session(path)
+    print(inverse_dynamics(path).summary(), flush=True)
     return reference_from_session(path)
 
 

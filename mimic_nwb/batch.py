@@ -97,8 +97,11 @@ def _mimic(default):
 
 
 def _rollout_results(options):
-    label = options.get("label") or options.get("mode") or "closed_loop"
-    return (f"processing/mimic/SimulationRollout_{label}", f"processing/mimic/NetworkActivations_{label}")
+    mode = options.get("mode") or "closed_loop"
+    name = options.get("name") or f"SimulationRollout_{mode}"
+    if mode == "expert":  # the expert has no network: no activations
+        return (f"processing/mimic/{name}",)
+    return (f"processing/mimic/{name}", f"processing/mimic/NetworkActivations_{name.removeprefix('SimulationRollout_')}")
 
 
 # Stage name -> how to run it. The names are the CLI subcommands' with underscores; "simulate" is
@@ -123,7 +126,7 @@ STAGES = {
         results=_mimic("StacRegistration"),
     ),
     "inverse_dynamics": Stage(
-        "mimic_nwb.simulate.nwb:inverse_dynamics_session|inverse_dynamics",
+        "mimic_nwb.simulate.nwb:inverse_dynamics",
         configs={"config": "mimic_nwb.simulate:InverseDynamicsConfig"},
         results=_mimic("SimulationRollout_inverse_dynamics"),
     ),
@@ -135,7 +138,7 @@ STAGES = {
         results=_mimic("ControllerNetwork"),
     ),
     "simulate": Stage(
-        "mimic_nwb.simulate.nwb:simulate_session|simulate",
+        "mimic_nwb.simulate.nwb:simulate",
         configs={"config": "mimic_nwb.simulate:RolloutConfig"},
         results=_rollout_results,
     ),

@@ -202,12 +202,13 @@ def cmd_rsa(args):
 
 def cmd_simulate(args):
     from .simulate import ExpertConfig, InverseDynamicsConfig, RolloutConfig
-    from .simulate.nwb import inverse_dynamics_session, simulate_session
+    from .simulate.nwb import inverse_dynamics, simulate
 
+    # --name is the label: the results are SimulationRollout_<label> (+ NetworkActivations_<label>)
+    name = f"SimulationRollout_{args.name or args.mode}"
     try:
         if args.mode == "inverse_dynamics":
             config = InverseDynamicsConfig(contacts=args.contacts)
-            summary, _ = inverse_dynamics_session(args.session, args.registration, config, replace=args.replace)
         else:
             expert = ExpertConfig(n_samples=args.samples, horizon=args.horizon, seed=args.seed)
             config = RolloutConfig(
@@ -215,13 +216,18 @@ def cmd_simulate(args):
                 resample_latent=args.latent_samples > 0, latent_samples=max(args.latent_samples, 2), seed=args.seed,
                 expert=expert,
             )
-            summary, _ = simulate_session(
-                args.session, config, checkpoint=args.checkpoint, controller=args.controller, label=args.name,
-                replace=args.replace,
-            )
     except ValueError as error:
         raise InputError(str(error)) from None
-    print(summary)
+    if args.mode == "inverse_dynamics":
+        result = inverse_dynamics(
+            args.session, config, registration=args.registration, name=name, replace=args.replace
+        )
+    else:
+        result = simulate(
+            args.session, config, checkpoint=args.checkpoint, controller=args.controller, name=name,
+            replace=args.replace,
+        )
+    print(result.summary())
 
 
 def cmd_train_controller(args):

@@ -27,7 +27,7 @@ from .rsa.nwb import RsaConfig, rsa
 from .session import append, read_session
 from .simulate import RolloutConfig
 from .simulate.distill import DistillationConfig
-from .simulate.nwb import inverse_dynamics_session, simulate_session, train_controller_session
+from .simulate.nwb import inverse_dynamics, simulate, train_controller_session
 from .stac.nwb import stac
 
 DEMO_SESSION = "mimic_demo.nwb"
@@ -241,7 +241,7 @@ def run_demo(outdir, fresh=False, log=print):
     stage(
         "inverse dynamics",
         lambda: _has(session, "mimic", "SimulationRollout_inverse_dynamics"),
-        lambda: inverse_dynamics_session(session)[0],
+        lambda: inverse_dynamics(session).summary(),
     )
     stage(
         "train controller",
@@ -253,7 +253,7 @@ def run_demo(outdir, fresh=False, log=print):
     stage(
         "closed loop",
         lambda: _has(session, "mimic", "SimulationRollout_closed_loop"),
-        lambda: simulate_session(session, DEMO_ROLLOUT)[0],
+        lambda: simulate(session, DEMO_ROLLOUT).summary(),
     )
     stage("units", lambda: _has_units(session), lambda: add_simulated_units(session))
     stage(

@@ -1,10 +1,14 @@
 """Simulation on a session: inverse dynamics, training and a rollout appended, linked and aligned."""
 
+import json
+import shutil
+
 import numpy as np
 import pytest
 import scipy.io
 from pynwb import validate
 
+import mimic_nwb
 from mimic_nwb.cli import main
 from mimic_nwb.controller import ControllerConfig, TrainingConfig, load_checkpoint
 from mimic_nwb.data import data_path
@@ -13,14 +17,16 @@ from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
 from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig, survival_curve
 from mimic_nwb.simulate.nwb import (
+    SimulationStageResult,
     checkpoint_from_nwb,
     episode_lengths,
-    inverse_dynamics_session,
-    simulate_session,
+    inverse_dynamics,
+    simulate,
     train_controller_session,
 )
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.nwb import stac
+from ndx_mimic import SimulationRollout
 
 from helpers import digest, new_session
 
@@ -35,14 +41,19 @@ def simulated(tmp_path_factory):
     path = new_session(folder)
     import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     stac(path, StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
-    id_summary, id_result = inverse_dynamics_session(path)
+    replayed = inverse_dynamics(path)
     _, training = train_controller_session(path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10))
-    _, rollout = simulate_session(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))
-    return path, folder, id_result, training, rollout
+    rolled = simulate(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))
+    assert isinstance(rolled, SimulationStageResult)
+    return path, folder, replayed, training, rolled
 
 
 def test_inverse_dynamics_rollout_is_stored(simulated):
-    path, _, id_result, _, _ = simulated
+    path, _, replayed, _, _ = simulated
+    id_result = replayed.result
+    assert replayed.name == "processing/mimic/SimulationRollout_inverse_dynamics"
+    assert replayed.registration == "processing/mimic/StacRegistration" and replayed.n_frames == 150
+    assert replayed.summary().startswith(f"{path}: processing/mimic/SimulationRollout_inverse_dynamics: 150 frames; ")
     with read_session(path) as nwbfile:
         rollout = nwbfile.processing["mimic"]["SimulationRollout_inverse_dynamics"]
         assert rollout.mode == "inverse_dynamics"
@@ -65,7 +76,14 @@ def test_controller_weights_rebuild_the_checkpoint(simulated):
 
 
 def test_closed_loop_rollout_and_activations_align_with_the_reference(simulated):
-    path, _, _, _, result = simulated
+    path, _, _, _, rolled = simulated
+    result = rolled.result
+    assert rolled.name == "processing/mimic/SimulationRollout_closed_loop"
+    assert rolled.activations == "processing/mimic/NetworkActivations_closed_loop"
+    assert rolled.controller == "processing/mimic/ControllerNetwork"
+    assert rolled.reference == "processing/mimic/SimulationRollout_inverse_dynamics"
+    assert rolled.mean_total_error == pytest.approx(np.nanmean(result.total_error)) and rolled.mean_total_error > 0
+    assert "NetworkActivations_closed_loop" in rolled.summary() and "mean total error" in rolled.summary()
     with read_session(path) as nwbfile:
         mimic = nwbfile.processing["mimic"]
         rollout = mimic["SimulationRollout_closed_loop"]
@@ -73,7 +91,7 @@ def test_closed_loop_rollout_and_activations_align_with_the_reference(simulated)
         assert rollout.controller is mimic["ControllerNetwork"] and activations.rollout is rollout
         reference_times = mimic["StacRegistration"].qpos.get_timestamps()
         np.testing.assert_allclose(rollout.qpos.get_timestamps(), reference_times[result.frames])
-        for name, layer in activations.layer_activations.items():
+        for layer in activations.layer_activations.values():
             np.testing.assert_allclose(layer.get_timestamps(), rollout.qpos.get_timestamps())
             assert layer.data.dtype == np.int16 and layer.conversion > 0  # readable without float16
         kinds = set(activations.layer_kinds().values())
@@ -84,9 +102,33 @@ def test_closed_loop_rollout_and_activations_align_with_the_reference(simulated)
 
 
 def test_same_seed_gives_the_same_rollout(simulated):
-    path, _, _, _, result = simulated
-    _, again = simulate_session(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4), label="again")
-    np.testing.assert_array_equal(again.qpos, result.qpos)
+    path, _, _, _, rolled = simulated
+    config = RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4)
+    again = simulate(path, config, name="SimulationRollout_again")
+    np.testing.assert_array_equal(again.result.qpos, rolled.result.qpos)
+    assert again.activations == "processing/mimic/NetworkActivations_again"
+
+
+def test_several_references_must_be_named(simulated, tmp_path):
+    source, _, _, _, _ = simulated
+    path = tmp_path / "copy.nwb"
+    shutil.copyfile(source, path)
+    config = RolloutConfig(n_frames=30)
+    # several inverse-dynamics rollouts: the reference must be named, never a silent first
+    inverse_dynamics(path, name="SimulationRollout_inverse_dynamics_2")
+    before = digest(path)
+    with pytest.raises(InputError, match="2 inverse-dynamics rollouts .*choose one by name"):
+        simulate(path, config, name="SimulationRollout_third")
+    with pytest.raises(InputError, match="SimulationRollout_closed_loop is a closed_loop rollout, not inverse dynamics"):
+        simulate(path, config, reference="SimulationRollout_closed_loop", name="SimulationRollout_third")
+    assert digest(path) == before
+    with mimic_nwb.open(path, "a") as session:  # an open session: it shows the append
+        third = simulate(session, config, reference="SimulationRollout_inverse_dynamics_2",
+                         name="SimulationRollout_third")
+        assert third.reference == "processing/mimic/SimulationRollout_inverse_dynamics_2"
+        stored = session.result(SimulationRollout, "SimulationRollout_third")
+        assert stored.reference is session.result(SimulationRollout, "SimulationRollout_inverse_dynamics_2").reference
+        assert json.loads(stored.parameters)["reference"] == "SimulationRollout_inverse_dynamics_2"
 
 
 def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
@@ -103,8 +145,8 @@ def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
     assert "damaged.npz" in err and err.count("\n") == 1
     assert digest(path) == before
     empty = new_session(tmp_path, "empty.nwb")
-    with pytest.raises(InputError, match="no StacRegistration named 'StacRegistration'"):
-        inverse_dynamics_session(empty)
+    with pytest.raises(InputError, match="no StacRegistration in processing/mimic"):
+        inverse_dynamics(empty)
 
 
 def test_expert_rollout_round_trip_through_the_command_line(simulated, capsys):

@@ -8,7 +8,12 @@
   predictive sampling), the teacher the controller is distilled from;
 - ``tracking``: tracking measured as the paper does (total and pose keypoint error), termination,
   the survival curve, dm_control's and track-mjx's metrics;
-- ``physics``: the private simulation model, its clock and actuator parameters.
+- ``physics``: the private simulation model, its clock and actuator parameters;
+- ``nwb``: the stages on a session: ``nwb.inverse_dynamics(session, InverseDynamicsConfig(...))``
+  -> ``InverseDynamicsStageResult`` and ``simulate(session, RolloutConfig(...))`` ->
+  ``SimulationStageResult``. ``simulate`` and the result types are re-exported here; the
+  inverse-dynamics stage is not (it would hide the core module ``simulate.inverse_dynamics``:
+  ``import mimic_nwb.simulate.inverse_dynamics`` would give the function).
 """
 
 from .expert import ExpertConfig, TrackingExpert
@@ -20,6 +25,7 @@ from .inverse_dynamics import (
     replay_inverse_dynamics,
     run_inverse_dynamics,
 )
+from .nwb import InverseDynamicsStageResult, SimulationStageResult, simulate
 from .rollout import (
     REWARD_TERMS,
     ROLLOUT_MODES,
@@ -49,11 +55,13 @@ __all__ = [
     "InverseDynamicsConfig",
     "InverseDynamicsReport",
     "InverseDynamicsResult",
+    "InverseDynamicsStageResult",
     "LatentResampling",
     "PhysicsSteps",
     "RewardConfig",
     "RolloutConfig",
     "RolloutResult",
+    "SimulationStageResult",
     "TerminationConfig",
     "TrackingExpert",
     "TrackingMeter",
@@ -62,6 +70,7 @@ __all__ = [
     "replay_inverse_dynamics",
     "run_inverse_dynamics",
     "run_rollout",
+    "simulate",
     "survival_curve",
     "tracking_errors",
 ]

@@ -1,24 +1,34 @@
 """Simulation on a session: inverse-dynamics replay, controller training, rollouts; appended.
 
-Data flow through the file: the StacRegistration's qpos → ``inverse_dynamics_session`` appends
-a SimulationRollout (mode ``inverse_dynamics``: the smoothed reference, its qvel/qacc, forces,
+Data flow through the file: the StacRegistration's qpos → :func:`inverse_dynamics` appends a
+SimulationRollout (mode ``inverse_dynamics``: the smoothed reference, its qvel/qacc, forces,
 activations and controls) → ``train_controller_session`` trains on that rollout and appends a
 ControllerNetwork (architecture, normalisation and the weights, from which the checkpoint is
-rebuilt byte for byte) → ``simulate_session`` runs the controller against the same reference and
-appends a SimulationRollout (``closed_loop`` / ``open_loop``) and its NetworkActivations.
+rebuilt byte for byte) → :func:`simulate` runs the controller (or the tracking expert) against the
+same reference and appends a SimulationRollout (``closed_loop`` / ``open_loop`` / ``expert``) and,
+for the network, its NetworkActivations. Both stages follow the stage API (notes in
+``mimic_nwb.session``): a Session or a path, a typed config, ``name`` / ``replace`` / ``progress``,
+a typed result with ``summary()``.
 """
 
 import io
 import json
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from pynwb import TimeSeries
+
+import ndx_mimic
+from ndx_mimic import ControllerNetwork, SimulationRollout, StacRegistration
 
 from ..body_model import column_names
+from ..controller import load_checkpoint
 from ..errors import InputError
-from ..session import append, read_session
+from ..session import RESULTS_MODULE, append, opened, read_session
 from ..storage import compressed, quantized
+from .inverse_dynamics import InverseDynamicsConfig, InverseDynamicsResult, run_inverse_dynamics
+from .rollout import RolloutConfig, RolloutResult, run_rollout
 
 ID_NAME = "SimulationRollout_inverse_dynamics"
 CONTROLLER_NAME = "ControllerNetwork"
@@ -49,8 +59,6 @@ def compile_body_model(body_model):
 
 
 def _joint_series(name, data, body_model, kind, units, timing, description):
-    import ndx_mimic
-
     names = {"qpos": body_model.qpos_names, "qvel": body_model.qvel_names, "actuator": body_model.actuator_names}[kind]
     column_units = list(units) if units is not None else None
     return ndx_mimic.JointStateSeries(
@@ -78,8 +86,6 @@ def _units(model, kind):
 
 
 def _episodes(starts, stops, frames_time, reasons, returns):
-    import ndx_mimic
-
     table = ndx_mimic.RolloutEpisodes(name="episodes", description="Episodes of the rollout.")
     for start, stop, reason, value in zip(starts, stops, reasons, returns):
         table.add_row(
@@ -92,68 +98,142 @@ def _episodes(starts, stops, frames_time, reasons, returns):
     return table
 
 
-def inverse_dynamics_session(session, registration="StacRegistration", config=None, name=ID_NAME, replace=False):
-    """Replay the registration by inverse dynamics; append SimulationRollout (mode inverse_dynamics)."""
-    from .inverse_dynamics import InverseDynamicsConfig, run_inverse_dynamics
+@dataclass(frozen=True, eq=False)
+class InverseDynamicsStageResult:
+    """What :func:`inverse_dynamics` appended and computed.
 
+    ``path`` is the session file; ``name`` the rollout's path (``processing/mimic/<name>``, a
+    SimulationRollout of mode ``inverse_dynamics``); ``registration`` the path of the
+    StacRegistration replayed; ``result`` the core's
+    :class:`~mimic_nwb.simulate.inverse_dynamics.InverseDynamicsResult` (qpos (T, nq), qvel and
+    qacc (T, nv), generalised and residual forces (T, nv) N / N m, actuator forces (T, nu) N m,
+    activations (T, na) and controls (T, nu), the residual report: see there).
+    """
+
+    path: Path
+    name: str
+    registration: str
+    result: InverseDynamicsResult
+
+    @property
+    def n_frames(self) -> int:
+        """Frames replayed."""
+        return len(self.result.qpos)
+
+    def summary(self) -> str:
+        """One line: frames replayed and the residual report's first line."""
+        return f"{self.path}: {self.name}: {self.n_frames} frames; {self.result.report.summary().splitlines()[0]}"
+
+
+def _check_free(session, names):
+    """Refuse before the work (seconds to minutes) what the append would refuse after it: a name taken."""
+    module = session.nwbfile.processing.get(RESULTS_MODULE)
+    for name in names:
+        if module is not None and name in module.data_interfaces:
+            raise InputError(
+                f"{session.path}: processing/{RESULTS_MODULE}/{name} already exists; pass replace (--replace) to replace it"
+            )
+
+
+def _frame_progress(enabled, desc):
+    """``(callback(done, total), close)`` of a tqdm bar on stderr over frames, or silent ones."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="frame", leave=False)
+
+    def report(done, total):
+        bar.total = total
+        bar.update(done - bar.n)
+
+    return report, bar.close
+
+
+def inverse_dynamics(
+    session,
+    config: InverseDynamicsConfig | None = None,
+    *,
+    registration=None,
+    name=ID_NAME,
+    replace=False,
+    progress=False,
+) -> InverseDynamicsStageResult:
+    """Replay the registration by inverse dynamics; append a SimulationRollout (mode ``inverse_dynamics``).
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
+    path; ``config`` the :class:`~mimic_nwb.simulate.inverse_dynamics.InverseDynamicsConfig`
+    (default ``InverseDynamicsConfig()``). ``registration`` names the StacRegistration replayed
+    (default: the only one; several is an error naming them); it needs a frame rate and every
+    frame fitted. The rollout goes to ``processing/mimic/<name>`` (linked to the registration and
+    its body model); ``replace`` replaces a result of that name; ``progress`` shows a progress bar.
+    The registration is checked at the append: a rollout never links a registration replaced
+    meanwhile. Returns an :class:`InverseDynamicsStageResult`.
+    """
     config = config or InverseDynamicsConfig()
-    session = Path(session)
-    with read_session(session) as nwbfile:
-        if not replace and name in _results(nwbfile):
-            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
-        stac = _result(nwbfile, session, registration, "StacRegistration")
-        qpos = np.asarray(stac.qpos.data[:])
+    with opened(session) as session:
+        path = session.path
+        if not replace:
+            _check_free(session, (name,))
+        stac = session.result(StacRegistration, registration)
+        label = f"processing/{RESULTS_MODULE}/{stac.name}"
         if stac.qpos.rate is None:
-            raise InputError(f"{session}: {registration} has irregular timestamps; inverse dynamics needs a frame rate")
-        rate, start = stac.qpos.rate, stac.qpos.starting_time
+            raise InputError(f"{path}: {label} has irregular timestamps; inverse dynamics needs a frame rate")
+        qpos = np.asarray(stac.qpos.data[:])
+        rate, start = float(stac.qpos.rate), float(stac.qpos.starting_time)
         if not np.isfinite(qpos).all():
             bad = np.flatnonzero(~np.isfinite(qpos).all(axis=1))
-            raise InputError(f"{session}: {registration} has NaN in {len(bad)} frame(s) (first {bad[0]}); "
+            raise InputError(f"{path}: {label} has NaN in {len(bad)} frame(s) (first {bad[0]}); "
                              "inverse dynamics needs every frame fitted")
         model = compile_body_model(stac.body_model)
-    try:
-        result = run_inverse_dynamics(qpos, model, rate, config)
-    except ValueError as error:
-        raise InputError(f"{session}: {error}") from None
-    with append(session, replace=[name] if replace else ()) as s:
-        s.check_new(name)
-        mimic = s.nwbfile.processing["mimic"]
-        stac = mimic[registration]
-        body_model = stac.body_model
-        timing = dict(rate=rate, starting_time=start)
-        series = dict(
-            qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing,
-                               "Smoothed reference poses that were replayed."),
-            qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
-                               "Generalised velocities on the configuration manifold."),
-            qacc=_joint_series("qacc", result.qacc, body_model, "qvel", _units(model, "qacc"), timing,
-                               "Generalised accelerations."),
-            generalized_forces=_joint_series("generalized_forces", result.generalized_forces, body_model, "qvel",
-                                             _units(model, "force"), timing, "mj_inverse: forces that produce the motion."),
-            residual_forces=_joint_series("residual_forces", result.residual_forces, body_model, "qvel",
-                                          _units(model, "force"), timing,
-                                          "Generalised forces the actuators cannot produce (root, unactuated directions)."),
-            actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
-                                          ["newton-meters"] * model.nu, timing, "Actuator forces."),
-            actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
-                                               "actuator", None, timing, "Activation states (act), dimensionless."),
-            actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator",
-                                            None, timing, "Controls that produce the activations (filter inverted)."),
-        )
-        import ndx_mimic
-
-        rollout = ndx_mimic.SimulationRollout(
-            name=name,
-            mode="inverse_dynamics",
-            physics_timestep=result.timestep,
-            control_timestep=1.0 / rate,
-            episodes=_episodes([0], [len(qpos)], lambda f: start + f / rate, ["end_of_reference"], [np.nan]),
-            body_model=body_model,
-            reference=stac,
-            **series,
-        )
-        s.add(rollout, parameters={**config.to_dict(), "report": result.report.to_dict()})
-    return f"{session}: processing/mimic/{name}: {len(qpos)} frames; {result.report.summary().splitlines()[0]}", result
+        inputs = session.object_ids(stac)
+        report, close = _frame_progress(progress, "inverse dynamics")
+        try:
+            result = run_inverse_dynamics(qpos, model, rate, config, progress=report)
+        except ValueError as error:
+            raise InputError(f"{path}: {error}") from None
+        finally:
+            close()
+        with session.append(replace=[name] if replace else (), inputs=inputs) as s:
+            s.check_new(name)
+            # the working copy's registration, checked to be the one replayed
+            stac = s.input(label, inputs[label])
+            body_model = stac.body_model
+            timing = dict(rate=rate, starting_time=start)
+            series = dict(
+                qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing,
+                                   "Smoothed reference poses that were replayed."),
+                qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
+                                   "Generalised velocities on the configuration manifold."),
+                qacc=_joint_series("qacc", result.qacc, body_model, "qvel", _units(model, "qacc"), timing,
+                                   "Generalised accelerations."),
+                generalized_forces=_joint_series(
+                    "generalized_forces", result.generalized_forces, body_model, "qvel", _units(model, "force"),
+                    timing, "mj_inverse: forces that produce the motion."),
+                residual_forces=_joint_series(
+                    "residual_forces", result.residual_forces, body_model, "qvel", _units(model, "force"), timing,
+                    "Generalised forces the actuators cannot produce (root, unactuated directions)."),
+                actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
+                                              ["newton-meters"] * model.nu, timing, "Actuator forces."),
+                actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
+                                                   "actuator", None, timing, "Activation states (act), dimensionless."),
+                actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator",
+                                                None, timing, "Controls that produce the activations (filter inverted)."),
+            )
+            rollout = ndx_mimic.SimulationRollout(
+                name=name,
+                mode="inverse_dynamics",
+                physics_timestep=result.timestep,
+                control_timestep=1.0 / rate,
+                episodes=_episodes([0], [len(qpos)], lambda f: start + f / rate, ["end_of_reference"], [np.nan]),
+                body_model=body_model,
+                reference=stac,
+                **series,
+            )
+            s.add(rollout, parameters={**config.to_dict(), "registration": label, "report": result.report.to_dict()})
+    return InverseDynamicsStageResult(
+        path=path, name=f"processing/{RESULTS_MODULE}/{name}", registration=label, result=result
+    )
 
 
 def _reference_from_rollout(rollout, rate):
@@ -357,8 +437,6 @@ def _progress_bar(enabled, desc, unit, total=None):
 
 def _tracking_series(result, timing):
     """The rollout's per-frame tracking measures as a NamedColumnSeries (columns with their units)."""
-    import ndx_mimic
-
     from .tracking import TRACKING_COLUMNS
 
     units = [TRACKING_UNITS[c] for c in TRACKING_COLUMNS]
@@ -380,174 +458,228 @@ def episode_lengths(rollout) -> np.ndarray:
     return np.rint((stop - start) / rollout.control_timestep).astype(int)
 
 
-def expert_session(session, config=None, inverse_dynamics=ID_NAME, label=None, replace=False, progress=None):
-    """Track the reference with the expert (no network); append SimulationRollout_<label> (mode expert)."""
-    from pynwb import TimeSeries
+@dataclass(frozen=True, eq=False)
+class SimulationStageResult:
+    """What :func:`simulate` appended and computed.
 
-    import ndx_mimic
+    ``path`` is the session file; ``name`` the rollout's path (``processing/mimic/<name>``, a
+    SimulationRollout of mode ``closed_loop``, ``open_loop`` or ``expert``); ``activations`` the
+    path of its NetworkActivations (None for the expert, which has no network); ``controller`` the
+    path of the ControllerNetwork that acted (the session's, or the one stored from the
+    checkpoint file; None for the expert); ``reference`` the path of the inverse-dynamics rollout
+    tracked; ``result`` the core's :class:`~mimic_nwb.simulate.rollout.RolloutResult` (qpos
+    (T, nq), controls (T, nu), tracking (T, 8) m, episodes, every layer's activations: see there).
+    """
 
-    from .rollout import RolloutConfig, run_rollout
+    path: Path
+    name: str
+    activations: str | None
+    controller: str | None
+    reference: str
+    result: RolloutResult
 
-    config = config or RolloutConfig(mode="expert")
-    if config.mode != "expert":
-        raise ValueError(f"config: mode {config.mode!r} is not 'expert'")
-    name = f"SimulationRollout_{label or config.mode}"
-    session = Path(session)
-    with read_session(session) as nwbfile:
-        if not replace and name in _results(nwbfile):
-            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
-        rollout_id = _result(nwbfile, session, inverse_dynamics, "SimulationRollout")
-        model = compile_body_model(rollout_id.body_model)
-        rate = 1.0 / rollout_id.control_timestep
-        start = rollout_id.qpos.starting_time
-        reference = _reference_from_rollout(rollout_id, rate)
-    try:
-        result = run_rollout(model, reference, None, config, progress=progress)
-    except ValueError as error:
-        raise InputError(f"{session}: {error}") from None
-    with append(session, replace=[name] if replace else ()) as s:
-        s.check_new(name)
-        id_rollout = s.nwbfile.processing["mimic"][inverse_dynamics]
-        body_model = id_rollout.body_model
-        timing = dict(rate=rate, starting_time=start + result.frames[0] / rate)
-        terms = sorted(result.reward_terms)
-        episodes = result.episodes
-        rollout = ndx_mimic.SimulationRollout(
-            name=name,
-            mode="expert",
-            physics_timestep=result.timestep,
-            control_timestep=1.0 / rate,
-            seed=int(config.expert.seed),
-            qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing, "Simulated poses."),
-            qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
-                               "Simulated velocities."),
-            actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator", None,
-                                            timing, "The expert's controls."),
-            actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
-                                               "actuator", None, timing, "Activation states (act)."),
-            actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
-                                          ["newton-meters"] * model.nu, timing, "Actuator forces."),
-            reward=TimeSeries(name="reward", data=result.reward, unit="dimensionless",
-                              description="Total reward (track-mjx's terms).", **timing),
-            reward_terms=ndx_mimic.NamedColumnSeries(
-                name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
-                unit="dimensionless", column_names=terms, description="Reward terms (track-mjx).", **timing),
-            tracking_errors=_tracking_series(result, timing),
-            episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
-                               episodes.termination, episodes.episode_return),
-            body_model=body_model,
-            reference=id_rollout.reference,
-        )
-        s.add(rollout, parameters={**config.to_dict(), "reference": inverse_dynamics,
-                                   "cpu_seconds": float(result.cpu_time)})
-    return f"{session}: processing/mimic/{name}: {result.summary()}", result
+    @property
+    def mode(self) -> str:
+        return self.result.mode
+
+    @property
+    def mean_total_error(self) -> float:
+        """Mean total keypoint error of the simulated states, metres."""
+        return float(np.nanmean(self.result.total_error))
+
+    @property
+    def mean_pose_error(self) -> float:
+        """Mean pose error (after rigid alignment without scaling), metres."""
+        return float(np.nanmean(self.result.pose_error))
+
+    def summary(self) -> str:
+        """One line: what was appended, the episodes, the mean total and pose errors, the layers recorded."""
+        appended = self.name if self.activations is None else f"{self.name} + {self.activations}"
+        layers = f", {len(self.result.activations)} layers" if self.activations is not None else ""
+        return f"{self.path}: {appended}: {self.result.summary()}{layers}"
 
 
-def simulate_session(session, config=None, checkpoint=None, controller=CONTROLLER_NAME, inverse_dynamics=ID_NAME,
-                     label=None, replace=False, progress=None):
-    """Run the controller against the reference; append SimulationRollout_<label> and NetworkActivations_<label>.
-    Mode ``expert`` runs the tracking expert instead (``expert_session``: no controller, no activations)."""
-    import ndx_mimic
+def _derived_name(name, kind):
+    """``<kind>_<label>`` for the rollout ``SimulationRollout_<label>`` (else ``<kind>_<name>``):
+    the names of the NetworkActivations and of a controller stored from a checkpoint file."""
+    return f"{kind}_{name.removeprefix('SimulationRollout_')}"
 
-    from ..controller import load_checkpoint
-    from .rollout import RolloutConfig, run_rollout
 
+def _inverse_dynamics_rollout(session, name):
+    """The SimulationRollout of mode inverse_dynamics named ``name``, or the only one (none or
+    several: an InputError naming them)."""
+    where = f"processing/{RESULTS_MODULE}"
+    if name is not None:
+        rollout = session.result(SimulationRollout, name)
+        if rollout.mode != "inverse_dynamics":
+            raise InputError(f"{session.path}: {where}/{name} is a {rollout.mode} rollout, not inverse dynamics")
+        return rollout
+    found = {n: r for n, r in session.results(SimulationRollout).items() if r.mode == "inverse_dynamics"}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise InputError(f"{session.path}: no SimulationRollout of mode inverse_dynamics in {where}; "
+                         "run mimic-nwb simulate --mode inverse_dynamics first")
+    raise InputError(f"{session.path}: {len(found)} inverse-dynamics rollouts in {where} ({', '.join(found)}): "
+                     "choose one by name (reference=...)")
+
+
+def simulate(
+    session,
+    config: RolloutConfig | None = None,
+    *,
+    checkpoint=None,
+    controller=None,
+    reference=None,
+    name=None,
+    replace=False,
+    progress=False,
+) -> SimulationStageResult:
+    """Imitate the inverse-dynamics reference in MuJoCo; append a SimulationRollout (and the network's activations).
+
+    ``session`` is a :class:`~mimic_nwb.session.Session` opened with mode ``"a"`` or a session
+    path; ``config`` the :class:`~mimic_nwb.simulate.rollout.RolloutConfig` (default closed loop):
+    ``config.mode`` ``"closed_loop"`` / ``"open_loop"`` runs the controller network and records
+    every layer, ``"expert"`` the tracking expert (no network, no activations). ``reference``
+    names the SimulationRollout of mode inverse_dynamics tracked (default: the only one).
+    The network is the session's ControllerNetwork named ``controller`` (default: the only one),
+    or the checkpoint file ``checkpoint`` (.npz), then stored beside the rollout as
+    ``ControllerNetwork_<label>``. The rollout goes to ``processing/mimic/<name>`` (default
+    ``SimulationRollout_<mode>``), the activations to ``NetworkActivations_<label>`` (``label``:
+    ``name`` without its ``SimulationRollout_`` prefix); ``replace`` replaces results of those
+    names; ``progress`` shows a progress bar over the frames. The inputs are checked at the
+    append: a rollout never links an input replaced meanwhile. Returns a :class:`SimulationStageResult`.
+    """
     config = config or RolloutConfig()
-    if config.mode == "expert":
-        return expert_session(session, config, inverse_dynamics, label, replace, progress)
-    label = label or config.mode
-    names = (f"SimulationRollout_{label}", f"NetworkActivations_{label}")
-    session = Path(session)
-    with read_session(session) as nwbfile:
-        rollout_id = _result(nwbfile, session, inverse_dynamics, "SimulationRollout")
+    expert = config.mode == "expert"
+    name = name or f"SimulationRollout_{config.mode}"
+    activations_name = None if expert else _derived_name(name, "NetworkActivations")
+    stored_controller = None if expert or checkpoint is None else _derived_name(name, CONTROLLER_NAME)
+    names = [n for n in (name, activations_name, stored_controller) if n is not None]
+    with opened(session) as session:
+        path = session.path
+        if not replace:
+            _check_free(session, names)
+        rollout_id = _inverse_dynamics_rollout(session, reference)
         model = compile_body_model(rollout_id.body_model)
         rate = 1.0 / rollout_id.control_timestep
-        start = rollout_id.qpos.starting_time
-        reference = _reference_from_rollout(rollout_id, rate)
-        if checkpoint is None:
-            ckpt = checkpoint_from_nwb(_result(nwbfile, session, controller, "ControllerNetwork"), session)
-        else:
-            try:
-                ckpt = load_checkpoint(checkpoint)
-            except (ValueError, OSError) as error:
-                raise InputError(f"{checkpoint}: {error}") from None
-    try:
-        result = run_rollout(model, reference, ckpt, config, progress=progress)
-    except ValueError as error:
-        raise InputError(f"{session}: {error}") from None
-    replace_names = list(names) if replace else []
-    with append(session, replace=replace_names) as s:
-        for n in names:
-            s.check_new(n)
-        mimic = s.nwbfile.processing["mimic"]
-        id_rollout = mimic[inverse_dynamics]
-        body_model = id_rollout.body_model
-        if checkpoint is None:
-            controller_obj = mimic[controller]
-        else:
-            controller_obj = s.add(checkpoint_to_nwb(ckpt, f"{CONTROLLER_NAME}_{label}"),
-                                   parameters={"checkpoint": str(checkpoint)})
-        t0 = start + result.frames[0] / rate
-        timing = dict(rate=rate, starting_time=t0)
-        series = dict(
-            qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing, "Simulated poses."),
-            qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing, "Simulated velocities."),
-            actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator", None,
-                                            timing, "Controller actions (controls)."),
-            actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
-                                               "actuator", None, timing, "Activation states (act)."),
-            actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
-                                          ["newton-meters"] * model.nu, timing, "Actuator forces."),
-        )
-        from pynwb import TimeSeries
+        start = float(rollout_id.qpos.starting_time)
+        tracked = _reference_from_rollout(rollout_id, rate)
+        read = [rollout_id]
+        ckpt = network = None
+        if not expert:
+            if checkpoint is None:
+                network = session.result(ControllerNetwork, controller)
+                ckpt = checkpoint_from_nwb(network, path)
+                read.append(network)
+            else:
+                try:
+                    ckpt = load_checkpoint(checkpoint)
+                except (ValueError, OSError) as error:
+                    raise InputError(f"{checkpoint}: {error}") from None
+        inputs = session.object_ids(*read)
+        reference_path = f"processing/{RESULTS_MODULE}/{rollout_id.name}"
+        controller_path = None
+        if network is not None:
+            controller_path = f"processing/{RESULTS_MODULE}/{network.name}"
+        elif stored_controller is not None:
+            controller_path = f"processing/{RESULTS_MODULE}/{stored_controller}"
+        report, close = _frame_progress(progress, config.mode.replace("_", " "))
+        try:
+            result = run_rollout(model, tracked, ckpt, config, progress=report)
+        except ValueError as error:
+            raise InputError(f"{path}: {error}") from None
+        finally:
+            close()
+        with session.append(replace=names if replace else (), inputs=inputs) as s:
+            for n in names:
+                s.check_new(n)
+            id_rollout = s.input(reference_path, inputs[reference_path])
+            body_model = id_rollout.body_model
+            if network is not None:
+                controller_obj = s.input(controller_path, inputs[controller_path])
+            elif stored_controller is not None:
+                controller_obj = s.add(checkpoint_to_nwb(ckpt, stored_controller),
+                                       parameters={"checkpoint": str(checkpoint)})
+            else:
+                controller_obj = None
+            rollout = _rollout_to_nwb(result, name, model, body_model, id_rollout, controller_obj, rate, start)
+            parameters = {**config.to_dict(), "reference": rollout_id.name}
+            if expert:
+                parameters["cpu_seconds"] = float(result.cpu_time)
+            else:
+                parameters["controller_sha256"] = result.controller_sha256
+            s.add(rollout, parameters=parameters)
+            if not expert:
+                s.add(_activations_to_nwb(result, activations_name, body_model, controller_obj, rollout, rate, start),
+                      parameters={"dtype": "int16", "rollout": name})
+    return SimulationStageResult(
+        path=path,
+        name=f"processing/{RESULTS_MODULE}/{name}",
+        activations=None if expert else f"processing/{RESULTS_MODULE}/{activations_name}",
+        controller=controller_path,
+        reference=reference_path,
+        result=result,
+    )
 
-        terms = sorted(result.reward_terms)
-        episodes = result.episodes
-        rollout = ndx_mimic.SimulationRollout(
-            name=names[0],
-            mode=result.mode,
-            physics_timestep=result.timestep,
-            control_timestep=1.0 / rate,
-            seed=int(result.seed),
-            reward=TimeSeries(name="reward", data=result.reward, unit="dimensionless", description="Total reward.", **timing),
-            reward_terms=ndx_mimic.NamedColumnSeries(
-                name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
-                unit="dimensionless", column_names=terms, description="Reward terms.", **timing),
-            tracking_errors=_tracking_series(result, timing),
-            episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
-                               episodes.termination, episodes.episode_return),
-            body_model=body_model,
-            reference=id_rollout.reference,
-            controller=controller_obj,
-            **series,
+
+def _rollout_to_nwb(result, name, model, body_model, id_rollout, controller, rate, start):
+    """The SimulationRollout of a closed-loop, open-loop or expert rollout, on the reference's clock."""
+    expert = result.mode == "expert"
+    timing = dict(rate=rate, starting_time=start + result.frames[0] / rate)
+    terms = sorted(result.reward_terms)
+    episodes = result.episodes
+    actor = "The expert's controls." if expert else "Controller actions (controls)."
+    return ndx_mimic.SimulationRollout(
+        name=name,
+        mode=result.mode,
+        physics_timestep=result.timestep,
+        control_timestep=1.0 / rate,
+        seed=int(result.config.expert.seed if expert else result.seed),
+        qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing, "Simulated poses."),
+        qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
+                           "Simulated velocities."),
+        actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator", None,
+                                        timing, actor),
+        actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
+                                           "actuator", None, timing, "Activation states (act)."),
+        actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
+                                      ["newton-meters"] * model.nu, timing, "Actuator forces."),
+        reward=TimeSeries(name="reward", data=result.reward, unit="dimensionless",
+                          description="Total reward (track-mjx's terms).", **timing),
+        reward_terms=ndx_mimic.NamedColumnSeries(
+            name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
+            unit="dimensionless", column_names=terms, description="Reward terms (track-mjx).", **timing),
+        tracking_errors=_tracking_series(result, timing),
+        episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
+                           episodes.termination, episodes.episode_return),
+        body_model=body_model,
+        reference=id_rollout.reference,
+        controller=controller,
+    )
+
+
+def _activations_to_nwb(result, name, body_model, controller, rollout, rate, start):
+    """The NetworkActivations of a network rollout: every layer (int16 with a scale), latent resampling."""
+    timing = dict(rate=rate, starting_time=start + result.frames[0] / rate)
+    resampling = None
+    if result.latent_resampling is not None:
+        r = result.latent_resampling
+        resampling = ndx_mimic.LatentResampling(
+            name="latent_resampling", num_samples=int(r.n_samples), seed=int(result.seed),
+            action_std=ndx_mimic.NamedColumnSeries(
+                name="action_std", data=compressed(r.action_std), unit="dimensionless",
+                column_names=list(body_model.actuator_names[:]), description="Action std over latent samples.",
+                **timing),
+            latent_std=ndx_mimic.NamedColumnSeries(
+                name="latent_std", data=compressed(r.latent_std), unit="dimensionless",
+                column_names=[f"latent_{i}" for i in range(r.latent_std.shape[1])],
+                description="Latent std over samples.", **timing),
         )
-        s.add(rollout, parameters={**config.to_dict(), "controller_sha256": result.controller_sha256,
-                                   "reference": inverse_dynamics})
-        resampling = None
-        if result.latent_resampling is not None:
-            r = result.latent_resampling
-            resampling = ndx_mimic.LatentResampling(
-                name="latent_resampling", num_samples=int(r.n_samples), seed=int(result.seed),
-                action_std=ndx_mimic.NamedColumnSeries(
-                    name="action_std", data=compressed(r.action_std), unit="dimensionless",
-                    column_names=list(body_model.actuator_names[:]), description="Action std over latent samples.", **timing),
-                latent_std=ndx_mimic.NamedColumnSeries(
-                    name="latent_std", data=compressed(r.latent_std), unit="dimensionless",
-                    column_names=[f"latent_{i}" for i in range(r.latent_std.shape[1])],
-                    description="Latent std over samples.", **timing),
-            )
-        layers = [
-            ndx_mimic.LayerActivations(name=layer, layer_kind=result.layer_kinds[layer],
-                                       **quantized(values, f"{result.layer_kinds[layer]} layer '{layer}'."), **timing)
-            for layer, values in result.activations.items()
-        ]
-        s.add(ndx_mimic.NetworkActivations(name=names[1], layer_activations=layers, latent_resampling=resampling,
-                                           controller=controller_obj, rollout=rollout),
-              parameters={"dtype": "int16", "rollout": names[0]})
-    lengths = episodes.length / rate
-    return (
-        f"{session}: processing/mimic/{names[0]} + {names[1]}: {result.n_frames} steps, {len(episodes)} episodes "
-        f"(mean {lengths.mean():.2f} s, median {np.median(lengths):.2f} s, longest {lengths.max():.2f} s), mean total "
-        f"error {1000 * np.nanmean(result.total_error):.1f} mm, pose error {1000 * np.nanmean(result.pose_error):.1f} mm, "
-        f"{len(layers)} layers"
-    ), result
+    layers = [
+        ndx_mimic.LayerActivations(name=layer, layer_kind=result.layer_kinds[layer],
+                                   **quantized(values, f"{result.layer_kinds[layer]} layer '{layer}'."), **timing)
+        for layer, values in result.activations.items()
+    ]
+    return ndx_mimic.NetworkActivations(name=name, layer_activations=layers, latent_resampling=resampling,
+                                        controller=controller, rollout=rollout)
