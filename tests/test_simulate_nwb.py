@@ -26,7 +26,7 @@ from mimic_nwb.simulate.nwb import (
 )
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.nwb import stac
-from ndx_mimic import SimulationRollout
+from ndx_mimic import ControllerNetwork, SimulationRollout
 
 from helpers import digest, new_session
 
@@ -129,6 +129,29 @@ def test_several_references_must_be_named(simulated, tmp_path):
         stored = session.result(SimulationRollout, "SimulationRollout_third")
         assert stored.reference is session.result(SimulationRollout, "SimulationRollout_inverse_dynamics_2").reference
         assert json.loads(stored.parameters)["reference"] == "SimulationRollout_inverse_dynamics_2"
+
+
+def test_rollout_of_a_checkpoint_file_stores_its_controller(simulated, tmp_path):
+    source, folder, _, _, _ = simulated
+    path = tmp_path / "copy.nwb"
+    shutil.copyfile(source, path)
+    config = RolloutConfig(n_frames=20)
+    rolled = simulate(path, config, checkpoint=folder / "controller.npz", name="SimulationRollout_file")
+    assert rolled.controller == "processing/mimic/ControllerNetwork_file"
+    assert rolled.activations == "processing/mimic/NetworkActivations_file"
+    before = digest(path)
+    with pytest.raises(InputError, match="SimulationRollout_file already exists"):
+        simulate(path, config, checkpoint=folder / "controller.npz", name="SimulationRollout_file")
+    assert digest(path) == before
+    again = simulate(path, config, checkpoint=folder / "controller.npz", name="SimulationRollout_file", replace=True)
+    np.testing.assert_array_equal(again.result.qpos, rolled.result.qpos)
+    with mimic_nwb.open(path) as session:
+        stored = session.result(SimulationRollout, "SimulationRollout_file")
+        assert stored.controller is session.result(ControllerNetwork, "ControllerNetwork_file")
+        assert stored.controller.checkpoint_sha256 == load_checkpoint(folder / "controller.npz").sha256
+        # two controllers now: an unnamed one is refused, naming them
+        with pytest.raises(InputError, match="2 ControllerNetwork results .*ControllerNetwork, ControllerNetwork_file"):
+            simulate(session, config, name="SimulationRollout_unnamed")
 
 
 def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
