@@ -220,12 +220,13 @@ def cmd_simulate(args):
         raise InputError(str(error)) from None
     if args.mode == "inverse_dynamics":
         result = inverse_dynamics(
-            args.session, config, registration=args.registration, name=name, replace=args.replace
+            args.session, config, registration=args.registration, name=name, replace=args.replace,
+            progress=not args.no_progress,
         )
     else:
         result = simulate(
-            args.session, config, checkpoint=args.checkpoint, controller=args.controller, name=name,
-            replace=args.replace,
+            args.session, config, checkpoint=args.checkpoint, controller=args.controller,
+            reference=args.reference, name=name, replace=args.replace, progress=not args.no_progress,
         )
     print(result.summary())
 
@@ -508,10 +509,11 @@ def build_parser():
     simulate.add_argument("session", type=Path)
     simulate.add_argument("--mode", default="closed_loop",
                           choices=["inverse_dynamics", "closed_loop", "open_loop", "expert"])
-    simulate.add_argument("--registration", default="StacRegistration", help="reference registration (inverse dynamics)")
+    simulate.add_argument("--registration", help="StacRegistration to replay (inverse dynamics; default: the only one)")
+    simulate.add_argument("--reference", help="inverse-dynamics SimulationRollout to imitate (default: the only one)")
     simulate.add_argument("--contacts", action="store_true", help="keep contacts in inverse dynamics (default off)")
     simulate.add_argument("--checkpoint", type=Path, help="controller checkpoint (.npz; default: the session's)")
-    simulate.add_argument("--controller", default="ControllerNetwork", help="ControllerNetwork in the session")
+    simulate.add_argument("--controller", help="ControllerNetwork in the session (default: the only one)")
     simulate.add_argument("--frames", type=int, help="reference frames to run (default: all)")
     simulate.add_argument("--termination-error", type=float, default=0.03,
                           help="error of the keypoint-carrying bodies ending an episode, m")
@@ -522,6 +524,7 @@ def build_parser():
     simulate.add_argument("--seed", type=int, default=0)
     simulate.add_argument("--name", help="label of the results (default: the mode)")
     simulate.add_argument("--replace", action="store_true", help="replace existing results of that name")
+    simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.set_defaults(func=cmd_simulate)
 
     train = commands.add_parser(
