@@ -101,7 +101,10 @@ def _rollout_results(options):
     name = options.get("name") or f"SimulationRollout_{mode}"
     if mode == "expert":  # the expert has no network: no activations
         return (f"processing/mimic/{name}",)
-    return (f"processing/mimic/{name}", f"processing/mimic/NetworkActivations_{name.removeprefix('SimulationRollout_')}")
+    return (
+        f"processing/mimic/{name}",
+        f"processing/mimic/NetworkActivations_{name.removeprefix('SimulationRollout_')}",
+    )
 
 
 # Stage name -> how to run it. The names are the CLI subcommands' with underscores; "simulate" is

@@ -165,17 +165,22 @@ def test_expert_tracks_a_standing_reference_without_root_force(body_model, stand
     # the stored measures are those of the simulated poses' keypoint sites (one episode: every
     # row after the first is a state the simulation reached)
     sites = keypoint_site_ids(body_model.model)
-    model_points, reference_points = _site_positions(body_model.model, r.qpos, sites), \
-        _site_positions(body_model.model, standing.qpos, sites)
+    model_points, reference_points = (
+        _site_positions(body_model.model, r.qpos, sites),
+        _site_positions(body_model.model, standing.qpos, sites),
+    )
     total, pose = tracking_errors(model_points, reference_points)
     np.testing.assert_allclose(r.total_error[1:], total[1:], rtol=1e-9)
     np.testing.assert_allclose(r.pose_error[1:], pose[1:], rtol=1e-9, atol=1e-12)
     assert np.all(np.abs(r.actuator_controls) <= 1.0)
     assert r.activations == {} and r.controller_sha256 == ""
     # feedforward alone (no feedback) drifts away from the reference
-    drift = run_rollout(body_model, standing, None,
-                       RolloutConfig(mode="expert", termination_error=1.0,
-                                     expert=ExpertConfig(natural_frequency=1e-9)))
+    drift = run_rollout(
+        body_model,
+        standing,
+        None,
+        RolloutConfig(mode="expert", termination_error=1.0, expert=ExpertConfig(natural_frequency=1e-9)),
+    )
     assert np.nanmean(drift.total_error) > 3 * np.nanmean(r.total_error)
 
 

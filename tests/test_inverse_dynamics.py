@@ -46,8 +46,7 @@ def stac_qpos(body_model):
 
     pred = scipy.io.loadmat(data_path("rat23_dannce_clip_1000.mat"))["pred"][:60]
     keypoints = np.transpose(pred, (0, 2, 1)) * 1e-3  # (T, 23, 3), metres
-    result = run_stac(keypoints, body_model,
-                      StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
+    result = run_stac(keypoints, body_model, StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
     assert result.valid.all()
     return result.qpos
 
@@ -103,7 +102,8 @@ def test_residual_and_actuator_bookkeeping(body_model, airborne):
     mujoco.mj_forward(model, data)
     moment = moment_matrix(model, data)  # constant: joint and fixed-tendon transmissions
     np.testing.assert_allclose(
-        result.generalized_forces, result.actuator_forces @ moment + result.residual_forces, atol=1e-9)
+        result.generalized_forces, result.actuator_forces @ moment + result.residual_forces, atol=1e-9
+    )
     # the root has no actuator: its residual is all of its generalised force
     np.testing.assert_array_equal(result.residual_forces[:, :6], result.generalized_forces[:, :6])
     gain = model.actuator_gainprm[:, 0]
@@ -128,8 +128,7 @@ def test_residual_and_actuator_bookkeeping(body_model, airborne):
 def test_control_per_physics_step_leaves_a_smaller_residual(body_model, airborne):
     qpos, per_frame = airborne
     per_step = run_inverse_dynamics(qpos, body_model, FPS, InverseDynamicsConfig(control_hold="step"))
-    assert (per_step.report.residual_rms["joints_actuated"]
-            < 0.5 * per_frame.report.residual_rms["joints_actuated"])
+    assert per_step.report.residual_rms["joints_actuated"] < 0.5 * per_frame.report.residual_rms["joints_actuated"]
 
 
 def test_blocks_do_not_show(body_model, airborne):
@@ -140,8 +139,7 @@ def test_blocks_do_not_show(body_model, airborne):
 
 
 def test_real_clip_with_contacts_is_consistent_step_by_step(body_model, stac_qpos):
-    result = run_inverse_dynamics(stac_qpos, body_model, FPS,
-                                  InverseDynamicsConfig(keep_steps=True, contacts=True))
+    result = run_inverse_dynamics(stac_qpos, body_model, FPS, InverseDynamicsConfig(keep_steps=True, contacts=True))
     model = simulation_model(body_model)
     data = mujoco.MjData(model)
     s, h = result.steps, result.timestep
@@ -150,8 +148,9 @@ def test_real_clip_with_contacts_is_consistent_step_by_step(body_model, stac_qpo
         data.qpos[:], data.qvel[:], data.act[:] = s.qpos[k], s.qvel[k], s.actuator_activations[k]
         data.ctrl[:], data.qfrc_applied[:] = s.actuator_controls[k], s.residual_forces[k]
         mujoco.mj_step(model, data)
-        worst = max(worst, h * np.abs(data.qvel - s.qvel[k + 1]).max(),
-                    np.abs(data.act - s.actuator_activations[k + 1]).max())
+        worst = max(
+            worst, h * np.abs(data.qvel - s.qvel[k + 1]).max(), np.abs(data.act - s.actuator_activations[k + 1]).max()
+        )
     # mj_inverse solves the soft contacts analytically, mj_step iteratively (to its tolerance)
     assert worst < 1e-6
     # STAC keeps every geom out of the floor (tail included), and the report says so
@@ -164,8 +163,7 @@ def test_real_clip_with_contacts_is_consistent_step_by_step(body_model, stac_qpo
 
 
 def test_real_clip_without_contacts_replays_frame_by_frame(body_model, stac_qpos):
-    result = run_inverse_dynamics(stac_qpos, body_model, FPS,
-                                  InverseDynamicsConfig(keep_steps=True, contacts=False))
+    result = run_inverse_dynamics(stac_qpos, body_model, FPS, InverseDynamicsConfig(keep_steps=True, contacts=False))
     sim = replay_inverse_dynamics(body_model, result, forces="actuators", restart_every=1)
     assert np.abs(sim[:, :3] - result.qpos[:, :3]).max() < 1e-5
     # joints the registration holds at a range limit (the tail raised to clear the floor) give
@@ -187,10 +185,13 @@ def test_smoothing_keeps_quaternions_unit_and_sign_continuous(body_model):
     assert np.abs(result.qvel[:, 3:6]).max() < 2.0  # no spurious half-turn per frame
 
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda q: q.__setitem__((5, 10), np.nan), r"1 frame\(s\) contain NaN"),
-    (lambda q: q.__setitem__((slice(None), slice(3, 7)), 0.0), "zero quaternion"),
-])
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda q: q.__setitem__((5, 10), np.nan), r"1 frame\(s\) contain NaN"),
+        (lambda q: q.__setitem__((slice(None), slice(3, 7)), 0.0), "zero quaternion"),
+    ],
+)
 def test_bad_reference_raises(body_model, mutate, message):
     qpos = smooth_reference(body_model, 20, FPS)
     mutate(qpos)

@@ -56,9 +56,16 @@ def test_arrays_align_with_the_reference_frames(body_model, reference, checkpoin
     assert r.n_frames == N
     np.testing.assert_array_equal(r.frames, np.arange(N))
     np.testing.assert_allclose(r.time, np.arange(N) / FPS)
-    shapes = {"qpos": (N, m.nq), "qvel": (N, m.nv), "actuator_controls": (N, m.nu),
-              "actuator_activations": (N, m.na), "actuator_forces": (N, m.nu), "reward": (N,),
-              "tracking_error": (N,), "step_error": (N,)}
+    shapes = {
+        "qpos": (N, m.nq),
+        "qvel": (N, m.nv),
+        "actuator_controls": (N, m.nu),
+        "actuator_activations": (N, m.na),
+        "actuator_forces": (N, m.nu),
+        "reward": (N,),
+        "tracking_error": (N,),
+        "step_error": (N,),
+    }
     for name, shape in shapes.items():
         assert getattr(r, name).shape == shape, name
     assert set(r.reward_terms) == set(REWARD_TERMS)
@@ -142,8 +149,7 @@ def test_open_loop_starts_every_frame_from_the_reference(body_model, reference, 
 
 
 def test_action_noise_uses_the_policy_std(body_model, reference, checkpoint):
-    r = run_rollout(body_model, reference, checkpoint,
-                    RolloutConfig(mode="open_loop", n_frames=5, action_noise=True))
+    r = run_rollout(body_model, reference, checkpoint, RolloutConfig(mode="open_loop", n_frames=5, action_noise=True))
     diff = r.actuator_controls - r.activations["action"]
     assert 0 < np.abs(diff).max() < 1.0
 
@@ -155,12 +161,20 @@ def test_bad_inputs_raise_one_line(body_model, reference, checkpoint):
         ReferenceTrajectory(qpos=bad, qvel=reference.qvel, frame_rate=FPS)
     assert "\n" not in str(err.value)
     obs = checkpoint.config.observation
-    other_window = replace(checkpoint, config=replace(checkpoint.config, observation=replace(
-        obs, reference_window=3, reference_mean=None, reference_std=None)))
+    other_window = replace(
+        checkpoint,
+        config=replace(
+            checkpoint.config, observation=replace(obs, reference_window=3, reference_mean=None, reference_std=None)
+        ),
+    )
     with pytest.raises(ValueError, match="reference input of .* features, the body model gives"):
         run_rollout(body_model, reference, other_window)
-    fewer = replace(checkpoint, config=replace(checkpoint.config, n_actions=37,
-                                               observation=replace(obs, actuator_names=obs.actuator_names[:37])))
+    fewer = replace(
+        checkpoint,
+        config=replace(
+            checkpoint.config, n_actions=37, observation=replace(obs, actuator_names=obs.actuator_names[:37])
+        ),
+    )
     with pytest.raises(ValueError, match="drives 37 actuators, the body model has 38"):
         run_rollout(body_model, reference, fewer)
     with pytest.raises(ValueError, match="start_frame"):

@@ -42,7 +42,9 @@ def simulated(tmp_path_factory):
     import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     stac(path, StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
     replayed = inverse_dynamics(path)
-    _, training = train_controller_session(path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10))
+    _, training = train_controller_session(
+        path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10)
+    )
     rolled = simulate(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))
     assert isinstance(rolled, SimulationStageResult)
     return path, folder, replayed, training, rolled
@@ -119,12 +121,15 @@ def test_several_references_must_be_named(simulated, tmp_path):
     before = digest(path)
     with pytest.raises(InputError, match="2 inverse-dynamics rollouts .*choose one by name"):
         simulate(path, config, name="SimulationRollout_third")
-    with pytest.raises(InputError, match="SimulationRollout_closed_loop is a closed_loop rollout, not inverse dynamics"):
+    with pytest.raises(
+        InputError, match="SimulationRollout_closed_loop is a closed_loop rollout, not inverse dynamics"
+    ):
         simulate(path, config, reference="SimulationRollout_closed_loop", name="SimulationRollout_third")
     assert digest(path) == before
     with mimic_nwb.open(path, "a") as session:  # an open session: it shows the append
-        third = simulate(session, config, reference="SimulationRollout_inverse_dynamics_2",
-                         name="SimulationRollout_third")
+        third = simulate(
+            session, config, reference="SimulationRollout_inverse_dynamics_2", name="SimulationRollout_third"
+        )
         assert third.reference == "processing/mimic/SimulationRollout_inverse_dynamics_2"
         stored = session.result(SimulationRollout, "SimulationRollout_third")
         assert stored.reference is session.result(SimulationRollout, "SimulationRollout_inverse_dynamics_2").reference
@@ -174,8 +179,9 @@ def test_bad_inputs_write_nothing(simulated, tmp_path, capsys):
 
 def test_expert_rollout_round_trip_through_the_command_line(simulated, capsys):
     path, _, _, _, _ = simulated
-    assert main(["simulate", str(path), "--mode", "expert", "--frames", "40", "--samples", "2",
-                 "--horizon", "0.04"]) == 0
+    assert (
+        main(["simulate", str(path), "--mode", "expert", "--frames", "40", "--samples", "2", "--horizon", "0.04"]) == 0
+    )
     out = capsys.readouterr().out
     assert "SimulationRollout_expert" in out and "mean total error" in out
     with read_session(path) as nwbfile:

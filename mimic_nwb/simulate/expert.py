@@ -115,14 +115,15 @@ class TrackingExpert:
             (sampling measures tracking on them).
     """
 
-    def __init__(self, model: mujoco.MjModel, reference: ReferenceTrajectory,
-                 config: ExpertConfig = ExpertConfig()):
+    def __init__(self, model: mujoco.MjModel, reference: ReferenceTrajectory, config: ExpertConfig = ExpertConfig()):
         if not isinstance(reference, ReferenceTrajectory):
             raise ValueError(f"reference: expected a ReferenceTrajectory, got {type(reference).__name__}")
         mj = as_mjmodel(model)
         if reference.qpos.shape[1] != mj.nq or reference.qvel.shape[1] != mj.nv:
-            raise ValueError(f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
-                             f"columns, the body model {mj.nq}/{mj.nv}")
+            raise ValueError(
+                f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
+                f"columns, the body model {mj.nq}/{mj.nv}"
+            )
         self.config = config
         self.reference = reference
         self.model = simulation_model(mj)  # the simulation (contacts on): sampling rolls out on it
@@ -148,8 +149,7 @@ class TrackingExpert:
         # about to carry the body (the registration leaves feet up to ~1 mm off it).
         self._support_model = copy.copy(self.model)
         world = self._support_model.geom_bodyid == 0  # a pair's margin is the larger of its geoms'
-        self._support_model.geom_margin[world] = np.maximum(self._support_model.geom_margin[world],
-                                                            SUPPORT_MARGIN)
+        self._support_model.geom_margin[world] = np.maximum(self._support_model.geom_margin[world], SUPPORT_MARGIN)
         self._contacts_data = mujoco.MjData(self._support_model)
         self._root = root_dofs(self.model)
         # root rows: forces (N) as they are, torques (N m) over a 5 cm lever
@@ -204,7 +204,7 @@ class TrackingExpert:
         basis = np.empty((4 * len(ids), m.nv))  # generalised force of a unit force along each edge
         for k, body in enumerate(ids):
             mujoco.mj_jac(m, c, jacp, None, point[k], int(body))
-            basis[4 * k:4 * k + 4] = edges[k] @ jacp
+            basis[4 * k : 4 * k + 4] = edges[k] @ jacp
         root = self._root
         a = basis[:, root].T * self._root_weight[:, None]
         b = qfrc[root] * self._root_weight
@@ -270,8 +270,9 @@ class TrackingExpert:
         candidates[2:] += self.config.sampling_std * self._rng.standard_normal(candidates[2:].shape)
         if n > 1:
             candidates[1] = 0.0  # the feedback law on its own
-        costs = np.array([self._rollout_cost(data, frame, u0, plan, sample)
-                          for plan, sample in zip(candidates, self._samples)])
+        costs = np.array(
+            [self._rollout_cost(data, frame, u0, plan, sample) for plan, sample in zip(candidates, self._samples)]
+        )
         best = int(np.argmin(costs))
         self._plan = candidates[best]
         lo, hi = self.dyn.ctrl_range[:, 0], self.dyn.ctrl_range[:, 1]

@@ -132,14 +132,17 @@ class InverseDynamicsConfig:
     def __post_init__(self):
         w, p = int(self.smoothing_window), int(self.smoothing_polyorder)
         if w < 1 or (w > 1 and w % 2 == 0):
-            raise ValueError("InverseDynamicsConfig.smoothing_window: must be odd and >= 1, "
-                             f"got {self.smoothing_window!r}")
+            raise ValueError(
+                f"InverseDynamicsConfig.smoothing_window: must be odd and >= 1, got {self.smoothing_window!r}"
+            )
         if w > 1 and not 0 <= p < w:
-            raise ValueError(f"InverseDynamicsConfig.smoothing_polyorder: must be in [0, {w - 1}], "
-                             f"got {self.smoothing_polyorder!r}")
+            raise ValueError(
+                f"InverseDynamicsConfig.smoothing_polyorder: must be in [0, {w - 1}], got {self.smoothing_polyorder!r}"
+            )
         if self.control_hold not in CONTROL_HOLDS:
-            raise ValueError(f"InverseDynamicsConfig.control_hold: expected one of {CONTROL_HOLDS}, "
-                             f"got {self.control_hold!r}")
+            raise ValueError(
+                f"InverseDynamicsConfig.control_hold: expected one of {CONTROL_HOLDS}, got {self.control_hold!r}"
+            )
         if int(self.block_frames) < 2:
             raise ValueError(f"InverseDynamicsConfig.block_frames: must be >= 2, got {self.block_frames!r}")
         if self.timestep is not None and not (np.isfinite(self.timestep) and self.timestep > 0):
@@ -188,10 +191,14 @@ class InverseDynamicsReport:
     rate_limited_fraction: float
     max_penetration: float = 0.0
     deep_contact_fraction: float = 0.0
-    units: dict = field(default_factory=lambda: {
-        "root_translation": "N", "root_rotation": "N m", "joints_actuated": "N m",
-        "joints_unactuated": "N m",
-    })
+    units: dict = field(
+        default_factory=lambda: {
+            "root_translation": "N",
+            "root_rotation": "N m",
+            "joints_actuated": "N m",
+            "joints_unactuated": "N m",
+        }
+    )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,11 +211,15 @@ class InverseDynamicsReport:
                 f"  {g:18s} generalised RMS {self.generalized_rms[g]:.4g} {self.units[g]}, "
                 f"residual RMS {self.residual_rms[g]:.4g} ({100 * self.residual_share[g]:.1f}%)"
             )
-        lines.append(f"  hinges: residual share {100 * self.joints_residual_share:.1f}%, "
-                     f"saturated {100 * self.saturated_fraction:.1f}%, "
-                     f"controls clipped {100 * self.rate_limited_fraction:.1f}%")
-        lines.append(f"  reference penetration (floor, self): deepest {1e3 * self.max_penetration:.2f} mm, "
-                     f"frames deeper than 1 mm {100 * self.deep_contact_fraction:.1f}%")
+        lines.append(
+            f"  hinges: residual share {100 * self.joints_residual_share:.1f}%, "
+            f"saturated {100 * self.saturated_fraction:.1f}%, "
+            f"controls clipped {100 * self.rate_limited_fraction:.1f}%"
+        )
+        lines.append(
+            f"  reference penetration (floor, self): deepest {1e3 * self.max_penetration:.2f} mm, "
+            f"frames deeper than 1 mm {100 * self.deep_contact_fraction:.1f}%"
+        )
         return "\n".join(lines)
 
 
@@ -286,8 +297,7 @@ ProgressCallback = Callable[[int, int], None]
 # --------------------------------------------------------------------------------------------
 
 
-def check_reference_qpos(qpos: np.ndarray, model: BodyModel | mujoco.MjModel,
-                         name: str = "qpos") -> np.ndarray:
+def check_reference_qpos(qpos: np.ndarray, model: BodyModel | mujoco.MjModel, name: str = "qpos") -> np.ndarray:
     """(T, nq) float array of finite poses, or ValueError in one line naming the problem."""
     model = as_mjmodel(model)
     q = np.asarray(qpos, dtype=float)
@@ -304,7 +314,7 @@ def check_reference_qpos(qpos: np.ndarray, model: BodyModel | mujoco.MjModel,
             "must be a stretch of valid registered frames"
         )
     for adr in _quat_adrs(model):
-        norms = np.linalg.norm(q[:, adr:adr + 4], axis=1)
+        norms = np.linalg.norm(q[:, adr : adr + 4], axis=1)
         if (norms < 1e-6).any():
             raise ValueError(f"{name}: zero quaternion in columns {adr}..{adr + 3} at frame {np.argmax(norms < 1e-6)}")
     return q
@@ -323,7 +333,7 @@ def _quat_adrs(model: mujoco.MjModel) -> list[int]:
 
 def _normalize_quats(q: np.ndarray, adrs: list[int]) -> None:
     for a in adrs:
-        q[..., a:a + 4] /= np.linalg.norm(q[..., a:a + 4], axis=-1, keepdims=True)
+        q[..., a : a + 4] /= np.linalg.norm(q[..., a : a + 4], axis=-1, keepdims=True)
 
 
 def smooth_qpos(qpos: np.ndarray, model: mujoco.MjModel, window: int, polyorder: int) -> np.ndarray:
@@ -332,14 +342,12 @@ def smooth_qpos(qpos: np.ndarray, model: mujoco.MjModel, window: int, polyorder:
     adrs = _quat_adrs(model)
     _normalize_quats(q, adrs)
     for a in adrs:  # choose the sign of each quaternion closest to the previous frame's
-        quat = q[:, a:a + 4]
+        quat = q[:, a : a + 4]
         flips = np.cumsum(np.einsum("ij,ij->i", quat[1:], quat[:-1]) < 0) % 2
         quat[1:][flips == 1] *= -1
     if window > 1:
         if len(q) < window:
-            raise ValueError(
-                f"qpos: {len(q)} frames, fewer than the smoothing window ({window} frames)"
-            )
+            raise ValueError(f"qpos: {len(q)} frames, fewer than the smoothing window ({window} frames)")
         q = savgol_filter(q, window, polyorder, axis=0, mode="interp")
         _normalize_quats(q, adrs)
     return q
@@ -391,8 +399,9 @@ def run_inverse_dynamics(
     if initial_activation is not None:
         initial_activation = np.asarray(initial_activation, dtype=float)
         if initial_activation.shape != (model.na,) or not np.isfinite(initial_activation).all():
-            raise ValueError(f"initial_activation: expected {model.na} finite values, "
-                             f"got shape {initial_activation.shape}")
+            raise ValueError(
+                f"initial_activation: expected {model.na} finite values, got shape {initial_activation.shape}"
+            )
 
     solver = _ActuatorSolver(model, dyn)
     out = _Frames(n_frames, model)
@@ -411,14 +420,14 @@ def run_inverse_dynamics(
             w = _initial_w(dyn, ids["w_star"][0], initial_activation)
         stop = n_steps if last_block else k1  # steps whose activation/force we settle here
         w_steps, ctrl_steps, w = _invert_filter(dyn, ids["w_star"], w, k0, stop, hold)
-        forces = np.clip(ids["gain"][: stop - k0] * w_steps + ids["bias"][: stop - k0],
-                         dyn.force_range[:, 0], dyn.force_range[:, 1])
+        forces = np.clip(
+            ids["gain"][: stop - k0] * w_steps + ids["bias"][: stop - k0], dyn.force_range[:, 0], dyn.force_range[:, 1]
+        )
         qfrc = ids["qfrc"][: stop - k0]
         moment_id = ids["moment_id"][: stop - k0]
         residual = qfrc - _generalized_actuator_force(forces, moment_id, ids["moments"])
         act = w_steps[:, dyn.stateful]  # data.act order: actuator order (actadr increasing)
-        stats.add(qfrc, residual, moment_id, ids["moments"], ids["saturated"][: stop - k0],
-                  ctrl_steps["clipped"])
+        stats.add(qfrc, residual, moment_id, ids["moments"], ids["saturated"][: stop - k0], ctrl_steps["clipped"])
         sel = np.arange(k0, stop)
         at_frame = sel % n == 0
         fi = sel[at_frame] // n
@@ -431,19 +440,40 @@ def run_inverse_dynamics(
         out.ctrl[fi] = ctrl_steps["ctrl"][at_frame]
         out.residual[fi] = residual[at_frame]
         if keep is not None:
-            keep.fill(sel, qk[1:-1][: stop - k0], vk[: stop - k0], ak[: stop - k0], qfrc,
-                      forces, act, ctrl_steps["ctrl"], residual)
+            keep.fill(
+                sel,
+                qk[1:-1][: stop - k0],
+                vk[: stop - k0],
+                ak[: stop - k0],
+                qfrc,
+                forces,
+                act,
+                ctrl_steps["ctrl"],
+                residual,
+            )
         if progress is not None:
             progress(b, n_frames)
 
     names = _names(body_model, model)
     return InverseDynamicsResult(
-        qpos=out.qpos, qvel=out.qvel, qacc=out.qacc, generalized_forces=out.qfrc,
-        actuator_forces=out.force, actuator_activations=out.act, actuator_controls=out.ctrl,
-        residual_forces=out.residual, frame_rate=float(frame_rate), timestep=float(h),
-        steps_per_frame=n, report=stats.report(penetration), penetration=penetration,
+        qpos=out.qpos,
+        qvel=out.qvel,
+        qacc=out.qacc,
+        generalized_forces=out.qfrc,
+        actuator_forces=out.force,
+        actuator_activations=out.act,
+        actuator_controls=out.ctrl,
+        residual_forces=out.residual,
+        frame_rate=float(frame_rate),
+        timestep=float(h),
+        steps_per_frame=n,
+        report=stats.report(penetration),
+        penetration=penetration,
         steps=keep.result(h) if keep else None,
-        qpos_names=names[0], qvel_names=names[1], actuator_names=names[2], config=config,
+        qpos_names=names[0],
+        qvel_names=names[1],
+        actuator_names=names[2],
+        config=config,
     )
 
 
@@ -485,8 +515,9 @@ def _fine_trajectory(q_frames, model, n, h, k_first, k_last):
     f1 = min(n_frames, -(-k_last // n) + _SPLINE_MARGIN + 1)
     frames = np.arange(f0, f1)
     if len(frames) >= 2:
-        spline = CubicSpline(frames * n * h, q_frames[f0:f1], axis=0,
-                             bc_type="not-a-knot" if len(frames) > 3 else "natural")
+        spline = CubicSpline(
+            frames * n * h, q_frames[f0:f1], axis=0, bc_type="not-a-knot" if len(frames) > 3 else "natural"
+        )
         q = spline(np.arange(k_first, k_last + 1) * h)
     else:  # pragma: no cover - run_inverse_dynamics needs 2 frames
         q = np.repeat(q_frames[f0:f1], k_last - k_first + 1, axis=0)
@@ -642,7 +673,8 @@ class _Frames:
 class _Steps:
     def __init__(self, n_steps, model):
         self.arrays = {
-            "qpos": np.empty((n_steps, model.nq)), "qvel": np.empty((n_steps, model.nv)),
+            "qpos": np.empty((n_steps, model.nq)),
+            "qvel": np.empty((n_steps, model.nv)),
             "qacc": np.empty((n_steps, model.nv)),
             "generalized_forces": np.empty((n_steps, model.nv)),
             "actuator_forces": np.empty((n_steps, model.nu)),
@@ -669,8 +701,8 @@ class _Stats:
         self.rot = np.zeros(model.nv, dtype=bool)
         for j in np.flatnonzero(model.jnt_type == int(mujoco.mjtJoint.mjJNT_FREE)):
             adr = model.jnt_dofadr[j]
-            self.trans[adr:adr + 3] = True
-            self.rot[adr + 3:adr + 6] = True
+            self.trans[adr : adr + 3] = True
+            self.rot[adr + 3 : adr + 6] = True
         self.joints = ~root
         self.sums = {g: [0.0, 0.0] for g in RESIDUAL_GROUPS}  # generalised, residual
         self.maxima = dict.fromkeys(RESIDUAL_GROUPS, 0.0)
@@ -722,7 +754,10 @@ class _Stats:
         jf = self.sums["joints_actuated"][0] + self.sums["joints_unactuated"][0]
         jr = self.sums["joints_actuated"][1] + self.sums["joints_unactuated"][1]
         return InverseDynamicsReport(
-            n_steps=self.n, generalized_rms=gen, residual_rms=res, residual_share=share,
+            n_steps=self.n,
+            generalized_rms=gen,
+            residual_rms=res,
+            residual_share=share,
             residual_max=dict(self.maxima),
             joints_residual_share=float(np.sqrt(jr / jf)) if jf > 0 else 0.0,
             saturated_fraction=self.saturated / max(self.n_act, 1),

@@ -26,11 +26,14 @@ __all__ = [
 _DYN = mujoco.mjtDyn
 # pybind11 enums do not compare equal to numpy integers: compare ints.
 _SUPPORTED_DYN = tuple(int(d) for d in (_DYN.mjDYN_NONE, _DYN.mjDYN_FILTER, _DYN.mjDYN_FILTEREXACT))
-_SUPPORTED_INTEGRATORS = tuple(int(i) for i in (
-    mujoco.mjtIntegrator.mjINT_EULER,
-    mujoco.mjtIntegrator.mjINT_IMPLICIT,
-    mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
-))
+_SUPPORTED_INTEGRATORS = tuple(
+    int(i)
+    for i in (
+        mujoco.mjtIntegrator.mjINT_EULER,
+        mujoco.mjtIntegrator.mjINT_IMPLICIT,
+        mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
+    )
+)
 
 
 def simulation_model(body_model: BodyModel | mujoco.MjModel, timestep: float | None = None) -> mujoco.MjModel:
@@ -73,7 +76,7 @@ def root_dofs(model: mujoco.MjModel) -> np.ndarray:
     mask = np.zeros(model.nv, dtype=bool)
     for j in np.flatnonzero(model.jnt_type == int(mujoco.mjtJoint.mjJNT_FREE)):
         a = model.jnt_dofadr[j]
-        mask[a:a + 6] = True
+        mask[a : a + 6] = True
     return mask
 
 
@@ -85,8 +88,7 @@ def moment_matrix(model: mujoco.MjModel, data: mujoco.MjData, out: np.ndarray | 
     if out is None:
         out = np.zeros((model.nu, model.nv))
     if model.nu:
-        mujoco.mju_sparse2dense(out, data.actuator_moment, data.moment_rownnz,
-                                data.moment_rowadr, data.moment_colind)
+        mujoco.mju_sparse2dense(out, data.actuator_moment, data.moment_rownnz, data.moment_rowadr, data.moment_colind)
     return out
 
 
@@ -126,8 +128,7 @@ class ActuatorDynamics:
 
     def gain_bias(self, data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray]:
         """(gain, bias) (nu,) at the current state (needs actuator_length / _velocity)."""
-        lv = np.stack([np.ones_like(data.actuator_length), data.actuator_length,
-                       data.actuator_velocity], axis=1)
+        lv = np.stack([np.ones_like(data.actuator_length), data.actuator_length, data.actuator_velocity], axis=1)
         return (self.gain_affine * lv).sum(1), (self.bias_affine * lv).sum(1)
 
 
@@ -144,8 +145,7 @@ def actuator_dynamics(model: mujoco.MjModel) -> ActuatorDynamics:
         name = model.actuator(i).name or f"actuator{i}"
         if dyn not in _SUPPORTED_DYN:
             raise ValueError(
-                f"actuator {name!r}: dyntype {_DYN(dyn).name} is not supported "
-                "(none, filter or filterexact)"
+                f"actuator {name!r}: dyntype {_DYN(dyn).name} is not supported (none, filter or filterexact)"
             )
         if model.actuator_actearly[i]:
             raise ValueError(f"actuator {name!r}: actearly is not supported")
@@ -168,14 +168,16 @@ def actuator_dynamics(model: mujoco.MjModel) -> ActuatorDynamics:
                     f"{h} s (the Euler filter is unstable)"
                 )
     inf = np.full(nu, np.inf)
-    ctrl = np.where(model.actuator_ctrllimited[:, None].astype(bool), model.actuator_ctrlrange,
-                    np.stack([-inf, inf], 1))
+    ctrl = np.where(
+        model.actuator_ctrllimited[:, None].astype(bool), model.actuator_ctrlrange, np.stack([-inf, inf], 1)
+    )
     act = ctrl.copy()
     actlim = model.actuator_actlimited.astype(bool) & stateful
     act[actlim, 0] = np.maximum(act[actlim, 0], model.actuator_actrange[actlim, 0])
     act[actlim, 1] = np.minimum(act[actlim, 1], model.actuator_actrange[actlim, 1])
-    force = np.where(model.actuator_forcelimited[:, None].astype(bool), model.actuator_forcerange,
-                     np.stack([-inf, inf], 1))
+    force = np.where(
+        model.actuator_forcelimited[:, None].astype(bool), model.actuator_forcerange, np.stack([-inf, inf], 1)
+    )
     gain = np.zeros((nu, 3))
     bias = np.zeros((nu, 3))
     gain[:, 0] = model.actuator_gainprm[:, 0]
@@ -186,6 +188,14 @@ def actuator_dynamics(model: mujoco.MjModel) -> ActuatorDynamics:
     act_index = np.full(nu, -1, dtype=int)
     act_index[stateful] = model.actuator_actadr[stateful]
     return ActuatorDynamics(
-        stateful=stateful, act_index=act_index, rate=rate, tau=tau, ctrl_range=ctrl,
-        act_range=act, force_range=force, gain_affine=gain, bias_affine=bias, kinds=tuple(kinds),
+        stateful=stateful,
+        act_index=act_index,
+        rate=rate,
+        tau=tau,
+        ctrl_range=ctrl,
+        act_range=act,
+        force_range=force,
+        gain_affine=gain,
+        bias_affine=bias,
+        kinds=tuple(kinds),
     )

@@ -92,19 +92,52 @@ from .tracking import (
     episode_length_quantiles,
 )
 
-__all__ = ["Episodes", "LatentResampling", "RewardConfig", "RolloutConfig", "RolloutResult",
-           "run_rollout", "REWARD_TERMS", "ROLLOUT_MODES"]
+__all__ = [
+    "Episodes",
+    "LatentResampling",
+    "RewardConfig",
+    "RolloutConfig",
+    "RolloutResult",
+    "run_rollout",
+    "REWARD_TERMS",
+    "ROLLOUT_MODES",
+]
 
 ROLLOUT_MODES = ("closed_loop", "open_loop", "expert")
-REWARD_TERMS = ("root_position", "root_orientation", "joint_angles", "end_effectors", "bodies",
-                "control_cost", "control_diff_cost", "energy_cost")
+REWARD_TERMS = (
+    "root_position",
+    "root_orientation",
+    "joint_angles",
+    "end_effectors",
+    "bodies",
+    "control_cost",
+    "control_diff_cost",
+    "energy_cost",
+)
 _COSTS = ("control_cost", "control_diff_cost", "energy_cost")
 LATENT_MODES = ("sample", "mean")
 # track-mjx's rodent end effectors and tracked bodies (rodent-full-clips.yaml)
 TRACKMJX_END_EFFECTORS = ("foot_L", "foot_R", "hand_L", "hand_R", "skull")
-TRACKMJX_BODIES = ("torso", "pelvis", "upper_leg_L", "lower_leg_L", "foot_L", "upper_leg_R", "lower_leg_R",
-                   "foot_R", "skull", "jaw", "scapula_L", "upper_arm_L", "lower_arm_L", "finger_L", "scapula_R",
-                   "upper_arm_R", "lower_arm_R", "finger_R")
+TRACKMJX_BODIES = (
+    "torso",
+    "pelvis",
+    "upper_leg_L",
+    "lower_leg_L",
+    "foot_L",
+    "upper_leg_R",
+    "lower_leg_R",
+    "foot_R",
+    "skull",
+    "jaw",
+    "scapula_L",
+    "upper_arm_L",
+    "lower_arm_L",
+    "finger_L",
+    "scapula_R",
+    "upper_arm_R",
+    "lower_arm_R",
+    "finger_R",
+)
 
 
 @dataclass(frozen=True)
@@ -123,15 +156,23 @@ class RewardConfig:
     energy_cost_weight: float = 0.01
     energy_cost_cap: float = 50.0
     weights: tuple[tuple[str, float], ...] = (
-        ("root_position", 1.0), ("root_orientation", 1.0), ("joint_angles", 1.0), ("end_effectors", 1.0),
+        ("root_position", 1.0),
+        ("root_orientation", 1.0),
+        ("joint_angles", 1.0),
+        ("end_effectors", 1.0),
         ("bodies", 0.0),
     )
     end_effectors: tuple[str, ...] = TRACKMJX_END_EFFECTORS
     bodies: tuple[str, ...] = TRACKMJX_BODIES
 
     def __post_init__(self):
-        for name in ("root_position_exp_scale", "root_orientation_exp_scale", "joint_angles_exp_scale",
-                     "end_effectors_exp_scale", "bodies_exp_scale"):
+        for name in (
+            "root_position_exp_scale",
+            "root_orientation_exp_scale",
+            "joint_angles_exp_scale",
+            "end_effectors_exp_scale",
+            "bodies_exp_scale",
+        ):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"RewardConfig.{name}: must be >= 0, got {getattr(self, name)!r}")
         for name in ("control_cost_weight", "control_diff_cost_weight", "energy_cost_weight", "energy_cost_cap"):
@@ -315,11 +356,13 @@ class RolloutResult:
         dm_control's termination metric beside them, CPU time per second of reference."""
         q = episode_length_quantiles(self.episodes.length, (0.25, 0.5, 0.75))
         clip = (self.n_frames - 1) / self.frame_rate
-        return (f"{self.mode}: {self.n_frames} frames, {len(self.episodes)} episodes (median "
-                f"{q[0.5]:.0f} frames, quartiles {q[0.25]:.0f}-{q[0.75]:.0f}), mean total error "
-                f"{1e3 * np.nanmean(self.total_error):.1f} mm, pose error {1e3 * np.nanmean(self.pose_error):.1f} mm "
-                f"(dm_control error {np.nanmean(self.tracking_column('dm_control_error')):.3f}), "
-                f"{self.cpu_time / clip if clip > 0 else float('nan'):.2f} CPU s per clip second")
+        return (
+            f"{self.mode}: {self.n_frames} frames, {len(self.episodes)} episodes (median "
+            f"{q[0.5]:.0f} frames, quartiles {q[0.25]:.0f}-{q[0.75]:.0f}), mean total error "
+            f"{1e3 * np.nanmean(self.total_error):.1f} mm, pose error {1e3 * np.nanmean(self.pose_error):.1f} mm "
+            f"(dm_control error {np.nanmean(self.tracking_column('dm_control_error')):.3f}), "
+            f"{self.cpu_time / clip if clip > 0 else float('nan'):.2f} CPU s per clip second"
+        )
 
 
 def run_rollout(
@@ -350,8 +393,9 @@ def run_rollout(
             f"the body model {mj.nq}/{mj.nv}"
         )
     if reference.activations is not None and reference.activations.shape[1] != mj.na:
-        raise ValueError(f"reference: activations have {reference.activations.shape[1]} columns, "
-                         f"the body model na={mj.na}")
+        raise ValueError(
+            f"reference: activations have {reference.activations.shape[1]} columns, the body model na={mj.na}"
+        )
     expert_mode = config.mode == "expert"
     if not expert_mode:
         if checkpoint is None:
@@ -418,12 +462,16 @@ def run_rollout(
         if policy is None:
             action = expert.controls(data, frame)
         else:
-            noise = (latent_rng.standard_normal(latent_size) if config.latent == "sample"
-                     else np.zeros(latent_size)).astype(np.float32)
+            noise = (
+                latent_rng.standard_normal(latent_size) if config.latent == "sample" else np.zeros(latent_size)
+            ).astype(np.float32)
             if rec.resampling is not None:  # before the step: it reads the same recurrent state
                 a_std, z_std = policy.resample(
-                    r_obs, p_obs, state,
-                    resample_rng.standard_normal((config.latent_samples, latent_size)).astype(np.float32))
+                    r_obs,
+                    p_obs,
+                    state,
+                    resample_rng.standard_normal((config.latent_samples, latent_size)).astype(np.float32),
+                )
                 rec.resampling[0][i], rec.resampling[1][i] = a_std, z_std
             action, state, flat = policy.step(r_obs, p_obs, state, noise)
             rec.activations[i] = flat
@@ -462,31 +510,61 @@ def run_rollout(
         rec.step_error[i] = error
         previous_action = action
         if not open_loop and (unstable or rule.ends(error, i + 1 - episode_start)):
-            rec.end_episode(start, episode_start, i + 1, "physics_unstable" if unstable else "tracking_error",
-                            error, episode_return, ref_act is not None, policy is not None)
+            rec.end_episode(
+                start,
+                episode_start,
+                i + 1,
+                "physics_unstable" if unstable else "tracking_error",
+                error,
+                episode_return,
+                ref_act is not None,
+                policy is not None,
+            )
             episode_start, episode_return, needs_reset = i + 1, 0.0, True
         if progress is not None and (i + 1) % 100 == 0:
             progress(i + 1, stop - start)
-    rec.end_episode(start, episode_start, stop - start, "end_of_reference", np.nan, episode_return,
-                    ref_act is not None, policy is not None)
+    rec.end_episode(
+        start,
+        episode_start,
+        stop - start,
+        "end_of_reference",
+        np.nan,
+        episode_return,
+        ref_act is not None,
+        policy is not None,
+    )
     if progress is not None:
         progress(stop - start, stop - start)
     frames = reference.first_frame + np.arange(start, stop)
     wall = time.perf_counter() - t_start
     timings["other"] = wall - sum(timings.values())
     return RolloutResult(
-        frames=frames, time=frames / reference.frame_rate, qpos=rec.qpos, qvel=rec.qvel,
-        actuator_controls=rec.ctrl, actuator_activations=rec.act, actuator_forces=rec.force,
-        reward=rec.reward, reward_terms=rec.terms, tracking_error=rec.tracking_error,
+        frames=frames,
+        time=frames / reference.frame_rate,
+        qpos=rec.qpos,
+        qvel=rec.qvel,
+        actuator_controls=rec.ctrl,
+        actuator_activations=rec.act,
+        actuator_forces=rec.force,
+        reward=rec.reward,
+        reward_terms=rec.terms,
+        tracking_error=rec.tracking_error,
         step_error=rec.step_error,
         activations=policy.unpack(rec.activations) if policy is not None else {},
         layer_kinds={layer.name: layer.kind for layer in policy.layers} if policy is not None else {},
-        latent_resampling=(LatentResampling(n_resample, *rec.resampling)
-                           if rec.resampling is not None else None),
-        episodes=rec.episodes(reference.first_frame), mode=config.mode, seed=int(config.seed),
-        frame_rate=float(reference.frame_rate), timestep=float(model.opt.timestep),
-        steps_per_frame=n_sub, config=config, controller_sha256=sha,
-        wall_time=wall, timings=timings, tracking=rec.tracking, cpu_time=time.process_time() - cpu_start,
+        latent_resampling=(LatentResampling(n_resample, *rec.resampling) if rec.resampling is not None else None),
+        episodes=rec.episodes(reference.first_frame),
+        mode=config.mode,
+        seed=int(config.seed),
+        frame_rate=float(reference.frame_rate),
+        timestep=float(model.opt.timestep),
+        steps_per_frame=n_sub,
+        config=config,
+        controller_sha256=sha,
+        wall_time=wall,
+        timings=timings,
+        tracking=rec.tracking,
+        cpu_time=time.process_time() - cpu_start,
     )
 
 
@@ -530,8 +608,11 @@ class _Rewards:
         self.weights = dict(cfg.weights)
         self.root_qpos = int(model.jnt_qposadr[0])
         self.root_body = int(model.jnt_bodyid[0])
-        scalar = [j for j in range(model.njnt) if int(model.jnt_type[j]) in
-                  (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))]
+        scalar = [
+            j
+            for j in range(model.njnt)
+            if int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+        ]
         self.joint_qpos = np.array([model.jnt_qposadr[j] for j in scalar], dtype=int)
         self.joint_dof = np.array([model.jnt_dofadr[j] for j in scalar], dtype=int)
         self.end_effectors = _body_ids(model, cfg.end_effectors)
@@ -544,14 +625,14 @@ class _Rewards:
             self.xpos[t] = data.xpos
         rq = self.root_qpos
         self.root_pos = self.xpos[:, self.root_body].copy()
-        quat = reference_qpos[:, rq + 3:rq + 7]
+        quat = reference_qpos[:, rq + 3 : rq + 7]
         self.root_quat = quat / np.linalg.norm(quat, axis=1, keepdims=True)
         self.joints = reference_qpos[:, self.joint_qpos]
 
     def terms(self, data, k: int, action, previous_action) -> dict:
         cfg, rq = self.cfg, self.root_qpos
         dp = data.xpos[self.root_body] - self.root_pos[k]
-        quat = data.qpos[rq + 3:rq + 7] / np.linalg.norm(data.qpos[rq + 3:rq + 7])
+        quat = data.qpos[rq + 3 : rq + 7] / np.linalg.norm(data.qpos[rq + 3 : rq + 7])
         dq = bounded_quat_distance(quat, self.root_quat[k])
         dj = data.qpos[self.joint_qpos] - self.joints[k]
         de = data.xpos[self.end_effectors] - self.xpos[k, self.end_effectors]
@@ -586,13 +667,15 @@ class _Recorder:
         self.tracking = np.full((n, len(TRACKING_COLUMNS)), np.nan)
         self.activations = np.empty((n, policy.activation_size), np.float32) if policy is not None else None
         c = policy.config if policy is not None else None
-        self.resampling = ((np.empty((n, c.n_actions), np.float32), np.empty((n, c.latent_size), np.float32))
-                           if n_resample else None)
+        self.resampling = (
+            (np.empty((n, c.n_actions), np.float32), np.empty((n, c.latent_size), np.float32)) if n_resample else None
+        )
         self._rows = []
 
     def end_episode(self, start, first, stop, reason, error, ret, reference_act, network):
-        self._rows.append((start + first, start + stop, reason, error, ret,
-                           "reference" if reference_act else "zero", network))
+        self._rows.append(
+            (start + first, start + stop, reason, error, ret, "reference" if reference_act else "zero", network)
+        )
 
     def episodes(self, offset: int) -> Episodes:
         rows = self._rows

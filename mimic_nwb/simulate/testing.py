@@ -16,9 +16,15 @@ from .physics import as_mjmodel
 __all__ = ["smooth_reference", "standing_reference"]
 
 
-def smooth_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 100,
-                     frame_rate: float = 50.0, *, height: float | None = None,
-                     amplitude: float = 0.1, seed: int = 0) -> np.ndarray:
+def smooth_reference(
+    body_model: BodyModel | mujoco.MjModel,
+    n_frames: int = 100,
+    frame_rate: float = 50.0,
+    *,
+    height: float | None = None,
+    amplitude: float = 0.1,
+    seed: int = 0,
+) -> np.ndarray:
     """(n_frames, nq) qpos of a smooth motion of the body model.
 
     The root (first joint, free) starts at ``qpos0``, raised by ``height`` metres (None: keep
@@ -42,9 +48,12 @@ def smooth_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 100
             mujoco.mju_axisAngle2Quat(qz, np.array([0.0, 0.0, 1.0]), yaw[i])
             mujoco.mju_axisAngle2Quat(qy, np.array([0.0, 1.0, 0.0]), pitch[i])
             mujoco.mju_mulQuat(out, qz, qy)
-            q[i, a + 3:a + 7] = out
-    scalar = [j for j in range(model.njnt)
-              if int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))]
+            q[i, a + 3 : a + 7] = out
+    scalar = [
+        j
+        for j in range(model.njnt)
+        if int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    ]
     adr = model.jnt_qposadr[scalar]
     lo, hi = model.jnt_range[scalar, 0], model.jnt_range[scalar, 1]
     limited = model.jnt_limited[scalar].astype(bool)
@@ -56,9 +65,17 @@ def smooth_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 100
     return q
 
 
-def standing_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 100,
-                       frame_rate: float = 50.0, *, amplitude: float = 0.05, tail_lift: float = 0.3,
-                       tail_prefix: str = "vertebra_C", clearance: float = 5e-4, seed: int = 0) -> np.ndarray:
+def standing_reference(
+    body_model: BodyModel | mujoco.MjModel,
+    n_frames: int = 100,
+    frame_rate: float = 50.0,
+    *,
+    amplitude: float = 0.05,
+    tail_lift: float = 0.3,
+    tail_prefix: str = "vertebra_C",
+    clearance: float = 5e-4,
+    seed: int = 0,
+) -> np.ndarray:
     """(n_frames, nq) qpos of a body standing on the floor and moving its joints gently: a
     reference a controller without root force can follow.
 
@@ -74,11 +91,17 @@ def standing_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 1
     rng = np.random.default_rng(seed)
     t = np.arange(int(n_frames)) / float(frame_rate)
     q = np.tile(model.qpos0, (len(t), 1))
-    scalar = [j for j in range(model.njnt)
-              if int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))]
+    scalar = [
+        j
+        for j in range(model.njnt)
+        if int(model.jnt_type[j]) in (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
+    ]
     moving = [j for j in scalar if not (model.joint(j).name or "").startswith(tail_prefix)]
-    tail = [j for j in scalar if (model.joint(j).name or "").startswith(tail_prefix)
-            and (model.joint(j).name or "").endswith("extend")]
+    tail = [
+        j
+        for j in scalar
+        if (model.joint(j).name or "").startswith(tail_prefix) and (model.joint(j).name or "").endswith("extend")
+    ]
     for joints, wave in ((moving, True), (tail, False)):
         if not joints:
             continue
@@ -96,8 +119,12 @@ def standing_reference(body_model: BodyModel | mujoco.MjModel, n_frames: int = 1
     floor = [g for g in range(model.ngeom) if model.geom_bodyid[g] == 0]
     if model.njnt and int(model.jnt_type[0]) == int(mujoco.mjtJoint.mjJNT_FREE) and floor:
         f = floor[0]
-        body = [g for g in range(model.ngeom) if model.geom_bodyid[g] != 0
-                and (model.geom_contype[g] & model.geom_conaffinity[f] or model.geom_conaffinity[g] & model.geom_contype[f])]
+        body = [
+            g
+            for g in range(model.ngeom)
+            if model.geom_bodyid[g] != 0
+            and (model.geom_contype[g] & model.geom_conaffinity[f] or model.geom_conaffinity[g] & model.geom_contype[f])
+        ]
         data = mujoco.MjData(model)
         fromto = np.zeros(6)
         z = int(model.jnt_qposadr[0]) + 2

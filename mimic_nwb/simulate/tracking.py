@@ -59,10 +59,26 @@ __all__ = [
     "tracking_errors",
 ]
 
-TRACKING_COLUMNS = ("total_error", "pose_error", "body_error", "dm_control_error", "root_distance",
-                    "joint_distance", "quat_distance", "trackmjx_terminate")
-TRACKING_UNITS = ("meters", "meters", "meters", "mixed (0.5 m + 0.5 rad)", "meters^2", "radians^2",
-                  "radians^2", "dimensionless")
+TRACKING_COLUMNS = (
+    "total_error",
+    "pose_error",
+    "body_error",
+    "dm_control_error",
+    "root_distance",
+    "joint_distance",
+    "quat_distance",
+    "trackmjx_terminate",
+)
+TRACKING_UNITS = (
+    "meters",
+    "meters",
+    "meters",
+    "mixed (0.5 m + 0.5 rad)",
+    "meters^2",
+    "radians^2",
+    "radians^2",
+    "dimensionless",
+)
 _FREE = int(mujoco.mjtJoint.mjJNT_FREE)
 _SCALAR = (int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE))
 
@@ -128,8 +144,7 @@ def keypoint_site_ids(model: mujoco.MjModel) -> np.ndarray:
     """(K,) ids of the keypoint sites (named ``keypoint_<name>``), in site order."""
     ids = [i for i in range(model.nsite) if (model.site(i).name or "").startswith(KEYPOINT_SITE_PREFIX)]
     if not ids:
-        raise ValueError("body model: has no keypoint sites (named 'keypoint_<name>'); "
-                         "tracking is measured on them")
+        raise ValueError("body model: has no keypoint sites (named 'keypoint_<name>'); tracking is measured on them")
     return np.array(ids, dtype=int)
 
 
@@ -204,8 +219,13 @@ class TrackingMeter:
         torso_body: body whose height track-mjx's ``fall`` tests (default: the root body).
     """
 
-    def __init__(self, model: mujoco.MjModel, reference_qpos: np.ndarray,
-                 trackmjx: TrackMjxTermination = TrackMjxTermination(), torso_body: str | None = None):
+    def __init__(
+        self,
+        model: mujoco.MjModel,
+        reference_qpos: np.ndarray,
+        trackmjx: TrackMjxTermination = TrackMjxTermination(),
+        torso_body: str | None = None,
+    ):
         if model.njnt == 0 or int(model.jnt_type[0]) != _FREE:
             raise ValueError("body model: the first joint must be a free joint (the root)")
         self.model = model
@@ -233,8 +253,8 @@ class TrackingMeter:
             self.site_pos[t] = data.site_xpos[self.sites]
             self.body_pos[t] = data.xpos[self.bodies]
         rq = self.root_qpos
-        self.root_pos = q[:, rq:rq + 3].copy()
-        self.root_quat = q[:, rq + 3:rq + 7] / np.linalg.norm(q[:, rq + 3:rq + 7], axis=1, keepdims=True)
+        self.root_pos = q[:, rq : rq + 3].copy()
+        self.root_quat = q[:, rq + 3 : rq + 7] / np.linalg.norm(q[:, rq + 3 : rq + 7], axis=1, keepdims=True)
         self.joints = q[:, self.joint_qpos].copy()
 
     @property
@@ -262,15 +282,18 @@ class TrackingMeter:
         dj = data.qpos[self.joint_qpos] - self.joints[frame]
         dm = 0.5 * float(np.abs(db).mean()) + 0.5 * (float(np.abs(dj).mean()) if len(dj) else 0.0)
         rq, tm = self.root_qpos, self.trackmjx
-        dp = (data.qpos[rq:rq + 3] - self.root_pos[frame]) * np.asarray(tm.penalty_pos_distance_scale)
+        dp = (data.qpos[rq : rq + 3] - self.root_pos[frame]) * np.asarray(tm.penalty_pos_distance_scale)
         root_distance = float(dp @ dp)
         joint_distance = float(dj @ dj)
-        quat = data.qpos[rq + 3:rq + 7] / np.linalg.norm(data.qpos[rq + 3:rq + 7])
+        quat = data.qpos[rq + 3 : rq + 7] / np.linalg.norm(data.qpos[rq + 3 : rq + 7])
         quat_distance = bounded_quat_distance(quat, self.root_quat[frame]) ** 2
         z = float(data.xpos[self.torso, 2])
-        terminate = (root_distance > tm.too_far_dist or joint_distance > tm.bad_pose_dist
-                     or quat_distance > tm.bad_quat_dist
-                     or not tm.healthy_z_range[0] <= z <= tm.healthy_z_range[1])
+        terminate = (
+            root_distance > tm.too_far_dist
+            or joint_distance > tm.bad_pose_dist
+            or quat_distance > tm.bad_quat_dist
+            or not tm.healthy_z_range[0] <= z <= tm.healthy_z_range[1]
+        )
         return np.array([total, pose, body, dm, root_distance, joint_distance, quat_distance, float(terminate)])
 
 
