@@ -182,11 +182,16 @@ def mock_PoseEstimation(skeleton=None, name="PoseEstimation", positions=None, **
 def mock_KeypointSites(**kwargs):
     sites = KeypointSites(name="keypoint_sites", description="toy keypoint sites")
     initial = np.array([[0.03, 0, 0], [0, 0, -0.03], [0, 0, -0.02]])
-    for keypoint, body, offset, regularized in zip(
-        TOY_KEYPOINTS, ["torso", "leg", "shin"], initial, [True, False, False]
+    for keypoint, body, offset, regularized, excluded in zip(
+        TOY_KEYPOINTS, ["torso", "leg", "shin"], initial, [True, False, False], [False, False, True]
     ):
         sites.add_row(
-            keypoint=keypoint, body=body, offset=offset + 0.001, initial_offset=offset, regularized=regularized
+            keypoint=keypoint,
+            body=body,
+            offset=offset + 0.001,
+            initial_offset=offset,
+            regularized=regularized,
+            excluded=excluded,
         )
     return sites
 
@@ -440,6 +445,7 @@ def mock_EncodingResults(units_table=None, num_units=3, **kwargs):
                     p_value=0.01,
                     q_value=0.02,
                     significant=True,
+                    converged=lag == 0.0,
                 )
                 row["unit" if units_table is not None else "count_column"] = unit
                 results.add_row(**row)
