@@ -481,8 +481,11 @@ def build_types():
         neurodata_type_def="LayerActivations",
         neurodata_type_inc="TimeSeries",
         doc=(
-            "Activations of one network layer per control step, T x units. Stored as written (float16 or "
-            "float32); the group name is the layer name."
+            "Activations of one network layer per control step, T x units; the group name is the layer "
+            "name. The pipeline stores int16 codes with the TimeSeries 'conversion' and 'offset' (activation "
+            "= data * conversion + offset; 'resolution' is the step, the error bound is stated in the "
+            "description), readable by every HDF5 reader (h5wasm, MATLAB); float32 where a layer holds "
+            "non-finite values. Files written by ndx-mimic 0.1.0 hold float16."
         ),
         attributes=[
             text_attribute(
@@ -493,14 +496,15 @@ def build_types():
         ],
         datasets=[
             NWBDatasetSpec(
-                # No dtype declared: activations are float16, float32 or float64, and the schema
-                # language has no float16 (hdmf's validator rejects float16 under 'numeric').
+                # No dtype declared: int16 codes (with conversion/offset) or floats, and files of
+                # 0.1.0 hold float16, which the schema language lacks (hdmf rejects it as 'numeric').
                 name="data",
                 dims=["num_times", "num_units"],
                 shape=[None, None],
                 doc=(
-                    "Activation of every unit of the layer at every control step: floating point, stored as "
-                    "written (float16, float32 or float64)."
+                    "Activation of every unit of the layer at every control step: int16 codes to be "
+                    "multiplied by 'conversion' and shifted by 'offset', or floating point (float32; "
+                    "float16 in files of 0.1.0)."
                 ),
                 attributes=[
                     NWBAttributeSpec(
