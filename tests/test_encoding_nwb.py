@@ -166,3 +166,23 @@ def test_units_replaced_while_the_models_fit_are_never_linked(tmp_path, monkeypa
         assert len(nwbfile.units.get_unit_spike_times(0)) == 200
     monkeypatch.undo()
     encode(path, ["joint_angles"], EncodingConfig(lags=(0.0,), chunk_duration=2.0))  # a rerun reads the new units
+
+
+def test_replacing_a_feature_source_takes_or_refuses_the_encoding(session, tmp_path):
+    """Issue 15: a result computed from a replaced one is never kept silently."""
+    import shutil
+
+    copy = tmp_path / "copy.nwb"
+    shutil.copy(session, copy)
+    encode(copy, ["joint_angles"], CONFIG, name="EncodingAngles")
+    with read_session(copy) as nwbfile:
+        assert "processing/mimic/StacRegistration" in nwbfile.processing["mimic"]["EncodingAngles"].parameters
+    before = digest(copy)
+    with pytest.raises(InputError, match="EncodingAngles"):
+        with append(copy, replace=["StacRegistration"]):
+            pass
+    assert digest(copy) == before
+    with append(copy, replace=["StacRegistration"], replace_dependents=True) as s:
+        assert "EncodingAngles" in " ".join(s.replaced)
+    with read_session(copy) as nwbfile:
+        assert "EncodingAngles" not in nwbfile.processing["mimic"].data_interfaces

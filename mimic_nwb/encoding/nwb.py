@@ -219,6 +219,8 @@ def encode(
                 parameters={
                     **vars(config),
                     "feature_sets": names,
+                    # where each set was read: a replace of any of them takes or refuses this result
+                    "feature_sources": {f.name: f.source for f in sets},
                     "t_start": t_start,
                     "t_stop": t_stop,
                     "q_threshold": q_threshold,

@@ -175,6 +175,8 @@ def rsa(
                 similarity_to_nwb(result, name),
                 parameters=dict(
                     feature_sets=names,
+                    # where each set was read: a replace of any of them takes or refuses this result
+                    feature_sources={f.name: f.source for f in sets},
                     labels=f"intervals/{labels}",
                     bin_size=config.bin_size,
                     n_folds=config.n_folds,
