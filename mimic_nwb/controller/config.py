@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
+from ndx_mimic import LAYER_KINDS  # the kinds of recorded layers the file format allows
+
 from .observations import DEFAULT_APPENDAGES
 
 __all__ = ["ControllerConfig", "ObservationSpec", "LayerSpec", "DECODERS", "ACTIVATIONS",
@@ -15,9 +17,6 @@ __all__ = ["ControllerConfig", "ObservationSpec", "LayerSpec", "DECODERS", "ACTI
 
 DECODERS = ("lstm", "mlp")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "swish")
-# Kinds of recorded layers (NetworkActivations / LayerActivations in the session file).
-LAYER_KINDS = ("encoder", "latent_mean", "latent_scale", "latent_sample", "lstm_hidden",
-               "lstm_cell", "decoder", "action")
 
 
 @dataclass(frozen=True, eq=False)
