@@ -35,6 +35,7 @@ import contextlib
 import contextvars
 import errno
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -527,8 +528,27 @@ class SessionAppend:
         return obj
 
 
+# The libraries whose versions decide a result's numbers; recorded with every result's parameters.
+VERSIONED_LIBRARIES = ("mujoco", "jax", "flax", "optax", "numpy", "scipy", "pynwb", "hdmf", "ndx-pose")
+
+
+def library_versions():
+    """``{distribution: version}`` of :data:`VERSIONED_LIBRARIES` installed (read from their metadata:
+    nothing is imported)."""
+    versions = {}
+    for name in VERSIONED_LIBRARIES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[name] = importlib.metadata.version(name)
+    return versions
+
+
 def set_provenance(obj, parameters=None):
-    """Fill the provenance attributes a type declares (software, version, JSON parameters, time)."""
+    """Fill the provenance attributes a type declares (software, version, JSON parameters, time).
+
+    The parameters are stored with ``library_versions`` added (mujoco, jax, numpy, pynwb, ...), so
+    a result says what it was computed with."""
+    if parameters is not None:
+        parameters = {**parameters, "library_versions": library_versions()}
     values = dict(
         software_name="mimic_nwb",
         software_version=__version__,

@@ -1,5 +1,6 @@
 """The append mechanism: atomic under kill -9, exclusive, replace without growth or dangling links."""
 
+import json
 import os
 import random
 import signal
@@ -10,7 +11,9 @@ import time
 from pathlib import Path
 
 import h5py
+import mujoco
 import numpy as np
+import pynwb
 import pytest
 from pynwb import NWBHDF5IO, validate
 
@@ -34,7 +37,12 @@ def test_append_records_provenance(tmp_path):
     with read_session(path) as nwbfile:
         model = nwbfile.processing["mimic"]["BodyModel"]
         assert model.software_name == "mimic_nwb"
-        assert model.parameters == '{"scale": 1.0}'
+        parameters = json.loads(model.parameters)
+        assert parameters["scale"] == 1.0
+        # the versions of the libraries that decide the numbers, as installed (issue 13)
+        versions = parameters["library_versions"]
+        assert versions["mujoco"] == mujoco.__version__ and versions["numpy"] == np.__version__
+        assert versions["pynwb"] == pynwb.__version__ and "jax" in versions
         assert model.created.endswith("+00:00")
     assert validate(path=str(path)) == []
 
