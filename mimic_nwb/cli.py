@@ -232,6 +232,8 @@ def cmd_simulate(args):
 
 
 def cmd_train_controller(args):
+    from dataclasses import replace
+
     from .controller import ControllerConfig, TrainingConfig
     from .simulate.distill import DistillationConfig
     from .simulate.nwb import train_controller_session
@@ -247,6 +249,8 @@ def cmd_train_controller(args):
             defaults = DistillationConfig()
             distillation = DistillationConfig(
                 iterations=args.iterations, expert_noise=args.expert_noise, seed=args.seed,
+                student_passes=args.student_passes,
+                training=replace(defaults.training, sequence_length=args.sequence_length),
                 steps_per_iteration=args.steps or defaults.steps_per_iteration,
                 termination=TerminationConfig(threshold=args.termination_threshold),
                 start_frame=args.frames[0] if args.frames else 0, stop_frame=args.frames[1] if args.frames else None)
@@ -542,6 +546,10 @@ def build_parser():
     train.add_argument("--iterations", type=int, default=3, help="DAgger iterations (default 3)")
     train.add_argument("--steps", type=int, default=None,
                        help="optimiser steps: per DAgger iteration (default 2000), or in all (supervised, default 1500)")
+    train.add_argument("--student-passes", type=int, default=2,
+                       help="closed-loop passes of the network over the reference per DAgger iteration (default 2)")
+    train.add_argument("--sequence-length", type=int, default=8,
+                       help="frames per training window (DAgger; default 8)")
     train.add_argument("--expert-noise", type=float, default=0.02,
                        help="DART noise on the expert's controls, control units, for an actuator of average "
                             "weight (default 0.02)")

@@ -394,7 +394,7 @@ def train_controller_session(session, checkpoint_path, inverse_dynamics=ID_NAME,
         parameters = {"method": method, "distillation": distillation.to_dict(), "expert": expert_config.to_dict(),
                       "resumed": bool(resume)}
         last = result.log[-1]
-        detail = (f"{len(result.log)} DAgger iterations, student's last pass: {last['episodes']} episodes, median "
+        detail = (f"{len(result.log)} DAgger iterations, last pass ({last['actor']} driving): {last['episodes']} episodes, median "
                   f"{last['median_episode_frames']:.0f} frames, mean total error {1000 * last['mean_total_error_m']:.1f} mm "
                   f"(before its last training), final loss {last['final_loss']:.4g}")
     sha = save_checkpoint(checkpoint_path, checkpoint)
