@@ -311,7 +311,7 @@ def survival_figure(rollouts):
     ax.set_xlabel("episode duration (s)")
     ax.set_ylabel("proportion of episodes\nlasting at least this long")
     ax.set_ylim(0, 1.02)
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlim(left=0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     ax.set_title("survival of imitation episodes", fontsize=10)
