@@ -5,6 +5,7 @@ resumes where it stopped; ``fresh=True`` starts over from a new session file.
 """
 
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,7 +60,11 @@ DEMO_ENCODING = EncodingConfig(chunk_duration=2.0, lags=tuple(round(-0.5 + 0.1 *
 # imitated longer than an MLP decoder here), a small KL weight (the distillation's errors are small;
 # the paper's 1e-4 drowns them and leaves the latent nearly uninformative).
 DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512), kl_weight=1e-6)
-DEMO_DISTILLATION = DistillationConfig()
+# Longer than the library default (more DAgger iterations, 16-frame windows, 3 passes of the
+# student per iteration): the student's episodes grow with iterations (README, honest status).
+DEMO_DISTILLATION = DistillationConfig(
+    iterations=5, student_passes=3,
+    training=replace(DistillationConfig().training, sequence_length=16))
 DEMO_ROLLOUT = RolloutConfig(mode="closed_loop", resample_latent=True, latent_samples=50, seed=0)
 # Which feature set drives each simulated unit, at which lag, in which region (a feature set the
 # session lacks is skipped: the plan grows with the pipeline).
