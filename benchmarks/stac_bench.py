@@ -1,6 +1,6 @@
 """STAC benchmark on the real 1000-frame DANNCE rat clip (run by hand, not part of the tests).
 
-    python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--skip-large] [--frames N]
+    python benchmarks/stac_bench.py [--workers 2] [--baseline-frames 20] [--skip-loo] [--skip-large] [--skip-dog] [--frames N]
 
 Prints: frames/s of calibration and of pose fitting (separately) and the whole run including
 start-up (interpreter, imports, model build, worker processes); physical validity beside a fit
@@ -13,7 +13,9 @@ pinned at their limits; peak RSS; and the baseline, the original STAC approach (
 frames, side by side with this implementation on the same frames; and the speed on a larger
 model (over 200 qpos: the rodent with every joint made a chain of up to three perpendicular
 hinges, and two small hinges on each jointless tail vertebra, as published mouse models with
-many small joints have), registered to the same clip.
+many small joints have), registered to the same clip; and dm_control's dog (a second quadruped
+with 162 STL meshes, qpos 87) registered to keypoints generated from it with a known pose (the
+site map and the generator of tests/test_body_models_foreign.py), error to the ground truth.
 """
 
 import os
@@ -173,12 +175,40 @@ def large_model(keypoints, workers):
     )
 
 
+def dog_model(workers, n_frames=300):
+    """STAC of dm_control's dog on keypoints made from it: speed and error to the ground truth."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_body_models_foreign import DOG_SITE_MAP, dog_clip, dog_mjcf
+
+    bm = build_body_model(DOG_SITE_MAP, mjcf=dog_mjcf())
+    qpos, offsets, keypoints = dog_clip(bm, n_frames)
+    # the generator's random joint angles put the tail inside the pelvis: no self-contact term
+    r = run_stac(
+        keypoints, bm, StacConfig(n_workers=workers, up_direction=(0.0, 0.0, 1.0), floor_height=0.0, contact_weight=0.0)
+    )
+    tm = r.timings
+    to_truth = np.linalg.norm(r.model_keypoints - keypoints, axis=2) * 1000
+    print(
+        f"\ndog: dm_control's dog, qpos {bm.nq}, {len(bm.keypoint_names)} keypoints, {n_frames} frames from a known "
+        f"pose, {r.n_workers} workers:"
+    )
+    print(
+        f"  pose fitting {n_frames / tm['pose_fitting']:.0f} frames/s, calibration "
+        f"{len(r.calibration_frames) * r.config.n_calibration_rounds / tm['calibration']:.0f} frames/s, run_stac "
+        f"total {tm['total']:.1f} s; fitted keypoints to the truth: mean {to_truth.mean():.2f} mm, max "
+        f"{to_truth.max():.2f} mm; root {np.linalg.norm(r.qpos[:, :3] - qpos[:, :3], axis=1).mean() * 1000:.1f} mm"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline-frames", type=int, default=20)
     parser.add_argument("--skip-loo", action="store_true")
     parser.add_argument("--skip-large", action="store_true", help="skip the larger (222-qpos) model")
+    parser.add_argument("--skip-dog", action="store_true", help="skip dm_control's dog")
     parser.add_argument("--frames", type=int, default=None, help="first N frames only (a quick check)")
     args = parser.parse_args()
 
@@ -318,6 +348,8 @@ def main():
     print(f"\npeak RSS: main process {rss_main:.0f} MiB, largest worker {rss_workers:.0f} MiB")
     if not args.skip_large:
         large_model(keypoints, args.workers)
+    if not args.skip_dog:
+        dog_model(args.workers)
 
 
 if __name__ == "__main__":
