@@ -106,7 +106,9 @@ def row(name, result, train=None):
     q = episode_length_quantiles(lengths, QUANTILES)
     clip = (result.n_frames - 1) / result.frame_rate
     return {
-        "controller": name, "frames": int(result.n_frames), "episodes": int(len(lengths)),
+        "controller": name,
+        "frames": int(result.n_frames),
+        "episodes": int(len(lengths)),
         **{f"q{int(100 * k)}": v for k, v in q.items()},
         "total_mm": 1e3 * float(np.nanmean(result.total_error)),
         "pose_mm": 1e3 * float(np.nanmean(result.pose_error)),
@@ -123,33 +125,46 @@ def timed(fn):
 
 def main():
     print(f"# imitation_bench: {platform.machine()}, {os.cpu_count()} CPUs, threads {ARGS.threads}")
-    model, reference, controls = (reference_from_session(ARGS.session) if ARGS.session else reference_from_clip())
+    model, reference, controls = reference_from_session(ARGS.session) if ARGS.session else reference_from_clip()
     print(f"reference: {reference.n_frames} frames at {reference.frame_rate:g} Hz", flush=True)
     rows = []
     closed = RolloutConfig(mode="closed_loop", seed=ARGS.seed)
 
     data = build_training_set(model, reference, controls)
-    supervised, took = timed(lambda: train_controller(
-        data, ControllerConfig(encoder_sizes=(512, 512)), TrainingConfig(steps=400, seed=ARGS.seed)).checkpoint)
+    supervised, took = timed(
+        lambda: (
+            train_controller(
+                data, ControllerConfig(encoder_sizes=(512, 512)), TrainingConfig(steps=400, seed=ARGS.seed)
+            ).checkpoint
+        )
+    )
     rows.append(row("supervised (inverse-dynamics controls)", run_rollout(model, reference, supervised, closed), took))
     print(rows[-1], flush=True)
 
     rows.append(row("expert", run_rollout(model, reference, None, RolloutConfig(mode="expert"))))
     print(rows[-1], flush=True)
-    sampling = RolloutConfig(mode="expert", n_frames=ARGS.sampling_frames,
-                             expert=ExpertConfig(n_samples=16, horizon=0.2, seed=ARGS.seed))
-    rows.append(row(f"expert + sampling (16 x 0.2 s, first {ARGS.sampling_frames} frames)",
-                    run_rollout(model, reference, None, sampling)))
+    sampling = RolloutConfig(
+        mode="expert", n_frames=ARGS.sampling_frames, expert=ExpertConfig(n_samples=16, horizon=0.2, seed=ARGS.seed)
+    )
+    rows.append(
+        row(
+            f"expert + sampling (16 x 0.2 s, first {ARGS.sampling_frames} frames)",
+            run_rollout(model, reference, None, sampling),
+        )
+    )
     print(rows[-1], flush=True)
 
-    distillation = DEMO_DISTILLATION if ARGS.iterations is None else replace(DEMO_DISTILLATION, iterations=ARGS.iterations)
+    distillation = (
+        DEMO_DISTILLATION if ARGS.iterations is None else replace(DEMO_DISTILLATION, iterations=ARGS.iterations)
+    )
     distillation = replace(distillation, seed=ARGS.seed)
     if ARGS.checkpoint:
         distilled, took = load_checkpoint(ARGS.checkpoint), "loaded"
     else:
         expert = TrackingExpert(model, reference, ExpertConfig())
-        distilled, took = timed(lambda: distill_controller(model, reference, expert, DEMO_CONTROLLER,
-                                                           distillation).checkpoint)
+        distilled, took = timed(
+            lambda: distill_controller(model, reference, expert, DEMO_CONTROLLER, distillation).checkpoint
+        )
     for latent in ("sample", "mean"):
         result = run_rollout(model, reference, distilled, replace(closed, latent=latent))
         rows.append(row(f"distilled (DAgger), latent {latent}", result, took))
@@ -157,24 +172,42 @@ def main():
 
     if not ARGS.skip_held_out:
         expert = TrackingExpert(model, reference, ExpertConfig())
-        held, took = timed(lambda: distill_controller(model, reference, expert, DEMO_CONTROLLER,
-                                                      replace(distillation, stop_frame=800)).checkpoint)
+        held, took = timed(
+            lambda: (
+                distill_controller(
+                    model, reference, expert, DEMO_CONTROLLER, replace(distillation, stop_frame=800)
+                ).checkpoint
+            )
+        )
         result = run_rollout(model, reference, held, replace(closed, start_frame=800))
         rows.append(row("distilled on 0-799, imitating 800-999", result, took))
         print(rows[-1], flush=True)
-        rows.append(row("expert on 800-999", run_rollout(model, reference, None,
-                                                           RolloutConfig(mode="expert", start_frame=800))))
+        rows.append(
+            row("expert on 800-999", run_rollout(model, reference, None, RolloutConfig(mode="expert", start_frame=800)))
+        )
 
-    head = ["controller", "frames", "episodes", *[f"q{int(100 * k)}" for k in QUANTILES], "total_mm", "pose_mm",
-            "cpu_per_clip_s", "train"]
+    head = [
+        "controller",
+        "frames",
+        "episodes",
+        *[f"q{int(100 * k)}" for k in QUANTILES],
+        "total_mm",
+        "pose_mm",
+        "cpu_per_clip_s",
+        "train",
+    ]
     print("\n| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
     for r in rows:
-        cells = [(f"{r[h]:.2f}" if h == "cpu_per_clip_s" else f"{r[h]:.1f}") if isinstance(r[h], float) else str(r[h])
-                 for h in head]
+        cells = [
+            (f"{r[h]:.2f}" if h == "cpu_per_clip_s" else f"{r[h]:.1f}") if isinstance(r[h], float) else str(r[h])
+            for h in head
+        ]
         print("| " + " | ".join(cells) + " |")
-    print("\nEpisode lengths in frames (50 Hz); qNN: the NN-th percentile of the episode lengths "
-          "(survival: a share 1 - NN/100 of episodes lasts at least that long).")
+    print(
+        "\nEpisode lengths in frames (50 Hz); qNN: the NN-th percentile of the episode lengths "
+        "(survival: a share 1 - NN/100 of episodes lasts at least that long)."
+    )
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ STAGES = {
         results=_mimic("SimulationRollout_inverse_dynamics"),
     ),
     "train_controller": Stage(
-        "mimic_nwb.simulate.nwb:train_controller_session|train_controller",
+        "mimic_nwb.simulate.nwb:train_controller",
         configs={"config": "mimic_nwb.controller:ControllerConfig", "training": "mimic_nwb.controller:TrainingConfig"},
         input="checkpoint",
         input_default=lambda path: path.with_name(f"{path.stem}.controller.npz"),

@@ -294,7 +294,7 @@ class BodyModel:
         )
 
 
-def as_mjmodel(body_model: "BodyModel | mujoco.MjModel") -> mujoco.MjModel:
+def as_mjmodel(body_model: BodyModel | mujoco.MjModel) -> mujoco.MjModel:
     """The compiled model of a BodyModel (or the MjModel itself)."""
     if isinstance(body_model, BodyModel):
         return body_model.model

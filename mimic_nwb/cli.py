@@ -139,8 +139,16 @@ def cmd_stac(args):
             settings["up_direction"] = tuple(float(v) for v in args.up.split(","))
         except ValueError:
             raise InputError(f"--up {args.up!r}: expected three numbers, e.g. 0,0,1") from None
-    for field in ("n_calibration_frames", "n_workers", "smoothness_weight", "floor_height", "min_keypoints",
-                  "floor_weight", "contact_weight", "max_missing_share"):
+    for field in (
+        "n_calibration_frames",
+        "n_workers",
+        "smoothness_weight",
+        "floor_height",
+        "min_keypoints",
+        "floor_weight",
+        "contact_weight",
+        "max_missing_share",
+    ):
         if getattr(args, field) is not None:
             settings[field] = getattr(args, field)
     try:
@@ -166,8 +174,13 @@ def cmd_encode(args):
     from .encoding import EncodingConfig
     from .encoding.nwb import encode
 
-    settings = {"bin_size": args.bin_size, "n_folds": args.folds, "chunk_duration": args.chunk_duration,
-                "alpha": args.alpha, "l1_wt": args.l1_ratio}
+    settings = {
+        "bin_size": args.bin_size,
+        "n_folds": args.folds,
+        "chunk_duration": args.chunk_duration,
+        "alpha": args.alpha,
+        "l1_wt": args.l1_ratio,
+    }
     if args.lags:
         try:
             settings["lags"] = tuple(float(v) for v in args.lags.split(","))
@@ -180,8 +193,14 @@ def cmd_encode(args):
     except ValueError as error:
         raise InputError(str(error)) from None
     result = encode(
-        args.session, args.feature_set, config, counts=args.counts, q_threshold=args.q_threshold,
-        name=args.name, replace=args.replace, progress=not args.no_progress,
+        args.session,
+        args.feature_set,
+        config,
+        counts=args.counts,
+        q_threshold=args.q_threshold,
+        name=args.name,
+        replace=args.replace,
+        progress=not args.no_progress,
     )
     print(result.summary())
 
@@ -191,7 +210,9 @@ def cmd_rsa(args):
 
     try:
         config = RsaConfig(
-            bin_size=args.bin_size, n_folds=args.folds, chunk_duration=args.chunk_duration,
+            bin_size=args.bin_size,
+            n_folds=args.folds,
+            chunk_duration=args.chunk_duration,
             n_permutations=args.permutations,
         )
     except ValueError as error:
@@ -212,21 +233,35 @@ def cmd_simulate(args):
         else:
             expert = ExpertConfig(n_samples=args.samples, horizon=args.horizon, seed=args.seed)
             config = RolloutConfig(
-                mode=args.mode, n_frames=args.frames, termination_error=args.termination_error,
-                resample_latent=args.latent_samples > 0, latent_samples=max(args.latent_samples, 2), seed=args.seed,
+                mode=args.mode,
+                n_frames=args.frames,
+                termination_error=args.termination_error,
+                resample_latent=args.latent_samples > 0,
+                latent_samples=max(args.latent_samples, 2),
+                seed=args.seed,
                 expert=expert,
             )
     except ValueError as error:
         raise InputError(str(error)) from None
     if args.mode == "inverse_dynamics":
         result = inverse_dynamics(
-            args.session, config, registration=args.registration, name=name, replace=args.replace,
+            args.session,
+            config,
+            registration=args.registration,
+            name=name,
+            replace=args.replace,
             progress=not args.no_progress,
         )
     else:
         result = simulate(
-            args.session, config, checkpoint=args.checkpoint, controller=args.controller,
-            reference=args.reference, name=name, replace=args.replace, progress=not args.no_progress,
+            args.session,
+            config,
+            checkpoint=args.checkpoint,
+            controller=args.controller,
+            reference=args.reference,
+            name=name,
+            replace=args.replace,
+            progress=not args.no_progress,
         )
     print(result.summary())
 
@@ -236,31 +271,48 @@ def cmd_train_controller(args):
 
     from .controller import ControllerConfig, TrainingConfig
     from .simulate.distill import DistillationConfig
-    from .simulate.nwb import train_controller_session
+    from .simulate.nwb import train_controller
     from .simulate.tracking import TerminationConfig
 
     try:
-        config = ControllerConfig(encoder_sizes=tuple(args.encoder_sizes), decoder=args.decoder,
-                                  decoder_sizes=tuple(args.decoder_sizes), kl_weight=args.kl_weight)
+        config = ControllerConfig(
+            encoder_sizes=tuple(args.encoder_sizes),
+            decoder=args.decoder,
+            decoder_sizes=tuple(args.decoder_sizes),
+            kl_weight=args.kl_weight,
+        )
         training = distillation = None
         if args.method == "supervised":
             training = TrainingConfig(steps=args.steps or 1500, seed=args.seed)
         else:
             defaults = DistillationConfig()
             distillation = DistillationConfig(
-                iterations=args.iterations, expert_noise=args.expert_noise, seed=args.seed,
+                iterations=args.iterations,
+                expert_noise=args.expert_noise,
+                seed=args.seed,
                 student_passes=args.student_passes,
                 training=replace(defaults.training, sequence_length=args.sequence_length),
                 steps_per_iteration=args.steps or defaults.steps_per_iteration,
                 termination=TerminationConfig(threshold=args.termination_threshold),
-                start_frame=args.frames[0] if args.frames else 0, stop_frame=args.frames[1] if args.frames else None)
+                start_frame=args.frames[0] if args.frames else 0,
+                stop_frame=args.frames[1] if args.frames else None,
+            )
     except ValueError as error:
         raise InputError(str(error)) from None
-    summary, _ = train_controller_session(
-        args.session, args.checkpoint, config=config, training=training, name=args.name, replace=args.replace,
-        method=args.method, distillation=distillation, resume=args.resume, progress=not args.no_progress,
+    result = train_controller(
+        args.session,
+        args.checkpoint,
+        config,
+        method=args.method,
+        training=training,
+        distillation=distillation,
+        reference=args.reference,
+        resume=args.resume,
+        name=args.name,
+        replace=args.replace,
+        progress=not args.no_progress,
     )
-    print(summary)
+    print(result.summary())
 
 
 def cmd_inspect(args):
@@ -280,7 +332,11 @@ def cmd_render(args):
         raise InputError(str(error)) from None
     try:
         result = render(
-            args.session, args.out, config, registration=args.registration, rollout=args.rollout,
+            args.session,
+            args.out,
+            config,
+            registration=args.registration,
+            rollout=args.rollout,
             progress=not args.no_progress,
         )
     except RenderingError as error:
@@ -337,8 +393,13 @@ def cmd_batch(args):
     from .batch import run_batch
 
     result = run_batch(
-        args.source, args.stages, options=args.option or [], scheduler=args.scheduler, n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker, progress=not args.no_progress,
+        args.source,
+        args.stages,
+        options=args.option or [],
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker,
+        progress=not args.no_progress,
     )
     print(result.summary())
     return 0 if result.ok else 2
@@ -376,22 +437,27 @@ def build_parser():
     )
     keypoints.add_argument("session", type=Path)
     keypoints.add_argument(
-        "source", type=Path,
+        "source",
+        type=Path,
         help="DANNCE save_data_*.mat, SLEAP analysis .h5 with 3D points, triangulated SLEAP tracks .h5 "
         "(sleap-anipose points3d.h5), Anipose pose-3d .csv, or an NWB file with ndx-pose",
     )
-    keypoints.add_argument("--skeleton", help="skeleton .mat (joint_names, joints_idx) or a built-in name: rat23, mouse22")
+    keypoints.add_argument(
+        "--skeleton", help="skeleton .mat (joint_names, joints_idx) or a built-in name: rat23, mouse22"
+    )
     keypoints.add_argument("--keypoint-names", help="keypoint names in the file's order: NAME,NAME,... or a text file")
     keypoints.add_argument("--track", help="track (index or name) of a multi-track SLEAP file")
     keypoints.add_argument(
-        "--rate", type=float,
+        "--rate",
+        type=float,
         help="frame rate in Hz; the camera rate when the file numbers its frames (DANNCE sampleID, Anipose fnum)",
     )
     keypoints.add_argument("--timestamps", type=Path, help="per-frame times on the session clock (.npy or text, s)")
     keypoints.add_argument("--starting-time", type=float, default=0.0, help="time of the first frame, s (with --rate)")
     keypoints.add_argument("--animal", type=int, help="animal index of multi-animal predictions (N, A, 3, K)")
     keypoints.add_argument(
-        "--units", choices=["mm", "cm", "m"],
+        "--units",
+        choices=["mm", "cm", "m"],
         help="units of the source positions, overriding what the file declares (default: mm, or an NWB file's own)",
     )
     keypoints.add_argument("--reference-frame", help="description of the world frame of the keypoints")
@@ -407,7 +473,9 @@ def build_parser():
     units.add_argument(
         "source", type=Path, help=".npz (one array of spike times in s per unit), phy folder, or SpikeInterface folder"
     )
-    units.add_argument("--sampling-rate", type=float, help="recording sampling rate, Hz (for .npz; phy reads params.py)")
+    units.add_argument(
+        "--sampling-rate", type=float, help="recording sampling rate, Hz (for .npz; phy reads params.py)"
+    )
     units.add_argument(
         "--unit-table", type=Path, help="CSV/TSV: unit, and any of electrode_group, brain_region, cell_type, quality"
     )
@@ -419,7 +487,9 @@ def build_parser():
     units.add_argument("--replace", action="store_true", help="replace the units already in the session")
     units.set_defaults(func=cmd_import_units)
 
-    labels = commands.add_parser("import-labels", help="import behaviour bouts (CSV/TSV, or per-frame labels .npy/.npz)")
+    labels = commands.add_parser(
+        "import-labels", help="import behaviour bouts (CSV/TSV, or per-frame labels .npy/.npz)"
+    )
     labels.add_argument("session", type=Path)
     labels.add_argument(
         "source", type=Path, help="CSV/TSV: start,stop,label[,cluster_id] in s; or .npy/.npz per-frame labels"
@@ -439,15 +509,19 @@ def build_parser():
     )
     foreign.add_argument("session", type=Path)
     foreign.add_argument(
-        "source", type=Path, help="the tool's HDF5 output (layouts: mimic_nwb.importers.stac_mjx, .track_mjx, .mimic_h5)"
+        "source",
+        type=Path,
+        help="the tool's HDF5 output (layouts: mimic_nwb.importers.stac_mjx, .track_mjx, .mimic_h5)",
     )
     foreign.add_argument("--format", required=True, choices=["stac-mjx", "track-mjx", "mimic-h5"])
     foreign.add_argument(
-        "--rate", type=float,
+        "--rate",
+        type=float,
         help="Hz: frame rate (stac-mjx without session keypoints; mimic-h5, default 50), control rate (track-mjx)",
     )
     foreign.add_argument(
-        "--name", help="StacRegistration name (stac-mjx, mimic-h5), or suffix of the track-mjx results (default track_mjx)"
+        "--name",
+        help="StacRegistration name (stac-mjx, mimic-h5), or suffix of the track-mjx results (default track_mjx)",
     )
     foreign.add_argument(
         "--layer-kind", action="append", help="track-mjx activation layer kind NAME=KIND, e.g. intention=latent_sample"
@@ -461,18 +535,25 @@ def build_parser():
     stac.add_argument("--mjcf", type=Path, help="MJCF of the body (default: the dm_control rodent)")
     stac.add_argument("--scale", type=float, help="model scale factor (default: the site map's)")
     stac.add_argument("--offsets-from", type=Path, help="session whose fitted offsets to reuse (skips calibration)")
-    stac.add_argument("--calibration-frames", dest="n_calibration_frames", type=int, help="frames used to calibrate offsets")
+    stac.add_argument(
+        "--calibration-frames", dest="n_calibration_frames", type=int, help="frames used to calibrate offsets"
+    )
     stac.add_argument("--workers", dest="n_workers", type=int, help="processes (default: all cores)")
     stac.add_argument("--smoothness", dest="smoothness_weight", type=float, help="temporal smoothness weight")
     stac.add_argument("--min-keypoints", type=int, help="frames with fewer observed keypoints are not fitted")
     stac.add_argument("--up", help="up direction in the keypoints' frame, x,y,z (default: estimated)")
     stac.add_argument("--floor-height", type=float, help="floor height along up, m (default: estimated)")
-    stac.add_argument("--floor-weight", type=float,
-                      help="weight of the floor term, m^2 per m^2 of depth below the floor (default 100; 0 = off)")
-    stac.add_argument("--contact-weight", type=float,
-                      help="weight of the self-contact term (default 30; 0 = off)")
-    stac.add_argument("--max-missing-share", type=float,
-                      help="keypoints missing in more than this share of frames are excluded (default 0.5)")
+    stac.add_argument(
+        "--floor-weight",
+        type=float,
+        help="weight of the floor term, m^2 per m^2 of depth below the floor (default 100; 0 = off)",
+    )
+    stac.add_argument("--contact-weight", type=float, help="weight of the self-contact term (default 30; 0 = off)")
+    stac.add_argument(
+        "--max-missing-share",
+        type=float,
+        help="keypoints missing in more than this share of frames are excluded (default 0.5)",
+    )
     stac.add_argument("--keypoints", default=None, help="PoseEstimation in processing/behavior (default: the only one)")
     stac.add_argument("--name", default="StacRegistration", help="name of the result in processing/mimic")
     stac.add_argument("--replace", action="store_true", help="replace an existing registration and body model")
@@ -509,20 +590,27 @@ def build_parser():
     rsa.set_defaults(func=cmd_rsa)
 
     simulate = commands.add_parser(
-        "simulate", help="inverse-dynamics replay, controller rollouts (closed/open loop), or the tracking expert")
+        "simulate", help="inverse-dynamics replay, controller rollouts (closed/open loop), or the tracking expert"
+    )
     simulate.add_argument("session", type=Path)
-    simulate.add_argument("--mode", default="closed_loop",
-                          choices=["inverse_dynamics", "closed_loop", "open_loop", "expert"])
+    simulate.add_argument(
+        "--mode", default="closed_loop", choices=["inverse_dynamics", "closed_loop", "open_loop", "expert"]
+    )
     simulate.add_argument("--registration", help="StacRegistration to replay (inverse dynamics; default: the only one)")
     simulate.add_argument("--reference", help="inverse-dynamics SimulationRollout to imitate (default: the only one)")
     simulate.add_argument("--contacts", action="store_true", help="keep contacts in inverse dynamics (default off)")
     simulate.add_argument("--checkpoint", type=Path, help="controller checkpoint (.npz; default: the session's)")
     simulate.add_argument("--controller", help="ControllerNetwork in the session (default: the only one)")
     simulate.add_argument("--frames", type=int, help="reference frames to run (default: all)")
-    simulate.add_argument("--termination-error", type=float, default=0.03,
-                          help="error of the keypoint-carrying bodies ending an episode, m")
-    simulate.add_argument("--samples", type=int, default=0,
-                          help="expert: predictive-sampling candidates per step (0: off; e.g. 16)")
+    simulate.add_argument(
+        "--termination-error",
+        type=float,
+        default=0.03,
+        help="error of the keypoint-carrying bodies ending an episode, m",
+    )
+    simulate.add_argument(
+        "--samples", type=int, default=0, help="expert: predictive-sampling candidates per step (0: off; e.g. 16)"
+    )
     simulate.add_argument("--horizon", type=float, default=0.2, help="expert: predictive-sampling horizon, s")
     simulate.add_argument("--latent-samples", type=int, default=0, help="latent resampling per step (0: off; paper 50)")
     simulate.add_argument("--seed", type=int, default=0)
@@ -536,35 +624,69 @@ def build_parser():
         help="distil the tracking expert into the MIMIC network (DAgger), or fit the inverse-dynamics controls",
     )
     train.add_argument("session", type=Path)
-    train.add_argument("--checkpoint", type=Path, required=True,
-                       help="where to save the checkpoint (.npz; saved after every DAgger iteration)")
-    train.add_argument("--method", default="dagger", choices=["dagger", "supervised"],
-                       help="dagger (default): the network learns from the expert on the states it visits itself; "
-                            "supervised: the inverse-dynamics controls on the reference only (does not close the loop)")
-    train.add_argument("--resume", action="store_true",
-                       help="continue from the checkpoint at --checkpoint (weights, normalisation, iteration count)")
+    train.add_argument(
+        "--checkpoint",
+        type=Path,
+        required=True,
+        help="where to save the checkpoint (.npz; saved after every DAgger iteration)",
+    )
+    train.add_argument(
+        "--method",
+        default="dagger",
+        choices=["dagger", "supervised"],
+        help="dagger (default): the network learns from the expert on the states it visits itself; "
+        "supervised: the inverse-dynamics controls on the reference only (does not close the loop)",
+    )
+    train.add_argument("--reference", help="inverse-dynamics SimulationRollout to imitate (default: the only one)")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the checkpoint at --checkpoint (weights, normalisation, iteration count)",
+    )
     train.add_argument("--iterations", type=int, default=3, help="DAgger iterations (default 3)")
-    train.add_argument("--steps", type=int, default=None,
-                       help="optimiser steps: per DAgger iteration (default 2000), or in all (supervised, default 1500)")
-    train.add_argument("--student-passes", type=int, default=2,
-                       help="closed-loop passes of the network over the reference per DAgger iteration (default 2)")
-    train.add_argument("--sequence-length", type=int, default=8,
-                       help="frames per training window (DAgger; default 8)")
-    train.add_argument("--expert-noise", type=float, default=0.02,
-                       help="DART noise on the expert's controls, control units, for an actuator of average "
-                            "weight (default 0.02)")
-    train.add_argument("--termination-threshold", type=float, default=0.03,
-                       help="body error (m) that ends an episode (default 0.03)")
-    train.add_argument("--frames", type=int, nargs=2, metavar=("START", "STOP"),
-                       help="train on reference frames START..STOP-1 only (DAgger)")
-    train.add_argument("--encoder-sizes", type=int, nargs="+", default=[512, 512],
-                       help="encoder layer sizes (default 512 512)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps: per DAgger iteration (default 2000), or in all (supervised, default 1500)",
+    )
+    train.add_argument(
+        "--student-passes",
+        type=int,
+        default=2,
+        help="closed-loop passes of the network over the reference per DAgger iteration (default 2)",
+    )
+    train.add_argument("--sequence-length", type=int, default=8, help="frames per training window (DAgger; default 8)")
+    train.add_argument(
+        "--expert-noise",
+        type=float,
+        default=0.02,
+        help="DART noise on the expert's controls, control units, for an actuator of average weight (default 0.02)",
+    )
+    train.add_argument(
+        "--termination-threshold", type=float, default=0.03, help="body error (m) that ends an episode (default 0.03)"
+    )
+    train.add_argument(
+        "--frames",
+        type=int,
+        nargs=2,
+        metavar=("START", "STOP"),
+        help="train on reference frames START..STOP-1 only (DAgger)",
+    )
+    train.add_argument(
+        "--encoder-sizes", type=int, nargs="+", default=[512, 512], help="encoder layer sizes (default 512 512)"
+    )
     train.add_argument("--decoder", default="lstm", choices=["lstm", "mlp"], help="decoder kind (default lstm)")
-    train.add_argument("--decoder-sizes", type=int, nargs="+", default=[128, 128],
-                       help="decoder layer sizes (default 128 128)")
-    train.add_argument("--kl-weight", type=float, default=1e-6,
-                       help="weight of the latent's KL term (default 1e-6: the distillation's errors are small, "
-                            "a larger weight drowns them)")
+    train.add_argument(
+        "--decoder-sizes", type=int, nargs="+", default=[128, 128], help="decoder layer sizes (default 128 128)"
+    )
+    train.add_argument(
+        "--kl-weight",
+        type=float,
+        default=1e-6,
+        help="weight of the latent's KL term (default 1e-6: the distillation's errors are small, "
+        "a larger weight drowns them)",
+    )
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--name", default="ControllerNetwork", help="name of the ControllerNetwork")
     train.add_argument("--replace", action="store_true", help="replace an existing ControllerNetwork of that name")
@@ -583,13 +705,16 @@ def build_parser():
         "render", help="render the registered model with its keypoints, or a rollout beside its reference (PNG, MP4)"
     )
     render.add_argument("session", type=Path)
-    render.add_argument("--out", type=Path, required=True,
-                        help="still.png (one frame), video.mp4, or a folder (one PNG per frame)")
+    render.add_argument(
+        "--out", type=Path, required=True, help="still.png (one frame), video.mp4, or a folder (one PNG per frame)"
+    )
     render.add_argument(
         "--registration", help="StacRegistration to show (default: the first; with --rollout: its reference)"
     )
     render.add_argument("--rollout", help="SimulationRollout to show beside its reference")
-    render.add_argument("--frames", help="START:STOP (STOP exclusive) or one frame N; default: all (a still: the first)")
+    render.add_argument(
+        "--frames", help="START:STOP (STOP exclusive) or one frame N; default: all (a still: the first)"
+    )
     render.add_argument("--width", type=int, default=640, help="picture width in pixels (default 640)")
     render.add_argument("--height", type=int, default=480, help="picture height in pixels (default 480)")
     render.add_argument("--fps", type=float, help="video frame rate (default: the data's, real time)")
@@ -619,10 +744,18 @@ def build_parser():
     publish.add_argument("--dandiset", help="id of the dandiset (6 digits), created on the archive beforehand")
     publish.add_argument("--instance", default=default_instance, help=instance_help)
     publish.add_argument("--dandiset-dir", type=Path, help="local dandiset folder (default: ./<dandiset id>)")
-    publish.add_argument("--files-mode", default="copy", choices=["copy", "hardlink", "symlink"],
-                         help="how sessions enter the dandiset folder (default: copy)")
-    publish.add_argument("--existing", default="refresh", choices=["refresh", "skip", "overwrite", "force", "error"],
-                         help="assets already on the archive (dandi upload --existing; default: refresh)")
+    publish.add_argument(
+        "--files-mode",
+        default="copy",
+        choices=["copy", "hardlink", "symlink"],
+        help="how sessions enter the dandiset folder (default: copy)",
+    )
+    publish.add_argument(
+        "--existing",
+        default="refresh",
+        choices=["refresh", "skip", "overwrite", "force", "error"],
+        help="assets already on the archive (dandi upload --existing; default: refresh)",
+    )
     publish.add_argument("--validate-only", action="store_true", help="organize and validate, do not upload")
     publish.set_defaults(func=cmd_publish)
 
@@ -632,31 +765,52 @@ def build_parser():
     download.add_argument("-o", "--output-dir", type=Path, default=Path("."), help="where to put it (default: .)")
     download.add_argument("--instance", default=default_instance, help=instance_help)
     download.add_argument("--version", help="dandiset version (default: latest published, else draft)")
-    download.add_argument("--existing", default="error",
-                          choices=["error", "skip", "overwrite", "overwrite-different", "refresh"],
-                          help="local files already there (dandi download --existing; default: error)")
+    download.add_argument(
+        "--existing",
+        default="error",
+        choices=["error", "skip", "overwrite", "overwrite-different", "refresh"],
+        help="local files already there (dandi download --existing; default: error)",
+    )
     download.set_defaults(func=cmd_download)
 
     batch = commands.add_parser(
-        "batch", help="run stages over many sessions in parallel on Dask (a local cluster, or --scheduler)",
+        "batch",
+        help="run stages over many sessions in parallel on Dask (a local cluster, or --scheduler)",
         description="One task per session runs its stages in order; sessions run in parallel; a failing session is "
         "reported and the others go on; stages whose results are already in a session are skipped. "
         "Exit code 2 when any stage failed.",
     )
-    batch.add_argument("source", type=Path,
-                       help="manifest (.yaml/.csv: path, keypoints, units, labels, checkpoint, STAGE.KEY options), "
-                       "a folder of .nwb files, or a dandiset folder (sub-*/*.nwb)")
-    batch.add_argument("--stages", required=True,
-                       help="stages in order, comma-separated: import_keypoints, import_units, import_labels, stac, "
-                       "inverse_dynamics, train_controller, simulate, encode, rsa")
-    batch.add_argument("--option", action="append", metavar="STAGE.KEY=VALUE",
-                       help="a stage option (config field or argument; value read as YAML), e.g. "
-                       "stac.smoothness_weight=0.1 (repeatable)")
-    batch.add_argument("--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786 "
-                       "(default: a local cluster)")
-    batch.add_argument("--workers", type=int, help="local worker processes (default: one per core, at most one per session)")
-    batch.add_argument("--threads-per-worker", type=int, default=1,
-                       help="sessions each local worker runs at once (default 1; BLAS/XLA stay at one thread)")
+    batch.add_argument(
+        "source",
+        type=Path,
+        help="manifest (.yaml/.csv: path, keypoints, units, labels, checkpoint, STAGE.KEY options), "
+        "a folder of .nwb files, or a dandiset folder (sub-*/*.nwb)",
+    )
+    batch.add_argument(
+        "--stages",
+        required=True,
+        help="stages in order, comma-separated: import_keypoints, import_units, import_labels, stac, "
+        "inverse_dynamics, train_controller, simulate, encode, rsa",
+    )
+    batch.add_argument(
+        "--option",
+        action="append",
+        metavar="STAGE.KEY=VALUE",
+        help="a stage option (config field or argument; value read as YAML), e.g. "
+        "stac.smoothness_weight=0.1 (repeatable)",
+    )
+    batch.add_argument(
+        "--scheduler", help="address of an existing Dask scheduler, e.g. tcp://10.0.0.1:8786 (default: a local cluster)"
+    )
+    batch.add_argument(
+        "--workers", type=int, help="local worker processes (default: one per core, at most one per session)"
+    )
+    batch.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        help="sessions each local worker runs at once (default 1; BLAS/XLA stay at one thread)",
+    )
     batch.add_argument("--no-progress", action="store_true", help="no progress bar")
     batch.set_defaults(func=cmd_batch)
 
@@ -664,7 +818,8 @@ def build_parser():
     for command in commands.choices.values():
         if "--replace" in command._option_string_actions:
             command.add_argument(
-                "--replace-dependents", action="store_true",
+                "--replace-dependents",
+                action="store_true",
                 help="with --replace: also replace the results derived from the replaced ones "
                 "(without it such a replace is refused, naming them)",
             )

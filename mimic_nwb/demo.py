@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .controller import ControllerConfig
 from .create import SessionMetadata, create_session
 from .data import data_path
 from .encoding import EncodingConfig
@@ -21,14 +22,13 @@ from .importers.keypoints import KeypointImportConfig, import_keypoints
 from .importers.labels import LabelImportConfig, import_labels
 from .importers.units import SortedUnits, units_to_nwb
 from .inspection import inspect_session
-from .controller import ControllerConfig
 from .render import RenderConfig, render
 from .report import write_report
 from .rsa.nwb import RsaConfig, rsa
 from .session import append, read_session
 from .simulate import RolloutConfig
 from .simulate.distill import DistillationConfig
-from .simulate.nwb import inverse_dynamics, simulate, train_controller_session
+from .simulate.nwb import inverse_dynamics, simulate, train_controller
 from .stac.nwb import stac
 
 DEMO_SESSION = "mimic_demo.nwb"
@@ -49,7 +49,10 @@ DEMO_METADATA = dict(
     lab="ndx-mimic demo",
     experimenter=["Demo, Data"],
     keywords=["virtual rodent", "MuJoCo", "STAC", "DANNCE", "demo"],
-    drives=[dict(name="drive_DLS", brain_region="DLS", num_tetrodes=4), dict(name="drive_MC", brain_region="MC", num_tetrodes=4)],
+    drives=[
+        dict(name="drive_DLS", brain_region="DLS", num_tetrodes=4),
+        dict(name="drive_MC", brain_region="MC", num_tetrodes=4),
+    ],
 )
 
 
@@ -63,8 +66,8 @@ DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512), kl_weight=1e-6)
 # Longer than the library default (more DAgger iterations, 16-frame windows, 3 passes of the
 # student per iteration): the student's episodes grow with iterations (README, honest status).
 DEMO_DISTILLATION = DistillationConfig(
-    iterations=5, student_passes=3,
-    training=replace(DistillationConfig().training, sequence_length=16))
+    iterations=5, student_passes=3, training=replace(DistillationConfig().training, sequence_length=16)
+)
 DEMO_ROLLOUT = RolloutConfig(mode="closed_loop", resample_latent=True, latent_samples=50, seed=0)
 # Which feature set drives each simulated unit, at which lag, in which region (a feature set the
 # session lacks is skipped: the plan grows with the pipeline).
@@ -112,8 +115,11 @@ def add_simulated_units(path, seed=0):
             spike_times=simulated.spike_times,
             sampling_rate=30000.0,
             layout="simulated from a known ground truth",
-            columns={"brain_region": simulated.brain_regions, "cell_type": ["simulated"] * len(simulated.names),
-                     "quality": ["simulated"] * len(simulated.names)},
+            columns={
+                "brain_region": simulated.brain_regions,
+                "cell_type": ["simulated"] * len(simulated.names),
+                "quality": ["simulated"] * len(simulated.names),
+            },
         )
         table = units_to_nwb(
             units,
@@ -185,7 +191,9 @@ def key_numbers(path):
             units = nwbfile.units.to_dataframe(index=True)
             best = table.loc[table.groupby("unit")["cv_llr"].idxmax()].set_index("unit")
             hits = 0
-            lines.append("  encoding (processing/mimic/EncodingResults): unit, ground truth -> best model (CV-LLR bits/spike)")
+            lines.append(
+                "  encoding (processing/mimic/EncodingResults): unit, ground truth -> best model (CV-LLR bits/spike)"
+            )
             for row, unit in units.iterrows():
                 truth, lag = unit["ground_truth_feature_set"], unit["ground_truth_lag"]
                 found = best.loc[row]
@@ -249,11 +257,16 @@ def run_demo(outdir, fresh=False, log=print):
         lambda: inverse_dynamics(session).summary(),
     )
     stage(
+        "expert",
+        lambda: _has(session, "mimic", "SimulationRollout_expert"),
+        lambda: simulate(session, RolloutConfig(mode="expert")).summary(),
+    )
+    stage(
         "train controller",
         lambda: _has(session, "mimic", "ControllerNetwork"),
-        lambda: train_controller_session(
-            session, outdir / "controller.npz", config=DEMO_CONTROLLER, distillation=DEMO_DISTILLATION
-        )[0],
+        lambda: train_controller(
+            session, outdir / "controller.npz", DEMO_CONTROLLER, distillation=DEMO_DISTILLATION
+        ).summary(),
     )
     stage(
         "closed loop",

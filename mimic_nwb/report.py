@@ -137,13 +137,15 @@ def keypoint_section(nwbfile):
             loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, ncol=1 if len(names) <= 12 else 2, frameon=False
         )
         missing = int(np.isnan(positions).any(axis=2).sum())
-        section.figures.append(Figure(
-            _png(figure),
-            f"processing/{BEHAVIOR}/{pose.name}: {first.data.shape[0]} frames x {len(names)} keypoints "
-            f"({times[-1] - times[0]:.1f} s drawn), source {pose.source_software or 'unknown'}; "
-            f"{missing} missing detections among the drawn samples.",
-            f"keypoint traces of {pose.name}",
-        ))
+        section.figures.append(
+            Figure(
+                _png(figure),
+                f"processing/{BEHAVIOR}/{pose.name}: {first.data.shape[0]} frames x {len(names)} keypoints "
+                f"({times[-1] - times[0]:.1f} s drawn), source {pose.source_software or 'unknown'}; "
+                f"{missing} missing detections among the drawn samples.",
+                f"keypoint traces of {pose.name}",
+            )
+        )
     section.notes += _more(poses, "PoseEstimation")
     return section
 
@@ -176,14 +178,16 @@ def stac_section(nwbfile):
         valid = np.asarray(registration.frame_valid[:], dtype=bool)
         mean = np.nanmean(values) / 1000 if registration.mean_error is None else registration.mean_error
         body = registration.body_model
-        section.figures.append(Figure(
-            _png(figure),
-            f"processing/{RESULTS}/{registration.name}: distance between each measured keypoint and its model site "
-            f"(boxes: quartiles, whiskers 1.5 IQR) over {len(values)} frames; {int(valid.sum())} of {len(valid)} "
-            f"frames fitted; mean error {mean * 1000:.2f} mm; body model '{body.name}' ({body.model_name}, "
-            f"scale {body.scale:g}).",
-            f"STAC error per keypoint of {registration.name}",
-        ))
+        section.figures.append(
+            Figure(
+                _png(figure),
+                f"processing/{RESULTS}/{registration.name}: distance between each measured keypoint and its model site "
+                f"(boxes: quartiles, whiskers 1.5 IQR) over {len(values)} frames; {int(valid.sum())} of {len(valid)} "
+                f"frames fitted; mean error {mean * 1000:.2f} mm; body model '{body.name}' ({body.model_name}, "
+                f"scale {body.scale:g}).",
+                f"STAC error per keypoint of {registration.name}",
+            )
+        )
     section.notes += _more(registrations, "StacRegistration")
     return section
 
@@ -241,15 +245,25 @@ def rollout_section(nwbfile, path):
             duration_ax.bar(np.arange(len(durations)), durations, color=[colours[r] for r in reasons])
             duration_ax.set_xlabel("episode")
         else:
-            duration_ax.hist([durations[np.asarray(reasons) == k] for k in kinds], bins=30, stacked=True,
-                             color=[colours[k] for k in kinds])
+            duration_ax.hist(
+                [durations[np.asarray(reasons) == k] for k in kinds],
+                bins=30,
+                stacked=True,
+                color=[colours[k] for k in kinds],
+            )
             duration_ax.set_xlabel("episode duration (s)")
         duration_ax.set_ylabel("duration (s)" if len(durations) <= 40 else "episodes")
         duration_ax.set_title("episodes", fontsize=10)
         from matplotlib.patches import Patch
 
-        duration_ax.legend(handles=[Patch(color=colours[k], label=k) for k in kinds], fontsize=7, frameon=False,
-                           loc="upper left", bbox_to_anchor=(0.0, -0.2), ncol=2)
+        duration_ax.legend(
+            handles=[Patch(color=colours[k], label=k) for k in kinds],
+            fontsize=7,
+            frameon=False,
+            loc="upper left",
+            bbox_to_anchor=(0.0, -0.2),
+            ncol=2,
+        )
         try:
             times, errors = tracking_error(rollout, path)
         except InputError as error:  # a body model that does not compile: say so, draw the rest
@@ -262,20 +276,31 @@ def rollout_section(nwbfile, path):
             error_ax.set_xlabel("time (s)")
             error_note = f"tracking error mean {np.nanmean(errors) * 1000:.1f} mm (dashed: episode starts)"
         else:
-            error_ax.text(0.5, 0.5, f"no tracking error: {errors}", ha="center", va="center", fontsize=9,
-                          transform=error_ax.transAxes, wrap=True)
+            error_ax.text(
+                0.5,
+                0.5,
+                f"no tracking error: {errors}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                transform=error_ax.transAxes,
+                wrap=True,
+            )
             error_ax.set_axis_off()
             error_note = f"no tracking error ({errors})"
         error_ax.set_title("mean body position error against the reference", fontsize=10)
         error_ax.grid(alpha=0.3)
         reference = rollout.reference.name if rollout.reference is not None else "none"
-        section.figures.append(Figure(
-            _png(figure),
-            f"processing/{RESULTS}/{rollout.name}: {rollout.mode}, {rollout.num_steps} steps, reference {reference}; "
-            f"{len(durations)} episodes"
-            + (f", median duration {np.median(durations):.2f} s" if len(durations) else "") + f"; {error_note}.",
-            f"episode durations and tracking error of {rollout.name}",
-        ))
+        section.figures.append(
+            Figure(
+                _png(figure),
+                f"processing/{RESULTS}/{rollout.name}: {rollout.mode}, {rollout.num_steps} steps, reference {reference}; "
+                f"{len(durations)} episodes"
+                + (f", median duration {np.median(durations):.2f} s" if len(durations) else "")
+                + f"; {error_note}.",
+                f"episode durations and tracking error of {rollout.name}",
+            )
+        )
     imitations = [r for r in rollouts if r.mode != "inverse_dynamics" and r.episodes is not None]
     if imitations:
         section.figures.append(survival_figure(imitations))
@@ -304,8 +329,14 @@ def survival_figure(rollouts):
             continue
         durations, proportion = survival_curve(lengths)
         seconds = durations * rollout.control_timestep
-        ax.step(seconds, proportion, where="post", color=colour, lw=1.4,
-                label=f"{rollout.name} ({rollout.mode}, {len(lengths)} episodes)")
+        ax.step(
+            seconds,
+            proportion,
+            where="post",
+            color=colour,
+            lw=1.4,
+            label=f"{rollout.name} ({rollout.mode}, {len(lengths)} episodes)",
+        )
         median = episode_length_quantiles(lengths, (0.5,))[0.5] * rollout.control_timestep
         notes.append(f"{rollout.name}: median episode {median:.2f} s")
     ax.set_xlabel("episode duration (s)")
@@ -315,9 +346,13 @@ def survival_figure(rollouts):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, frameon=False, loc="upper right")
     ax.set_title("survival of imitation episodes", fontsize=10)
-    return Figure(_png(figure), "Proportion of episodes exceeding a given duration (an episode ends when the "
-                  "body error of the keypoint-carrying bodies passes the termination threshold, or at the end "
-                  "of the reference): " + "; ".join(notes) + ".", "survival curves of the rollouts' episodes")
+    return Figure(
+        _png(figure),
+        "Proportion of episodes exceeding a given duration (an episode ends when the "
+        "body error of the keypoint-carrying bodies passes the termination threshold, or at the end "
+        "of the reference): " + "; ".join(notes) + ".",
+        "survival curves of the rollouts' episodes",
+    )
 
 
 def rollout_still(nwbfile, path, rollouts, width=720, height=300, count=3):
@@ -344,8 +379,12 @@ def rollout_still(nwbfile, path, rollouts, width=720, height=300, count=3):
         ax.set_axis_off()
     figure.subplots_adjust(left=0, right=1, top=1, bottom=0, hspace=0.02)
     times = ", ".join(f"{tracks[0].times[f]:.2f} s" for f in frames)
-    return Figure(_png(figure), f"processing/{RESULTS}/{chosen.name} ({chosen.mode}, left) beside the reference it "
-                  f"imitates (right), at {times}.", f"rendered frames of {chosen.name} beside its reference")
+    return Figure(
+        _png(figure),
+        f"processing/{RESULTS}/{chosen.name} ({chosen.mode}, left) beside the reference it "
+        f"imitates (right), at {times}.",
+        f"rendered frames of {chosen.name} beside its reference",
+    )
 
 
 def _spike_trains(nwbfile, start, stop):
@@ -360,7 +399,7 @@ def _spike_trains(nwbfile, start, stop):
     order = sorted(range(len(ends)), key=lambda i: (regions[i], i))[:MAX_RASTER_UNITS]
     trains = []
     for i in order:
-        train = times[(ends[i - 1] if i else 0):ends[i]]
+        train = times[(ends[i - 1] if i else 0) : ends[i]]
         trains.append(train[(train >= start) & (train <= stop)])
     return [regions[i] for i in order], trains, len(ends)
 
@@ -393,8 +432,9 @@ def activations_section(nwbfile):
         spikes = _spike_trains(nwbfile, start, stop)
         rows = len(layer_names) + (spikes is not None)
         figure = _new_figure(11, 1.5 * len(layer_names) + (2.4 if spikes is not None else 0) + 0.4)
-        axes = np.atleast_1d(figure.subplots(rows, 1, sharex=True,
-                                             height_ratios=[1.5] * len(layer_names) + ([2.4] if spikes else [])))
+        axes = np.atleast_1d(
+            figure.subplots(rows, 1, sharex=True, height_ratios=[1.5] * len(layer_names) + ([2.4] if spikes else []))
+        )
         for ax, name in zip(axes, layer_names):
             layer = activations.layer_activations[name]
             step = _stride(layer.data.shape[0], 2000)
@@ -402,14 +442,23 @@ def activations_section(nwbfile):
             spread = values.std(axis=0)
             keep = np.sort(np.argsort(-spread)[:MAX_LAYER_UNITS])
             z = (values[:, keep] - values[:, keep].mean(axis=0)) / np.where(spread[keep] > 0, spread[keep], 1)
-            image = ax.imshow(z.T, aspect="auto", interpolation="nearest", cmap="RdBu_r", vmin=-3, vmax=3,
-                              extent=(start, stop, len(keep) - 0.5, -0.5))
+            image = ax.imshow(
+                z.T,
+                aspect="auto",
+                interpolation="nearest",
+                cmap="RdBu_r",
+                vmin=-3,
+                vmax=3,
+                extent=(start, stop, len(keep) - 0.5, -0.5),
+            )
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(f"{name}\n({layer.layer_kind})\nunit", fontsize=8)
-        figure.colorbar(image, ax=axes[:len(layer_names)], label="z-score", shrink=0.8, pad=0.01)
-        caption = (f"processing/{RESULTS}/{activations.name} (rollout {activations.rollout.name}): layers "
-                   f"{', '.join(layer_names)} of {len(activations.layer_activations)}, each unit z-scored over time "
-                   f"(at most {MAX_LAYER_UNITS} most variable units per layer)")
+        figure.colorbar(image, ax=axes[: len(layer_names)], label="z-score", shrink=0.8, pad=0.01)
+        caption = (
+            f"processing/{RESULTS}/{activations.name} (rollout {activations.rollout.name}): layers "
+            f"{', '.join(layer_names)} of {len(activations.layer_activations)}, each unit z-scored over time "
+            f"(at most {MAX_LAYER_UNITS} most variable units per layer)"
+        )
         if spikes is not None:
             regions, trains, num_units = spikes
             ax = axes[-1]
@@ -422,8 +471,13 @@ def activations_section(nwbfile):
             from matplotlib.patches import Patch
 
             if any(region_names):
-                ax.legend(handles=[Patch(color=colours[r], label=r) for r in region_names], fontsize=7,
-                          loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+                ax.legend(
+                    handles=[Patch(color=colours[r], label=r) for r in region_names],
+                    fontsize=7,
+                    loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0),
+                    frameon=False,
+                )
             caption += f"; below: spikes of {len(trains)} of {num_units} units, grouped by brain region."
         else:
             caption += "; no units in the session, so no spike raster."
@@ -439,14 +493,19 @@ def best_lags(results):
 
     columns = set(results.colnames)
     unit_column = "unit" if "unit" in columns else "count_column"
-    table = pd.DataFrame({
-        "unit": np.asarray(results[unit_column].data[:]),
-        "brain_region": _names(results["brain_region"].data[:]),
-        "feature_set": _names(results["feature_set"].data[:]),
-        "cv_llr": np.asarray(results["cv_llr"].data[:], dtype=float),
-        "significant": (np.asarray(results["significant"].data[:], dtype=bool) if "significant" in columns
-                        else np.zeros(len(results), dtype=bool)),
-    })
+    table = pd.DataFrame(
+        {
+            "unit": np.asarray(results[unit_column].data[:]),
+            "brain_region": _names(results["brain_region"].data[:]),
+            "feature_set": _names(results["feature_set"].data[:]),
+            "cv_llr": np.asarray(results["cv_llr"].data[:], dtype=float),
+            "significant": (
+                np.asarray(results["significant"].data[:], dtype=bool)
+                if "significant" in columns
+                else np.zeros(len(results), dtype=bool)
+            ),
+        }
+    )
     table = table[np.isfinite(table.cv_llr)]
     # each unit's best lag per feature set
     best = table.loc[table.groupby(["unit", "feature_set"], sort=False)["cv_llr"].idxmax()]
@@ -484,13 +543,15 @@ def encoding_section(nwbfile):
             ax.axhline(0, color="0.5", lw=0.6)
             ax.grid(axis="y", alpha=0.3)
         axes[0].set_ylabel("CV log-likelihood ratio (bits/spike)")
-        section.figures.append(Figure(
-            _png(figure),
-            f"processing/{RESULTS}/{results.name}: cross-validated log-likelihood ratio against a mean-rate model, "
-            f"at each unit's best lag, per feature set and brain region ({results.model}, {results.num_folds} folds, "
-            f"bins {results.bin_size * 1000:g} ms).",
-            f"CV log-likelihood ratio per feature set of {results.name}",
-        ))
+        section.figures.append(
+            Figure(
+                _png(figure),
+                f"processing/{RESULTS}/{results.name}: cross-validated log-likelihood ratio against a mean-rate model, "
+                f"at each unit's best lag, per feature set and brain region ({results.model}, {results.num_folds} folds, "
+                f"bins {results.bin_size * 1000:g} ms).",
+                f"CV log-likelihood ratio per feature set of {results.name}",
+            )
+        )
         section.figures.append(_share_figure(results.name, best, feature_sets, regions, colours, has_significance))
     section.notes += _more(all_results, "EncodingResults")
     return section
@@ -507,16 +568,21 @@ def best_feature_set_shares(best, has_significance):
     """
     winners = best.loc[best.groupby("unit", sort=False)["cv_llr"].idxmax()]
     counted = winners[winners.significant] if has_significance and winners.significant.any() else winners
-    among = ("units whose best model is significant" if counted is not winners
-             else "all units (no significance computed)" if not has_significance
-             else "all units (none significant)")
+    among = (
+        "units whose best model is significant"
+        if counted is not winners
+        else "all units (no significance computed)"
+        if not has_significance
+        else "all units (none significant)"
+    )
     feature_sets = list(dict.fromkeys(best.feature_set))
     shares, totals = {}, {}
     for region in sorted(set(best.brain_region)):
         in_region = counted[counted.brain_region == region]
         totals[region] = len(in_region)
-        shares[region] = {f: float((in_region.feature_set == f).mean()) if len(in_region) else 0.0
-                          for f in feature_sets}
+        shares[region] = {
+            f: float((in_region.feature_set == f).mean()) if len(in_region) else 0.0 for f in feature_sets
+        }
     return shares, totals, among
 
 
@@ -569,14 +635,16 @@ def rsa_section(nwbfile):
             ax.set_xticks(ticks, labels, rotation=90, fontsize=small)
             ax.set_yticks(ticks, labels, fontsize=small)
             figure.colorbar(image, ax=ax, shrink=0.75)
-        for ax in axes[len(shown):]:
+        for ax in axes[len(shown) :]:
             ax.set_axis_off()
-        section.figures.append(Figure(
-            _png(figure),
-            f"processing/{RESULTS}/{rsa.name}: representational dissimilarity matrices over {len(labels)} behaviour "
-            f"conditions ({len(shown)} of {len(names)} drawn).",
-            f"RDMs of {rsa.name}",
-        ))
+        section.figures.append(
+            Figure(
+                _png(figure),
+                f"processing/{RESULTS}/{rsa.name}: representational dissimilarity matrices over {len(labels)} behaviour "
+                f"conditions ({len(shown)} of {len(names)} drawn).",
+                f"RDMs of {rsa.name}",
+            )
+        )
         comparisons = rsa.comparisons
         if comparisons is not None and len(comparisons):
             section.figures.append(_comparison_figure(rsa.name, comparisons))
@@ -600,16 +668,18 @@ def _comparison_figure(name, comparisons):
     width = 0.8 / max(1, len(candidate_names))
     for g, group in enumerate(groups):
         for c, candidate in enumerate(candidate_names):
-            rows = [i for i in range(len(similarity))
-                    if (references[i], methods[i]) == group and candidates[i] == candidate]
+            rows = [
+                i for i in range(len(similarity)) if (references[i], methods[i]) == group and candidates[i] == candidate
+            ]
             if not rows:
                 continue
             x = g + (c - (len(candidate_names) - 1) / 2) * width
             ax.bar(x, similarity[rows[0]], width, color=colours[candidate], label=candidate if g == 0 else None)
             if np.isfinite(p_values[rows[0]]) and p_values[rows[0]] < 0.05:
                 ax.text(x, similarity[rows[0]], "*", ha="center", va="bottom")
-    ax.set_xticks(range(len(groups)), [f"{r}\n{m.replace('whitened_unbiased_cosine', 'WUC')}" for r, m in groups],
-                  fontsize=8)
+    ax.set_xticks(
+        range(len(groups)), [f"{r}\n{m.replace('whitened_unbiased_cosine', 'WUC')}" for r, m in groups], fontsize=8
+    )
     ax.set_ylabel("similarity to the reference RDM")
     ax.axhline(0, color="0.5", lw=0.6)
     ax.grid(axis="y", alpha=0.3)
@@ -670,8 +740,11 @@ def _header(nwbfile, path, sections):
         "<pre>" + html.escape("\n".join(describe(nwbfile))) + "</pre>",
     ]
     if absent:
-        parts.append("<p>Absent from this session:</p><ul>"
-                     + "".join(f"<li class='absent'>{html.escape(a)}</li>" for a in absent) + "</ul>")
+        parts.append(
+            "<p>Absent from this session:</p><ul>"
+            + "".join(f"<li class='absent'>{html.escape(a)}</li>" for a in absent)
+            + "</ul>"
+        )
     return "\n".join(parts)
 
 
@@ -723,5 +796,6 @@ def write_report(session, out):
     shown = [s.key for s in sections if s.figures]
     missing = [s.key for s in sections if s.absent]
     figures = sum(len(s.figures) for s in sections)
-    return (f"wrote {out}: {figures} figures ({', '.join(shown) or 'none'})"
-            + (f"; absent: {', '.join(missing)}" if missing else ""))
+    return f"wrote {out}: {figures} figures ({', '.join(shown) or 'none'})" + (
+        f"; absent: {', '.join(missing)}" if missing else ""
+    )

@@ -116,8 +116,9 @@ def test_activation_names_kinds_and_shapes_follow_the_config(training_set, decod
     assert sum(layer.kind == "encoder" for layer in layers) == 2
     assert np.all(np.abs(out["action"]) <= 1.0) and out["action"].shape == (38,)
     assert np.all(out["latent_scale"] > 0)
-    np.testing.assert_allclose(out["latent_sample"],
-                               out["latent_mean"] + out["latent_scale"] * _noise0(config), rtol=1e-5)
+    np.testing.assert_allclose(
+        out["latent_sample"], out["latent_mean"] + out["latent_scale"] * _noise0(config), rtol=1e-5
+    )
 
 
 def _noise0(config):
@@ -138,9 +139,12 @@ def test_policy_step_matches_the_network_and_unpacks_by_name(training_set):
     action, state, flat = policy.step(r, p, policy.initial_state(), noise)
     net = network_from_params(config, ckpt.params)
     norm = config.observation.normalisation()
-    _, _, acts = net((r - norm["reference_mean"]) / norm["reference_std"],
-                     (p - norm["proprioception_mean"]) / norm["proprioception_std"],
-                     initial_carry(config), noise)
+    _, _, acts = net(
+        (r - norm["reference_mean"]) / norm["reference_std"],
+        (p - norm["proprioception_mean"]) / norm["proprioception_std"],
+        initial_carry(config),
+        noise,
+    )
     unpacked = policy.unpack(flat)
     for name, value in acts.items():
         np.testing.assert_allclose(unpacked[name], np.asarray(value), rtol=1e-4, atol=1e-5)
@@ -193,9 +197,13 @@ def test_reference_features_are_egocentric(body_model):
 
 
 def test_training_reduces_the_loss(training_set):
-    result = train_controller(training_set, ControllerConfig(**SMALL, decoder="mlp"),
-                              TrainingConfig(steps=120, batch_size=8, sequence_length=16,
-                                             learning_rate=3e-3, log_every=20, validation_fraction=0.1))
+    result = train_controller(
+        training_set,
+        ControllerConfig(**SMALL, decoder="mlp"),
+        TrainingConfig(
+            steps=120, batch_size=8, sequence_length=16, learning_rate=3e-3, log_every=20, validation_fraction=0.1
+        ),
+    )
     mse = result.history["mse"]
     assert mse[-1] < 0.5 * mse[0]
     assert np.isfinite(result.history["validation_mse"]).all()
@@ -206,14 +214,35 @@ def test_training_reduces_the_loss(training_set):
 
 
 def test_lstm_training_runs_and_continues(training_set):
-    first = train_controller(training_set, ControllerConfig(**SMALL),
-                             TrainingConfig(steps=4, batch_size=2, sequence_length=8, log_every=2,
-                                            validation_fraction=0.0))
+    """Training continued from a checkpoint starts from its weights, not from a fresh network."""
+
+    def flat(params):
+        return np.concatenate([np.ravel(v) for _, v in sorted(_leaves(params))])
+
+    config = ControllerConfig(**SMALL)
+    settings = dict(batch_size=2, sequence_length=8, learning_rate=3e-3, validation_fraction=0.0)
+    first = train_controller(training_set, config, TrainingConfig(steps=30, log_every=10, **settings))
     assert np.isfinite(first.history["loss"]).all()
-    again = train_controller(training_set, training=TrainingConfig(steps=2, batch_size=2, sequence_length=8,
-                                                                    log_every=1, validation_fraction=0.0),
-                             initial=first.checkpoint)
+    again = train_controller(
+        training_set, training=TrainingConfig(steps=1, log_every=1, **settings), initial=first.checkpoint
+    )
+    scratch = train_controller(training_set, config, TrainingConfig(steps=1, log_every=1, **settings))
     assert [s["stage"] for s in again.checkpoint.training] == ["supervised", "supervised"]
+    trained = flat(first.checkpoint.params)
+    # one step from the given weights stays next to them; one step from a fresh network is 29 steps away
+    resumed_distance = np.linalg.norm(flat(again.checkpoint.params) - trained)
+    scratch_distance = np.linalg.norm(flat(scratch.checkpoint.params) - trained)
+    assert resumed_distance < 0.2 * scratch_distance
+    # and its loss starts where the first run ended, below a fresh network's
+    assert again.history["loss"][0] < scratch.history["loss"][0]
+
+
+def _leaves(tree, prefix=""):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", np.asarray(value)
 
 
 def test_training_windows_stop_at_their_segment_and_weights_scale_actuators(training_set):
@@ -224,9 +253,14 @@ def test_training_windows_stop_at_their_segment_and_weights_scale_actuators(trai
     n = len(training_set)
     # two segments: the second's targets are far from anything the fresh network outputs
     targets = np.zeros_like(training_set.targets)
-    targets[n // 2:] = 0.9
-    data = TrainingSet(training_set.reference, training_set.proprioception, targets,
-                       (np.arange(n) >= n // 2).astype(int), training_set.spec)
+    targets[n // 2 :] = 0.9
+    data = TrainingSet(
+        training_set.reference,
+        training_set.proprioception,
+        targets,
+        (np.arange(n) >= n // 2).astype(int),
+        training_set.spec,
+    )
     config = _config(training_set, decoder="mlp")
     trainer = SupervisedTrainer(config, TrainingConfig(sequence_length=16))
     first, second = np.arange(n) < n // 2, np.arange(n) >= n // 2
@@ -251,9 +285,12 @@ def test_training_windows_stop_at_their_segment_and_weights_scale_actuators(trai
 
 def test_checkpoint_round_trip_and_checksum(training_set, tmp_path):
     config = _config(training_set)
-    ckpt = ControllerCheckpoint(config=config, params=network_params(network_from_params(config)),
-                                training=({"stage": "supervised", "steps": 0},),
-                                extra={"critic": {"w": np.arange(3.0)}})
+    ckpt = ControllerCheckpoint(
+        config=config,
+        params=network_params(network_from_params(config)),
+        training=({"stage": "supervised", "steps": 0},),
+        extra={"critic": {"w": np.arange(3.0)}},
+    )
     path = tmp_path / "controller.npz"
     digest = save_checkpoint(path, ckpt)
     back = load_checkpoint(path)
@@ -266,10 +303,12 @@ def test_checkpoint_round_trip_and_checksum(training_set, tmp_path):
     network_from_params(back.config, back.params)  # loads into the network
 
     data = bytearray(checkpoint_to_bytes(ckpt))
-    tampered = checkpoint_to_bytes(ControllerCheckpoint(
-        config=config, params={**ckpt.params, "action_log_std": ckpt.params["action_log_std"] + 1}))
+    tampered = checkpoint_to_bytes(
+        ControllerCheckpoint(config=config, params={**ckpt.params, "action_log_std": ckpt.params["action_log_std"] + 1})
+    )
     import io
     import zipfile
+
     # splice the tampered params into the original file (the stored checksum stays the old one)
     with zipfile.ZipFile(io.BytesIO(bytes(data))) as a, zipfile.ZipFile(io.BytesIO(tampered)) as b:
         out = io.BytesIO()
@@ -300,9 +339,16 @@ def test_checkpoint_that_does_not_fit_the_body_model(body_model, training_set):
     # parameters of one window loaded under a config of another
     from dataclasses import replace
 
-    other = replace(config, observation=replace(config.observation, reference_window=3,
-                                                reference_size=3 * config.observation.reference_size // 5,
-                                                reference_mean=None, reference_std=None))
+    other = replace(
+        config,
+        observation=replace(
+            config.observation,
+            reference_window=3,
+            reference_size=3 * config.observation.reference_size // 5,
+            reference_mean=None,
+            reference_std=None,
+        ),
+    )
     with pytest.raises(ValueError, match="do not match the config"):
         network_from_params(other, ckpt.params)
     with pytest.raises(ValueError, match="n_actions=38"):

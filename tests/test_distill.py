@@ -32,8 +32,7 @@ from mimic_nwb.simulate.testing import standing_reference
 from mimic_nwb.simulate.tracking import TerminationConfig
 
 FPS = 50.0
-SMALL = ControllerConfig(encoder_sizes=(64, 64), latent_size=16, decoder="mlp", decoder_sizes=(64, 64),
-                         kl_weight=1e-6)
+SMALL = ControllerConfig(encoder_sizes=(64, 64), latent_size=16, decoder="mlp", decoder_sizes=(64, 64), kl_weight=1e-6)
 # A strict threshold: the standing reference is easy (the expert keeps up in one episode), the
 # untrained network fails it at every minimum-length episode.
 TERMINATION = TerminationConfig(threshold=0.012, min_episode_frames=5)
@@ -56,11 +55,24 @@ def expert(body_model, reference):
 
 
 def _config(**kw):
-    training = TrainingConfig(batch_size=64, sequence_length=1, learning_rate=2e-3, validation_fraction=0.0,
-                              log_every=50)
-    return DistillationConfig(**{**dict(iterations=3, expert_passes=2, student_passes=1, steps_per_iteration=300,
-                                        expert_noise=0.02, termination=TERMINATION, latent="mean",
-                                        training=training), **kw})
+    training = TrainingConfig(
+        batch_size=64, sequence_length=1, learning_rate=2e-3, validation_fraction=0.0, log_every=50
+    )
+    return DistillationConfig(
+        **{
+            **dict(
+                iterations=3,
+                expert_passes=2,
+                student_passes=1,
+                steps_per_iteration=300,
+                expert_noise=0.02,
+                termination=TERMINATION,
+                latent="mean",
+                training=training,
+            ),
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +82,44 @@ def distilled(body_model, reference, expert):
 
 def _closed_loop(body_model, reference, expert, checkpoint):
     sim = _Imitation(body_model.model, reference, checkpoint.config.observation)
-    return imitation_pass(sim, expert, ControllerPolicy(checkpoint), start=0, stop=reference.n_frames,
-                          expert_probability=0.0, expert_noise=0.0, latent="mean", termination=TERMINATION,
-                          rng=np.random.default_rng(0), spec=checkpoint.config.observation, record=False)
+    return imitation_pass(
+        sim,
+        expert,
+        ControllerPolicy(checkpoint),
+        start=0,
+        stop=reference.n_frames,
+        expert_probability=0.0,
+        expert_noise=0.0,
+        latent="mean",
+        termination=TERMINATION,
+        rng=np.random.default_rng(0),
+        spec=checkpoint.config.observation,
+        record=False,
+    )
 
 
 def test_dagger_student_imitates_longer_than_the_untrained_network(body_model, reference, expert, distilled):
     trained = _closed_loop(body_model, reference, expert, distilled.checkpoint)
-    untrained = ControllerCheckpoint(config=distilled.checkpoint.config,
-                                     params=SupervisedTrainer(distilled.checkpoint.config, TrainingConfig()).params)
+    untrained = ControllerCheckpoint(
+        config=distilled.checkpoint.config,
+        params=SupervisedTrainer(distilled.checkpoint.config, TrainingConfig()).params,
+    )
     before = _closed_loop(body_model, reference, expert, untrained)
     # the expert itself keeps up with this reference in one episode
     sim = _Imitation(body_model.model, reference, distilled.checkpoint.config.observation)
-    by_expert = imitation_pass(sim, expert, None, start=0, stop=reference.n_frames, expert_probability=1.0,
-                               expert_noise=0.0, latent="mean", termination=TERMINATION,
-                               rng=np.random.default_rng(0), spec=distilled.checkpoint.config.observation)
+    by_expert = imitation_pass(
+        sim,
+        expert,
+        None,
+        start=0,
+        stop=reference.n_frames,
+        expert_probability=1.0,
+        expert_noise=0.0,
+        latent="mean",
+        termination=TERMINATION,
+        rng=np.random.default_rng(0),
+        spec=distilled.checkpoint.config.observation,
+    )
     assert len(by_expert.episode_lengths) == 1
     assert len(before.episode_lengths) >= 10
     # measured: untrained 16 episodes (median 5 frames, 11.0 mm), distilled 11 (median 7.5, 7.8 mm)
@@ -120,21 +155,37 @@ def test_resuming_continues_from_the_checkpoint(body_model, reference, expert, d
     assert [e["iteration"] for e in more.log] == [3]
     assert more.log[0]["actor"] == "student"  # no expert-only iteration when resuming
     # the normalisation is the checkpoint's
-    np.testing.assert_array_equal(more.checkpoint.config.observation.reference_mean,
-                                  loaded.config.observation.reference_mean)
+    np.testing.assert_array_equal(
+        more.checkpoint.config.observation.reference_mean, loaded.config.observation.reference_mean
+    )
 
 
 def test_resumed_trainer_starts_from_the_saved_weights_and_loss(body_model, reference, expert, tmp_path):
     spec = observation_spec(body_model.model)
     sim = _Imitation(body_model.model, reference, spec)
-    data = imitation_pass(sim, expert, None, start=0, stop=reference.n_frames, expert_probability=1.0,
-                          expert_noise=0.02, latent="mean", termination=TERMINATION,
-                          rng=np.random.default_rng(0), spec=spec).data
+    data = imitation_pass(
+        sim,
+        expert,
+        None,
+        start=0,
+        stop=reference.n_frames,
+        expert_probability=1.0,
+        expert_noise=0.02,
+        latent="mean",
+        termination=TERMINATION,
+        rng=np.random.default_rng(0),
+        spec=spec,
+    ).data
     from dataclasses import replace
 
     config = replace(SMALL, n_actions=38, observation=spec.with_statistics(data.reference, data.proprioception))
-    training = TrainingConfig(batch_size=64, sequence_length=1, learning_rate=2e-3, log_every=1,
-                              action_weights=action_weights(body_model.model, "gain"))
+    training = TrainingConfig(
+        batch_size=64,
+        sequence_length=1,
+        learning_rate=2e-3,
+        log_every=1,
+        action_weights=action_weights(body_model.model, "gain"),
+    )
     first = SupervisedTrainer(config, training)
     fresh_loss = first.evaluate(data)
     first.fit(data, 200)

@@ -29,7 +29,7 @@ from mimic_nwb.importers.labels import LabelImportConfig, import_labels
 from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig
-from mimic_nwb.simulate.nwb import inverse_dynamics, simulate, train_controller_session
+from mimic_nwb.simulate.nwb import inverse_dynamics, simulate, train_controller
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.nwb import stac
 from mimic_nwb.storage import quantized
@@ -71,7 +71,7 @@ def session(tmp_path_factory):
     stac(path, StacConfig(n_workers=1, n_calibration_frames=20, n_calibration_rounds=1))
     inverse_dynamics(path)
     small = ControllerConfig(encoder_sizes=(16,), latent_size=4, decoder_sizes=(8,))
-    train_controller_session(path, folder / "controller.npz", config=small, training=TrainingConfig(steps=2))
+    train_controller(path, folder / "controller.npz", small, training=TrainingConfig(steps=2))
     rolled = simulate(path, RolloutConfig(n_frames=40, resample_latent=True, latent_samples=2))
     return path, rolled.result.activations
 

@@ -18,11 +18,12 @@ from mimic_nwb.session import read_session
 from mimic_nwb.simulate import RolloutConfig, survival_curve
 from mimic_nwb.simulate.nwb import (
     SimulationStageResult,
+    TrainControllerResult,
     checkpoint_from_nwb,
     episode_lengths,
     inverse_dynamics,
     simulate,
-    train_controller_session,
+    train_controller,
 )
 from mimic_nwb.stac import StacConfig
 from mimic_nwb.stac.nwb import stac
@@ -42,9 +43,11 @@ def simulated(tmp_path_factory):
     import_keypoints(path, folder / "clip.mat", KeypointImportConfig(skeleton="rat23", rate=50.0))
     stac(path, StacConfig(n_workers=1, n_calibration_frames=30, n_calibration_rounds=2))
     replayed = inverse_dynamics(path)
-    _, training = train_controller_session(
-        path, folder / "controller.npz", config=SMALL, training=TrainingConfig(steps=10)
-    )
+    trained = train_controller(path, folder / "controller.npz", SMALL, training=TrainingConfig(steps=10))
+    assert isinstance(trained, TrainControllerResult) and trained.name == "processing/mimic/ControllerNetwork"
+    assert trained.reference == "processing/mimic/SimulationRollout_inverse_dynamics" and trained.method == "dagger"
+    assert trained.checkpoint == folder / "controller.npz" and "\n" not in trained.summary()
+    training = trained.result
     rolled = simulate(path, RolloutConfig(n_frames=60, resample_latent=True, latent_samples=4))
     assert isinstance(rolled, SimulationStageResult)
     return path, folder, replayed, training, rolled

@@ -16,8 +16,8 @@ from ndx_mimic import (
     SimulationRollout,
     StacRegistration,
 )
-from ndx_mimic.testing import mock
 from ndx_mimic.mimic import pose_as_array
+from ndx_mimic.testing import mock
 
 
 def test_mocks_build_consistent_objects():

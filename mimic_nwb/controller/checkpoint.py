@@ -89,7 +89,7 @@ def _unflatten(flat: dict[str, np.ndarray], prefix: str) -> dict:
     for path, value in flat.items():
         if not path.startswith(prefix + "/"):
             continue
-        keys = path[len(prefix) + 1:].split("/")
+        keys = path[len(prefix) + 1 :].split("/")
         node = tree
         for k in keys[:-1]:
             node = node.setdefault(int(k) if k.isdigit() else k, {})
@@ -155,12 +155,15 @@ def checkpoint_from_bytes(data: bytes, name: str = "checkpoint") -> ControllerCh
     if fmt.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(f"{name}: format {fmt.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
     if int(fmt.get("version", -1)) > CHECKPOINT_VERSION:
-        raise ValueError(f"{name}: checkpoint version {fmt.get('version')} is newer than this "
-                         f"software reads ({CHECKPOINT_VERSION})")
+        raise ValueError(
+            f"{name}: checkpoint version {fmt.get('version')} is newer than this software reads ({CHECKPOINT_VERSION})"
+        )
     actual = _digest(entries)
     if actual != stored:
-        raise ValueError(f"{name}: checksum mismatch (stored sha256 {stored[:12]}..., content "
-                         f"{actual[:12]}...): the file is damaged or was edited")
+        raise ValueError(
+            f"{name}: checksum mismatch (stored sha256 {stored[:12]}..., content "
+            f"{actual[:12]}...): the file is damaged or was edited"
+        )
     stats = {s: entries[f"normalisation/{s}"] for s in _STATS}
     try:
         config = ControllerConfig.from_json_dict(json.loads(str(entries["config"][()])), stats)
@@ -200,8 +203,7 @@ def load_checkpoint(path: str | os.PathLike) -> ControllerCheckpoint:
     return checkpoint_from_bytes(path.read_bytes(), str(path))
 
 
-def check_checkpoint_compatible(ckpt: ControllerCheckpoint, body_model, *,
-                                reference_window: int | None = None) -> None:
+def check_checkpoint_compatible(ckpt: ControllerCheckpoint, body_model, *, reference_window: int | None = None) -> None:
     """ValueError (one line) when the controller cannot drive this body model: a different
     actuator count or names, joints, missing appendage bodies, or (when given) a different
     reference window."""
@@ -225,10 +227,11 @@ def check_checkpoint_compatible(ckpt: ControllerCheckpoint, body_model, *,
             f"checkpoint: the controller was trained with a reference window of {obs.reference_window} "
             f"frames, {reference_window} requested"
         )
-    layout = ObservationLayout.build(model, obs.reference_window, obs.appendage_bodies,
-                                     obs.joint_names or None)
-    for what, size, expected in (("reference", obs.reference_size, layout.reference_size),
-                                 ("proprioception", obs.proprioception_size, layout.proprioception_size)):
+    layout = ObservationLayout.build(model, obs.reference_window, obs.appendage_bodies, obs.joint_names or None)
+    for what, size, expected in (
+        ("reference", obs.reference_size, layout.reference_size),
+        ("proprioception", obs.proprioception_size, layout.proprioception_size),
+    ):
         if size != expected:
             raise ValueError(
                 f"checkpoint: {what} input of {size} features, the body model gives {expected} "

@@ -12,8 +12,7 @@ from ndx_mimic import LAYER_KINDS  # the kinds of recorded layers the file forma
 
 from .observations import DEFAULT_APPENDAGES
 
-__all__ = ["ControllerConfig", "ObservationSpec", "LayerSpec", "DECODERS", "ACTIVATIONS",
-           "LAYER_KINDS"]
+__all__ = ["ControllerConfig", "ObservationSpec", "LayerSpec", "DECODERS", "ACTIVATIONS", "LAYER_KINDS"]
 
 DECODERS = ("lstm", "mlp")
 ACTIVATIONS = ("tanh", "relu", "elu", "gelu", "swish")
@@ -56,8 +55,9 @@ class ObservationSpec:
                     continue
                 v = np.asarray(v, dtype=np.float32)
                 if v.shape != (size,) or not np.isfinite(v).all():
-                    raise ValueError(f"ObservationSpec.{name}_{stat}: expected {size} finite "
-                                     f"values, got shape {v.shape}")
+                    raise ValueError(
+                        f"ObservationSpec.{name}_{stat}: expected {size} finite values, got shape {v.shape}"
+                    )
                 if stat == "std" and (v <= 0).any():
                     raise ValueError(f"ObservationSpec.{name}_std: must be > 0")
                 object.__setattr__(self, f"{name}_{stat}", v)
@@ -70,8 +70,10 @@ class ObservationSpec:
 
     def normalisation(self) -> dict[str, np.ndarray]:
         """The four statistics (identity when not fitted)."""
+
         def get(v, size, fill):
             return np.full(size, fill, np.float32) if v is None else v
+
         return {
             "reference_mean": get(self.reference_mean, self.reference_size, 0.0),
             "reference_std": get(self.reference_std, self.reference_size, 1.0),
@@ -79,15 +81,18 @@ class ObservationSpec:
             "proprioception_std": get(self.proprioception_std, self.proprioception_size, 1.0),
         }
 
-    def with_statistics(self, reference: np.ndarray, proprioception: np.ndarray,
-                        min_std: float = 1e-2) -> "ObservationSpec":
+    def with_statistics(
+        self, reference: np.ndarray, proprioception: np.ndarray, min_std: float = 1e-2
+    ) -> ObservationSpec:
         """A copy with normalisation statistics fitted on (N, size) feature arrays. The std
         floor ``min_std`` is in the features' units (metres, radians, ...)."""
         r, p = np.asarray(reference, float), np.asarray(proprioception, float)
         return replace(
             self,
-            reference_mean=r.mean(0), reference_std=np.maximum(r.std(0), min_std),
-            proprioception_mean=p.mean(0), proprioception_std=np.maximum(p.std(0), min_std),
+            reference_mean=r.mean(0),
+            reference_std=np.maximum(r.std(0), min_std),
+            proprioception_mean=p.mean(0),
+            proprioception_std=np.maximum(p.std(0), min_std),
         )
 
     def to_json_dict(self) -> dict:
@@ -139,17 +144,14 @@ class ControllerConfig:
         object.__setattr__(self, "encoder_sizes", tuple(int(s) for s in self.encoder_sizes))
         object.__setattr__(self, "decoder_sizes", tuple(int(s) for s in self.decoder_sizes))
         if not self.encoder_sizes or min(self.encoder_sizes) < 1:
-            raise ValueError(f"ControllerConfig.encoder_sizes: needs >= 1 layer of >= 1 unit, "
-                             f"got {self.encoder_sizes}")
+            raise ValueError(f"ControllerConfig.encoder_sizes: needs >= 1 layer of >= 1 unit, got {self.encoder_sizes}")
         if not self.decoder_sizes or min(self.decoder_sizes) < 1:
-            raise ValueError(f"ControllerConfig.decoder_sizes: needs >= 1 layer of >= 1 unit, "
-                             f"got {self.decoder_sizes}")
+            raise ValueError(f"ControllerConfig.decoder_sizes: needs >= 1 layer of >= 1 unit, got {self.decoder_sizes}")
         if self.decoder not in DECODERS:
             raise ValueError(f"ControllerConfig.decoder: expected one of {DECODERS}, got {self.decoder!r}")
         for name in ("encoder_activation", "decoder_activation"):
             if getattr(self, name) not in ACTIVATIONS:
-                raise ValueError(f"ControllerConfig.{name}: expected one of {ACTIVATIONS}, "
-                                 f"got {getattr(self, name)!r}")
+                raise ValueError(f"ControllerConfig.{name}: expected one of {ACTIVATIONS}, got {getattr(self, name)!r}")
         if int(self.latent_size) < 1 or int(self.n_actions) < 1:
             raise ValueError("ControllerConfig: latent_size and n_actions must be >= 1")
         if not (self.kl_weight >= 0 and np.isfinite(self.kl_weight)):
@@ -168,14 +170,13 @@ class ControllerConfig:
     def reference_window(self) -> int:
         return self.observation.reference_window
 
-    def layers(self) -> tuple["LayerSpec", ...]:
+    def layers(self) -> tuple[LayerSpec, ...]:
         """Every recorded layer, in forward order: name, kind, size."""
         out = [LayerSpec(f"encoder_{i}", "encoder", s) for i, s in enumerate(self.encoder_sizes)]
         out += [LayerSpec(k, k, self.latent_size) for k in ("latent_mean", "latent_scale", "latent_sample")]
         if self.decoder == "lstm":
             for i, s in enumerate(self.decoder_sizes):
-                out += [LayerSpec(f"lstm_hidden_{i}", "lstm_hidden", s),
-                        LayerSpec(f"lstm_cell_{i}", "lstm_cell", s)]
+                out += [LayerSpec(f"lstm_hidden_{i}", "lstm_hidden", s), LayerSpec(f"lstm_cell_{i}", "lstm_cell", s)]
         else:
             out += [LayerSpec(f"decoder_{i}", "decoder", s) for i, s in enumerate(self.decoder_sizes)]
         out.append(LayerSpec("action", "action", self.n_actions))
@@ -192,7 +193,7 @@ class ControllerConfig:
         return json.dumps(self.to_json_dict(), sort_keys=True)
 
     @classmethod
-    def from_json_dict(cls, d: dict, statistics: dict | None = None) -> "ControllerConfig":
+    def from_json_dict(cls, d: dict, statistics: dict | None = None) -> ControllerConfig:
         d = dict(d)
         obs = dict(d.pop("observation"))
         obs.update(statistics or {})

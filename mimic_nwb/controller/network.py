@@ -26,8 +26,7 @@ __all__ = [
     "split_network",
 ]
 
-_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "elu": jax.nn.elu, "gelu": jax.nn.gelu,
-                "swish": jax.nn.swish}
+_ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "elu": jax.nn.elu, "gelu": jax.nn.gelu, "swish": jax.nn.swish}
 
 Carry = tuple  # ((c_0, h_0), (c_1, h_1), ...) for the LSTM decoder; () for the MLP decoder
 
@@ -49,8 +48,12 @@ class MimicNetwork(nnx.Module):
         else:
             self.decoder = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(dec[:-1], dec[1:])])
         # Small initial actions: the policy starts near "do nothing".
-        self.action = nnx.Linear(dec[-1], c.n_actions, rngs=rngs,
-                                 kernel_init=nnx.initializers.variance_scaling(0.01, "fan_in", "truncated_normal"))
+        self.action = nnx.Linear(
+            dec[-1],
+            c.n_actions,
+            rngs=rngs,
+            kernel_init=nnx.initializers.variance_scaling(0.01, "fan_in", "truncated_normal"),
+        )
         self.action_log_std = nnx.Param(jnp.full((c.n_actions,), np.log(c.action_std), jnp.float32))
 
     def encode(self, reference):
@@ -94,8 +97,10 @@ def initial_carry(config: ControllerConfig, batch_shape: tuple = ()) -> Carry:
     """Zero LSTM state ((c, h) per layer), the state at the start of every episode."""
     if config.decoder != "lstm":
         return ()
-    return tuple((jnp.zeros((*batch_shape, s), jnp.float32), jnp.zeros((*batch_shape, s), jnp.float32))
-                 for s in config.decoder_sizes)
+    return tuple(
+        (jnp.zeros((*batch_shape, s), jnp.float32), jnp.zeros((*batch_shape, s), jnp.float32))
+        for s in config.decoder_sizes
+    )
 
 
 def network_params(network: MimicNetwork) -> dict:

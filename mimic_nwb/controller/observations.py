@@ -95,10 +95,15 @@ class ReferenceTrajectory:
         return len(self.qpos)
 
     @classmethod
-    def from_inverse_dynamics(cls, result, first_frame: int = 0) -> "ReferenceTrajectory":
+    def from_inverse_dynamics(cls, result, first_frame: int = 0) -> ReferenceTrajectory:
         """The smoothed poses, velocities and activations of an ``InverseDynamicsResult``."""
-        return cls(qpos=result.qpos, qvel=result.qvel, frame_rate=result.frame_rate,
-                   activations=result.actuator_activations, first_frame=first_frame)
+        return cls(
+            qpos=result.qpos,
+            qvel=result.qvel,
+            frame_rate=result.frame_rate,
+            activations=result.actuator_activations,
+            first_frame=first_frame,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,8 +123,9 @@ class ObservationLayout:
     appendage_ids: np.ndarray
 
     @classmethod
-    def build(cls, model: mujoco.MjModel, reference_window: int,
-              appendage_bodies=DEFAULT_APPENDAGES, joint_names=None) -> "ObservationLayout":
+    def build(
+        cls, model: mujoco.MjModel, reference_window: int, appendage_bodies=DEFAULT_APPENDAGES, joint_names=None
+    ) -> ObservationLayout:
         if model.njnt == 0 or int(model.jnt_type[0]) != _FREE:
             raise ValueError("body model: the first joint must be a free joint (the root)")
         if int(reference_window) < 1:
@@ -138,12 +144,15 @@ class ObservationLayout:
                 raise ValueError(f"body model: has no appendage body {b!r}")
             ids.append(i)
         return cls(
-            model=model, reference_window=int(reference_window),
-            root_qpos=int(model.jnt_qposadr[0]), root_dof=int(model.jnt_dofadr[0]),
+            model=model,
+            reference_window=int(reference_window),
+            root_qpos=int(model.jnt_qposadr[0]),
+            root_dof=int(model.jnt_dofadr[0]),
             root_body=int(model.jnt_bodyid[0]),
             joint_qpos=np.array([model.jnt_qposadr[j] for j in scalar], dtype=int),
             joint_dof=np.array([model.jnt_dofadr[j] for j in scalar], dtype=int),
-            joint_names=names, appendage_bodies=tuple(appendage_bodies),
+            joint_names=names,
+            appendage_bodies=tuple(appendage_bodies),
             appendage_ids=np.array(ids, dtype=int),
         )
 
@@ -182,7 +191,7 @@ class ReferenceKinematics:
     body_pos: np.ndarray
 
     @classmethod
-    def compute(cls, layout: ObservationLayout, qpos: np.ndarray) -> "ReferenceKinematics":
+    def compute(cls, layout: ObservationLayout, qpos: np.ndarray) -> ReferenceKinematics:
         model = layout.model
         data = mujoco.MjData(model)
         qpos = np.asarray(qpos, dtype=float)
@@ -194,11 +203,14 @@ class ReferenceKinematics:
             body_pos[t] = data.xpos
             root_mat[t] = data.xmat[layout.root_body].reshape(3, 3)
         rq = layout.root_qpos
-        quat = qpos[:, rq + 3:rq + 7] / np.linalg.norm(qpos[:, rq + 3:rq + 7], axis=1, keepdims=True)
+        quat = qpos[:, rq + 3 : rq + 7] / np.linalg.norm(qpos[:, rq + 3 : rq + 7], axis=1, keepdims=True)
         return cls(
-            root_pos=body_pos[:, layout.root_body].copy(), root_mat=root_mat, root_quat=quat,
+            root_pos=body_pos[:, layout.root_body].copy(),
+            root_mat=root_mat,
+            root_quat=quat,
             joints=qpos[:, layout.joint_qpos].copy(),
-            appendages=body_pos[:, layout.appendage_ids].copy(), body_pos=body_pos,
+            appendages=body_pos[:, layout.appendage_ids].copy(),
+            body_pos=body_pos,
         )
 
     def window(self, frames: np.ndarray, width: int) -> np.ndarray:
@@ -214,12 +226,15 @@ def _quat_conj(q):
 def _quat_mul(a, b):
     aw, ax, ay, az = np.moveaxis(a, -1, 0)
     bw, bx, by, bz = np.moveaxis(b, -1, 0)
-    return np.stack([
-        aw * bw - ax * bx - ay * by - az * bz,
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-    ], axis=-1)
+    return np.stack(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ],
+        axis=-1,
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,22 +255,31 @@ class BodyState:
     appendages: np.ndarray
 
     @classmethod
-    def from_data(cls, layout: ObservationLayout, data: mujoco.MjData) -> "BodyState":
+    def from_data(cls, layout: ObservationLayout, data: mujoco.MjData) -> BodyState:
         """One frame from MuJoCo data after (at least) ``mj_kinematics``."""
         rq, rd, rb = layout.root_qpos, layout.root_dof, layout.root_body
-        quat = data.qpos[rq + 3:rq + 7]
+        quat = data.qpos[rq + 3 : rq + 7]
         return cls(
-            root_pos=data.xpos[rb][None].copy(), root_mat=data.xmat[rb].reshape(1, 3, 3).copy(),
+            root_pos=data.xpos[rb][None].copy(),
+            root_mat=data.xmat[rb].reshape(1, 3, 3).copy(),
             root_quat=(quat / np.linalg.norm(quat))[None],
-            joints=data.qpos[layout.joint_qpos][None], joint_vel=data.qvel[layout.joint_dof][None],
-            act=data.act[None].copy(), root_vel=data.qvel[rd:rd + 3][None].copy(),
-            root_angvel=data.qvel[rd + 3:rd + 6][None].copy(),
+            joints=data.qpos[layout.joint_qpos][None],
+            joint_vel=data.qvel[layout.joint_dof][None],
+            act=data.act[None].copy(),
+            root_vel=data.qvel[rd : rd + 3][None].copy(),
+            root_angvel=data.qvel[rd + 3 : rd + 6][None].copy(),
             appendages=data.xpos[layout.appendage_ids][None].copy(),
         )
 
     @classmethod
-    def from_reference(cls, layout: ObservationLayout, kin: ReferenceKinematics,
-                       qvel: np.ndarray, act: np.ndarray | None, frames: np.ndarray) -> "BodyState":
+    def from_reference(
+        cls,
+        layout: ObservationLayout,
+        kin: ReferenceKinematics,
+        qvel: np.ndarray,
+        act: np.ndarray | None,
+        frames: np.ndarray,
+    ) -> BodyState:
         """The body exactly at the reference, at ``frames`` (training data)."""
         frames = np.asarray(frames)
         rd = layout.root_dof
@@ -263,15 +287,21 @@ class BodyState:
         na = layout.model.na
         act = np.zeros((len(frames), na)) if act is None else np.asarray(act)[frames]
         return cls(
-            root_pos=kin.root_pos[frames], root_mat=kin.root_mat[frames],
-            root_quat=kin.root_quat[frames], joints=kin.joints[frames],
-            joint_vel=v[:, layout.joint_dof], act=act, root_vel=v[:, rd:rd + 3],
-            root_angvel=v[:, rd + 3:rd + 6], appendages=kin.appendages[frames],
+            root_pos=kin.root_pos[frames],
+            root_mat=kin.root_mat[frames],
+            root_quat=kin.root_quat[frames],
+            joints=kin.joints[frames],
+            joint_vel=v[:, layout.joint_dof],
+            act=act,
+            root_vel=v[:, rd : rd + 3],
+            root_angvel=v[:, rd + 3 : rd + 6],
+            appendages=kin.appendages[frames],
         )
 
 
-def reference_features(layout: ObservationLayout, kin: ReferenceKinematics, frames: np.ndarray,
-                       body: BodyState) -> np.ndarray:
+def reference_features(
+    layout: ObservationLayout, kin: ReferenceKinematics, frames: np.ndarray, body: BodyState
+) -> np.ndarray:
     """(N, reference_size) reference features for current frames ``frames`` (N,) and the
     current body (N frames). Layout per future frame: see the module docstring."""
     W = layout.reference_window
@@ -292,17 +322,29 @@ def proprioception(layout: ObservationLayout, body: BodyState) -> np.ndarray:
     zaxis = rt[:, :, 2]  # R.T @ e_z
     vel = np.einsum("nij,nj->ni", rt, body.root_vel)
     app = np.einsum("nij,naj->nai", rt, body.appendages - body.root_pos[:, None]).reshape(len(rt), -1)
-    return np.concatenate([
-        body.joints, body.joint_vel, body.act, body.root_pos[:, 2:3], zaxis, vel,
-        body.root_angvel, app,
-    ], axis=1)
+    return np.concatenate(
+        [
+            body.joints,
+            body.joint_vel,
+            body.act,
+            body.root_pos[:, 2:3],
+            zaxis,
+            vel,
+            body.root_angvel,
+            app,
+        ],
+        axis=1,
+    )
 
 
 def reference_feature_names(layout: ObservationLayout) -> tuple[str, ...]:
     """Name of every reference feature column."""
-    per = (["root_position_" + c for c in "xyz"] + ["root_orientation_" + c for c in ("qw", "qx", "qy", "qz")]
-           + ["joint_" + n for n in layout.joint_names]
-           + [f"appendage_{b}_{c}" for b in layout.appendage_bodies for c in "xyz"])
+    per = (
+        ["root_position_" + c for c in "xyz"]
+        + ["root_orientation_" + c for c in ("qw", "qx", "qy", "qz")]
+        + ["joint_" + n for n in layout.joint_names]
+        + [f"appendage_{b}_{c}" for b in layout.appendage_bodies for c in "xyz"]
+    )
     return tuple(f"t+{w + 1}/{n}" for w in range(layout.reference_window) for n in per)
 
 
@@ -313,8 +355,10 @@ def proprioception_names(layout: ObservationLayout) -> tuple[str, ...]:
     return tuple(
         ["joint_angle_" + n for n in layout.joint_names]
         + ["joint_velocity_" + n for n in layout.joint_names]
-        + ["activation_" + a for a in acts] + ["root_height"]
-        + ["world_zaxis_" + c for c in "xyz"] + ["root_velocity_" + c for c in "xyz"]
+        + ["activation_" + a for a in acts]
+        + ["root_height"]
+        + ["world_zaxis_" + c for c in "xyz"]
+        + ["root_velocity_" + c for c in "xyz"]
         + ["root_angular_velocity_" + c for c in "xyz"]
         + [f"appendage_{b}_{c}" for b in layout.appendage_bodies for c in "xyz"]
     )

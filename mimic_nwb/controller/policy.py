@@ -52,7 +52,7 @@ class ControllerPolicy:
         def unflatten_state(state):
             carry, i = [], 0
             for s in sizes if c.decoder == "lstm" else ():
-                carry.append((state[i:i + s], state[i + s:i + 2 * s]))  # (c, h)
+                carry.append((state[i : i + s], state[i + s : i + 2 * s]))  # (c, h)
                 i += 2 * s
             return tuple(carry)
 
@@ -80,8 +80,9 @@ class ControllerPolicy:
             r, p = normalise(reference, proprioception)
             enc = net.encode(r)
             z = enc["latent_mean"][None] + enc["latent_scale"][None] * noise
-            carry = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (noise.shape[0], *x.shape)),
-                                           unflatten_state(state))
+            carry = jax.tree_util.tree_map(
+                lambda x: jnp.broadcast_to(x, (noise.shape[0], *x.shape)), unflatten_state(state)
+            )
             pk = jnp.broadcast_to(p, (noise.shape[0], p.shape[-1]))
             actions, _, _ = net.decode(z, pk, carry)
             return actions.std(0), z.std(0)
@@ -126,4 +127,3 @@ class ControllerPolicy:
         self.step(r, p, self.initial_state(), np.zeros(c.latent_size, np.float32))
         if self.n_resample:
             self.resample(r, p, self.initial_state(), np.zeros((self.n_resample, c.latent_size), np.float32))
-

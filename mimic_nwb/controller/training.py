@@ -47,8 +47,15 @@ from .observations import (
     reference_features,
 )
 
-__all__ = ["SupervisedTrainer", "TrainingConfig", "TrainingResult", "TrainingSet", "build_training_set",
-           "software_versions", "train_controller"]
+__all__ = [
+    "SupervisedTrainer",
+    "TrainingConfig",
+    "TrainingResult",
+    "TrainingSet",
+    "build_training_set",
+    "software_versions",
+    "train_controller",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,13 +95,19 @@ class TrainingSet:
             reference=np.concatenate([s.reference for s in sets]),
             proprioception=np.concatenate([s.proprioception for s in sets]),
             targets=np.concatenate([s.targets for s in sets]),
-            segment=np.concatenate(segs), spec=spec,
+            segment=np.concatenate(segs),
+            spec=spec,
         )
 
 
-def build_training_set(body_model, reference: ReferenceTrajectory, controls: np.ndarray, *,
-                       reference_window: int = 5,
-                       appendage_bodies: Sequence[str] = DEFAULT_APPENDAGES) -> TrainingSet:
+def build_training_set(
+    body_model,
+    reference: ReferenceTrajectory,
+    controls: np.ndarray,
+    *,
+    reference_window: int = 5,
+    appendage_bodies: Sequence[str] = DEFAULT_APPENDAGES,
+) -> TrainingSet:
     """Inputs and targets for every frame of ``reference``.
 
     Args:
@@ -111,22 +124,28 @@ def build_training_set(body_model, reference: ReferenceTrajectory, controls: np.
     if not np.isfinite(controls).all():
         raise ValueError("controls: contain NaN or inf")
     if reference.qpos.shape[1] != model.nq or reference.qvel.shape[1] != model.nv:
-        raise ValueError(f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
-                         f"columns, the body model {model.nq}/{model.nv}")
+        raise ValueError(
+            f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
+            f"columns, the body model {model.nq}/{model.nv}"
+        )
     layout = ObservationLayout.build(model, reference_window, tuple(appendage_bodies))
     kin = ReferenceKinematics.compute(layout, reference.qpos)
     frames = np.arange(reference.n_frames)
     body = BodyState.from_reference(layout, kin, reference.qvel, reference.activations, frames)
     spec = ObservationSpec(
-        reference_window=int(reference_window), joint_names=layout.joint_names,
+        reference_window=int(reference_window),
+        joint_names=layout.joint_names,
         appendage_bodies=tuple(appendage_bodies),
         actuator_names=tuple(model.actuator(i).name for i in range(model.nu)),
-        reference_size=layout.reference_size, proprioception_size=layout.proprioception_size,
+        reference_size=layout.reference_size,
+        proprioception_size=layout.proprioception_size,
     )
     return TrainingSet(
         reference=reference_features(layout, kin, frames, body).astype(np.float32),
         proprioception=proprioception(layout, body).astype(np.float32),
-        targets=controls.astype(np.float32), segment=np.zeros(len(frames), dtype=int), spec=spec,
+        targets=controls.astype(np.float32),
+        segment=np.zeros(len(frames), dtype=int),
+        spec=spec,
     )
 
 
@@ -167,8 +186,7 @@ class TrainingConfig:
         if not self.learning_rate > 0:
             raise ValueError(f"TrainingConfig.learning_rate: must be > 0, got {self.learning_rate!r}")
         if not 0 <= self.validation_fraction < 1:
-            raise ValueError("TrainingConfig.validation_fraction: must be in [0, 1), "
-                             f"got {self.validation_fraction!r}")
+            raise ValueError(f"TrainingConfig.validation_fraction: must be in [0, 1), got {self.validation_fraction!r}")
         if not self.input_noise >= 0:
             raise ValueError(f"TrainingConfig.input_noise: must be >= 0, got {self.input_noise!r}")
         if self.action_weights is not None:
@@ -224,8 +242,9 @@ class SupervisedTrainer:
         if not config.observation.normalised:
             raise ValueError("controller config: the observation spec has no normalisation statistics")
         if training.action_weights is not None and len(training.action_weights) != config.n_actions:
-            raise ValueError(f"TrainingConfig.action_weights: {len(training.action_weights)} values for "
-                             f"{config.n_actions} actuators")
+            raise ValueError(
+                f"TrainingConfig.action_weights: {len(training.action_weights)} values for {config.n_actions} actuators"
+            )
         self.config, self.training = config, training
         network = network_from_params(config, params, seed=training.seed)
         _, state, _ = nnx.split(network, nnx.Param, ...)
@@ -260,12 +279,18 @@ class SupervisedTrainer:
     @staticmethod
     def _mask(rows: np.ndarray, cap: int) -> jnp.ndarray:
         m = np.zeros(cap, np.float32)
-        m[:len(rows)] = rows
+        m[: len(rows)] = rows
         return jnp.asarray(m)
 
-    def fit(self, data: TrainingSet, steps: int, *, train_rows: np.ndarray | None = None,
-            validation_rows: np.ndarray | None = None,
-            progress: Callable[[int, int, float], None] | None = None) -> dict:
+    def fit(
+        self,
+        data: TrainingSet,
+        steps: int,
+        *,
+        train_rows: np.ndarray | None = None,
+        validation_rows: np.ndarray | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> dict:
         """``steps`` optimiser steps on windows of ``data`` starting in ``train_rows`` (bool (N,),
         default all). Returns the history (see ``TrainingResult``); ``step`` counts from the
         trainer's first call."""
@@ -285,7 +310,8 @@ class SupervisedTrainer:
             idx = jnp.asarray(self.rng.choice(starts, size=tr.batch_size, replace=len(starts) < tr.batch_size))
             self.key, sub = jax.random.split(self.key)
             self.flat_params, self.opt_state, loss, mse, kl = train_step(
-                self.flat_params, self.opt_state, arrays, train_mask, idx, sub)
+                self.flat_params, self.opt_state, arrays, train_mask, idx, sub
+            )
             acc += np.array([float(loss), float(mse), float(kl)])
             n_acc += 1
             self.steps_done += 1
@@ -303,10 +329,10 @@ class SupervisedTrainer:
         """Mean squared (weighted) action error over windows starting at ``starts``."""
         total, count = 0.0, 0
         for b in range(0, len(starts), batch):
-            chunk = starts[b:b + batch]
+            chunk = starts[b : b + batch]
             idx = np.concatenate([chunk, np.full(batch - len(chunk), chunk[0])])  # one compiled shape
             sums = np.asarray(self.steps.eval_sums(self.flat_params, arrays, mask, jnp.asarray(idx)))
-            sums = sums[:len(chunk)]
+            sums = sums[: len(chunk)]
             total += float(sums[:, 0].sum())
             count += float(sums[:, 1].sum())
         return total / max(count, 1.0)
@@ -355,22 +381,24 @@ def train_controller(
     length = min(int(training.sequence_length), int(np.bincount(data.segment[train_rows]).max()))
     training = replace(training, sequence_length=length)
     trainer = SupervisedTrainer(config, training, initial.params if initial else None)
-    history = trainer.fit(data, int(training.steps), train_rows=train_rows, validation_rows=val_rows,
-                          progress=progress)
+    history = trainer.fit(data, int(training.steps), train_rows=train_rows, validation_rows=val_rows, progress=progress)
     wall = time.perf_counter() - t_start
     stage = {
         "stage": "supervised",
         "objective": "mse(action, inverse-dynamics control) + kl_weight * KL(latent || AR(1) prior)",
         "training_config": asdict(training),
-        "frames": int(len(data)), "training_frames": int(train_rows.sum()),
+        "frames": int(len(data)),
+        "training_frames": int(train_rows.sum()),
         "segments": int(len(np.unique(data.segment))),
-        "final_loss": float(history["loss"][-1]), "final_mse": float(history["mse"][-1]),
+        "final_loss": float(history["loss"][-1]),
+        "final_mse": float(history["mse"][-1]),
         "final_validation_mse": float(history["validation_mse"][-1]),
         "wall_time_s": round(wall, 3),
         "software": software_versions(),
     }
     ckpt = ControllerCheckpoint(
-        config=config, params=trainer.params,
+        config=config,
+        params=trainer.params,
         training=(initial.training if initial else ()) + (stage,),
         extra=dict(initial.extra) if initial else {},
     )
@@ -387,12 +415,16 @@ class _Steps:
         # of vector ops instead of a copy per parameter array (halves the compile time here).
         _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), params))
         self.graphdef, self.rest, self.unravel = graphdef, rest, unravel
-        self.optimizer = optimizer = optax.chain(optax.clip_by_global_norm(training.max_grad_norm),
-                                                 optax.adam(training.learning_rate))
+        self.optimizer = optimizer = optax.chain(
+            optax.clip_by_global_norm(training.max_grad_norm), optax.adam(training.learning_rate)
+        )
         offsets = jnp.arange(length)
         noise_std = float(training.input_noise)
-        weights = (jnp.ones(config.n_actions) if training.action_weights is None
-                   else jnp.asarray(training.action_weights, jnp.float32))
+        weights = (
+            jnp.ones(config.n_actions)
+            if training.action_weights is None
+            else jnp.asarray(training.action_weights, jnp.float32)
+        )
         weights = weights / weights.mean()
 
         # The data are arguments, not closure constants: XLA would try to constant-fold gathers
@@ -418,10 +450,12 @@ class _Steps:
             first = jnp.zeros(z.shape[:2], bool).at[:, 0].set(True)
             kl = kl_to_prior(enc["latent_mean"], enc["latent_scale"], z_prev, first, config.prior_ar)
             if config.decoder == "lstm":
+
                 def step(carry, xs):
                     zt, pt = xs
                     action, carry, _ = net.decode(zt, pt, carry)
                     return carry, action
+
                 carry0 = initial_carry(config, (rows.shape[0],))
                 _, actions = jax.lax.scan(step, carry0, (jnp.swapaxes(z, 0, 1), jnp.swapaxes(p, 0, 1)))
                 actions = jnp.swapaxes(actions, 0, 1)
@@ -457,8 +491,14 @@ _STEPS_CACHE: dict = {}
 def _compiled_steps(config: ControllerConfig, length: int, training: TrainingConfig) -> _Steps:
     """Reuse jitted steps (and XLA's compilations) across calls with the same network,
     window length and optimiser, e.g. when training continues from a checkpoint."""
-    key = (config.to_json(), int(length), float(training.learning_rate),
-           float(training.max_grad_norm), float(training.input_noise), training.action_weights)
+    key = (
+        config.to_json(),
+        int(length),
+        float(training.learning_rate),
+        float(training.max_grad_norm),
+        float(training.input_noise),
+        training.action_weights,
+    )
     if key not in _STEPS_CACHE:
         if len(_STEPS_CACHE) >= 8:
             _STEPS_CACHE.pop(next(iter(_STEPS_CACHE)))
@@ -469,8 +509,10 @@ def _compiled_steps(config: ControllerConfig, length: int, training: TrainingCon
 def _check_data_matches(config: ControllerConfig, data: TrainingSet, check_sizes: bool = True):
     spec = data.spec
     if config.n_actions != data.targets.shape[1]:
-        raise ValueError(f"controller config: n_actions={config.n_actions}, the training targets "
-                         f"have {data.targets.shape[1]} actuators")
+        raise ValueError(
+            f"controller config: n_actions={config.n_actions}, the training targets "
+            f"have {data.targets.shape[1]} actuators"
+        )
     # a config that came with sizes (from a checkpoint) must match; a fresh one takes the data's
     sized = check_sizes or config.observation.reference_size
     if config.observation.reference_window != spec.reference_window and sized:
@@ -478,8 +520,10 @@ def _check_data_matches(config: ControllerConfig, data: TrainingSet, check_sizes
             f"controller config: reference window {config.observation.reference_window}, the training "
             f"data was built with {spec.reference_window}"
         )
-    if check_sizes and (config.observation.reference_size != spec.reference_size
-                        or config.observation.proprioception_size != spec.proprioception_size):
+    if check_sizes and (
+        config.observation.reference_size != spec.reference_size
+        or config.observation.proprioception_size != spec.proprioception_size
+    ):
         raise ValueError("controller config: input sizes differ from the training data's observation spec")
 
 
@@ -494,5 +538,10 @@ def software_versions() -> dict:
         own = version("ndx-mimic")
     except Exception:  # not installed
         own = "unknown"
-    return {"ndx-mimic": own, "jax": jax.__version__, "flax": flax.__version__,
-            "optax": optax.__version__, "mujoco": mujoco.__version__}
+    return {
+        "ndx-mimic": own,
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "mujoco": mujoco.__version__,
+    }

@@ -59,8 +59,14 @@ from ..controller.training import SupervisedTrainer, TrainingConfig, TrainingSet
 from .physics import actuator_dynamics, as_mjmodel, simulation_model, steps_per_frame
 from .tracking import TerminationConfig, TrackingMeter
 
-__all__ = ["DistillationConfig", "DistillationResult", "PassResult", "distill_controller",
-           "imitation_pass", "LATENT_MODES"]
+__all__ = [
+    "DistillationConfig",
+    "DistillationResult",
+    "PassResult",
+    "distill_controller",
+    "imitation_pass",
+    "LATENT_MODES",
+]
 
 LATENT_MODES = ("sample", "mean")
 
@@ -114,8 +120,11 @@ class DistillationConfig:
     perturbation_scale: float = 1.0
     steps_per_iteration: int = 2000
     # windows of 8 frames: the LSTM decoder learns from short histories (the MLP ignores them)
-    training: TrainingConfig = field(default_factory=lambda: TrainingConfig(
-        batch_size=32, sequence_length=8, learning_rate=1e-3, validation_fraction=0.0, log_every=250))
+    training: TrainingConfig = field(
+        default_factory=lambda: TrainingConfig(
+            batch_size=32, sequence_length=8, learning_rate=1e-3, validation_fraction=0.0, log_every=250
+        )
+    )
     action_weighting: str = "gain"
     termination: TerminationConfig = field(default_factory=TerminationConfig)
     min_std: float = 1e-3
@@ -136,10 +145,14 @@ class DistillationConfig:
         if not (np.isfinite(self.perturbation_scale) and self.perturbation_scale >= 0):
             raise ValueError(f"DistillationConfig.perturbation_scale: must be >= 0, got {self.perturbation_scale!r}")
         if not 0 <= self.expert_probability <= 1:
-            raise ValueError(f"DistillationConfig.expert_probability: must be in [0, 1], got {self.expert_probability!r}")
+            raise ValueError(
+                f"DistillationConfig.expert_probability: must be in [0, 1], got {self.expert_probability!r}"
+            )
         if self.action_weighting not in ("gain", "sqrt_gain", "none"):
-            raise ValueError(f"DistillationConfig.action_weighting: expected 'gain', 'sqrt_gain' or 'none', "
-                             f"got {self.action_weighting!r}")
+            raise ValueError(
+                f"DistillationConfig.action_weighting: expected 'gain', 'sqrt_gain' or 'none', "
+                f"got {self.action_weighting!r}"
+            )
         if not (np.isfinite(self.min_std) and self.min_std > 0):
             raise ValueError(f"DistillationConfig.min_std: must be > 0, got {self.min_std!r}")
         if self.latent not in LATENT_MODES:
@@ -175,10 +188,12 @@ class PassResult:
     states: dict | None = None
 
     def summary(self) -> dict:
-        return {"episodes": int(len(self.episode_lengths)),
-                "median_episode_frames": float(np.median(self.episode_lengths)),
-                "mean_total_error_m": float(np.mean(self.total_error)),
-                "mean_body_error_m": float(np.mean(self.body_error))}
+        return {
+            "episodes": int(len(self.episode_lengths)),
+            "median_episode_frames": float(np.median(self.episode_lengths)),
+            "mean_total_error_m": float(np.mean(self.total_error)),
+            "mean_body_error_m": float(np.mean(self.body_error)),
+        }
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,13 +213,16 @@ class _Imitation:
     def __init__(self, body_model, reference: ReferenceTrajectory, spec: ObservationSpec):
         mj = as_mjmodel(body_model)
         if reference.qpos.shape[1] != mj.nq or reference.qvel.shape[1] != mj.nv:
-            raise ValueError(f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
-                             f"columns, the body model {mj.nq}/{mj.nv}")
+            raise ValueError(
+                f"reference: qpos/qvel have {reference.qpos.shape[1]}/{reference.qvel.shape[1]} "
+                f"columns, the body model {mj.nq}/{mj.nv}"
+            )
         self.model = simulation_model(mj)
         self.reference = reference
         self.n_sub = steps_per_frame(reference.frame_rate, self.model.opt.timestep)
-        self.layout = ObservationLayout.build(self.model, spec.reference_window, spec.appendage_bodies,
-                                              spec.joint_names or None)
+        self.layout = ObservationLayout.build(
+            self.model, spec.reference_window, spec.appendage_bodies, spec.joint_names or None
+        )
         self.kin = ReferenceKinematics.compute(self.layout, reference.qpos)
         self.meter = TrackingMeter(self.model, reference.qpos)
         self.data = mujoco.MjData(self.model)
@@ -227,23 +245,35 @@ class _Imitation:
         return r.astype(np.float32), proprioception(self.layout, body)[0].astype(np.float32)
 
 
-def observation_spec(body_model, reference_window: int = 5,
-                     appendage_bodies=DEFAULT_APPENDAGES) -> ObservationSpec:
+def observation_spec(body_model, reference_window: int = 5, appendage_bodies=DEFAULT_APPENDAGES) -> ObservationSpec:
     """The observation specification (names and sizes, no statistics) for a body model."""
     model = as_mjmodel(body_model)
     layout = ObservationLayout.build(model, reference_window, tuple(appendage_bodies))
     return ObservationSpec(
-        reference_window=int(reference_window), joint_names=layout.joint_names,
+        reference_window=int(reference_window),
+        joint_names=layout.joint_names,
         appendage_bodies=tuple(appendage_bodies),
         actuator_names=tuple(model.actuator(i).name for i in range(model.nu)),
-        reference_size=layout.reference_size, proprioception_size=layout.proprioception_size,
+        reference_size=layout.reference_size,
+        proprioception_size=layout.proprioception_size,
     )
 
 
-def imitation_pass(sim: _Imitation, expert, policy: ControllerPolicy | None, *, start: int, stop: int,
-                   expert_probability: float, expert_noise: float, latent: str,
-                   termination: TerminationConfig, rng: np.random.Generator, spec: ObservationSpec,
-                   record: bool = True) -> PassResult:
+def imitation_pass(
+    sim: _Imitation,
+    expert,
+    policy: ControllerPolicy | None,
+    *,
+    start: int,
+    stop: int,
+    expert_probability: float,
+    expert_noise: float,
+    latent: str,
+    termination: TerminationConfig,
+    rng: np.random.Generator,
+    spec: ObservationSpec,
+    record: bool = True,
+) -> PassResult:
     """One closed-loop pass over frames [start, stop) (module docstring).
 
     ``policy`` None: the expert acts at every step (``expert_probability`` is then 1), its
@@ -269,8 +299,9 @@ def imitation_pass(sim: _Imitation, expert, policy: ControllerPolicy | None, *, 
         label = expert.controls(d, frame) if (record or policy is None or expert_probability > 0) else None
         expert_acts = policy is None or (expert_probability > 0 and rng.random() < expert_probability)
         if policy is not None:
-            noise = (rng.standard_normal(latent_size) if latent == "sample"
-                     else np.zeros(latent_size)).astype(np.float32)
+            noise = (rng.standard_normal(latent_size) if latent == "sample" else np.zeros(latent_size)).astype(
+                np.float32
+            )
             action, state, _ = policy.step(r_obs, p_obs, state, noise)
         if expert_acts:
             action = label + expert_noise * rng.standard_normal(len(label))
@@ -296,16 +327,32 @@ def imitation_pass(sim: _Imitation, expert, policy: ControllerPolicy | None, *, 
     lengths.append(stop - episode_start)
     data = states = None
     if record and refs:
-        data = TrainingSet(reference=np.asarray(refs, np.float32), proprioception=np.asarray(props, np.float32),
-                           targets=np.asarray(labels, np.float32), segment=np.asarray(segments, int), spec=spec)
-        states = {"qpos": np.asarray(qpos), "qvel": np.asarray(qvel), "act": np.asarray(act),
-                  "frame": np.asarray(frames, int)}
-    return PassResult(data=data, episode_lengths=np.asarray(lengths, int), total_error=np.asarray(total),
-                      body_error=np.asarray(body), cpu_time=time.process_time() - t_cpu, states=states)
+        data = TrainingSet(
+            reference=np.asarray(refs, np.float32),
+            proprioception=np.asarray(props, np.float32),
+            targets=np.asarray(labels, np.float32),
+            segment=np.asarray(segments, int),
+            spec=spec,
+        )
+        states = {
+            "qpos": np.asarray(qpos),
+            "qvel": np.asarray(qvel),
+            "act": np.asarray(act),
+            "frame": np.asarray(frames, int),
+        }
+    return PassResult(
+        data=data,
+        episode_lengths=np.asarray(lengths, int),
+        total_error=np.asarray(total),
+        body_error=np.asarray(body),
+        cpu_time=time.process_time() - t_cpu,
+        states=states,
+    )
 
 
-def perturbed_labels(sim: _Imitation, expert, states: dict, copies: int, scale: float,
-                     rng: np.random.Generator, spec: ObservationSpec) -> TrainingSet:
+def perturbed_labels(
+    sim: _Imitation, expert, states: dict, copies: int, scale: float, rng: np.random.Generator, spec: ObservationSpec
+) -> TrainingSet:
     """The expert's controls at ``copies`` random perturbations of each visited state (rows of
     ``states``, from ``PassResult.states``): every scalar joint moved by N(0, (0.02 rad x scale)^2),
     every velocity by N(0, (0.5 x scale)^2) (rad/s, m/s for the root's translation), the root
@@ -321,22 +368,28 @@ def perturbed_labels(sim: _Imitation, expert, states: dict, copies: int, scale: 
         for _ in range(int(copies)):
             d.qpos[:] = qpos
             d.qpos[lay.joint_qpos] += 0.02 * scale * rng.standard_normal(len(lay.joint_qpos))
-            d.qpos[rq:rq + 3] += 0.002 * scale * rng.standard_normal(3)
-            quat = d.qpos[rq + 3:rq + 7].copy()
+            d.qpos[rq : rq + 3] += 0.002 * scale * rng.standard_normal(3)
+            quat = d.qpos[rq + 3 : rq + 7].copy()
             mujoco.mju_quatIntegrate(quat, 0.02 * scale * rng.standard_normal(3), 1.0)
-            d.qpos[rq + 3:rq + 7] = quat
+            d.qpos[rq + 3 : rq + 7] = quat
             d.qvel[:] = qvel + 0.5 * scale * rng.standard_normal(model.nv)
             if model.na:
-                d.act[:] = np.clip(act + 0.02 * scale * rng.standard_normal(model.na), sim.act_range[:, 0],
-                                   sim.act_range[:, 1])
+                d.act[:] = np.clip(
+                    act + 0.02 * scale * rng.standard_normal(model.na), sim.act_range[:, 0], sim.act_range[:, 1]
+                )
             mujoco.mj_kinematics(model, d)
             r_obs, p_obs = sim.observe(int(frame))
             refs.append(r_obs)
             props.append(p_obs)
             labels.append(expert.controls(d, int(frame)))
     n = len(labels)
-    return TrainingSet(reference=np.asarray(refs, np.float32), proprioception=np.asarray(props, np.float32),
-                       targets=np.asarray(labels, np.float32), segment=np.arange(n), spec=spec)
+    return TrainingSet(
+        reference=np.asarray(refs, np.float32),
+        proprioception=np.asarray(props, np.float32),
+        targets=np.asarray(labels, np.float32),
+        segment=np.arange(n),
+        spec=spec,
+    )
 
 
 def action_weights(model: mujoco.MjModel, weighting: str) -> tuple[float, ...] | None:
@@ -383,8 +436,10 @@ def distill_controller(
     start = int(config.start_frame)
     stop = reference.n_frames if config.stop_frame is None else int(config.stop_frame)
     if stop > reference.n_frames or stop - start < 2:
-        raise ValueError(f"DistillationConfig: frames [{start}, {stop}) are not inside the reference's "
-                         f"{reference.n_frames} frames (at least 2 needed)")
+        raise ValueError(
+            f"DistillationConfig: frames [{start}, {stop}) are not inside the reference's "
+            f"{reference.n_frames} frames (at least 2 needed)"
+        )
     if initial is not None:
         check_checkpoint_compatible(initial, mj)
         spec = initial.config.observation
@@ -406,8 +461,10 @@ def distill_controller(
     def stage() -> dict:
         return {
             "stage": "dagger",
-            "objective": ("weighted mse(action, expert control) + kl_weight * KL(latent || AR(1) prior) on "
-                          "the states the network visits in closed loop (DAgger; DART noise on the expert)"),
+            "objective": (
+                "weighted mse(action, expert control) + kl_weight * KL(latent || AR(1) prior) on "
+                "the states the network visits in closed loop (DAgger; DART noise on the expert)"
+            ),
             "distillation_config": _jsonable(config.to_dict()),
             "action_weights": list(weights) if weights else None,
             "expert": _expert_description(expert),
@@ -421,22 +478,29 @@ def distill_controller(
     def augment(passes) -> list:
         if not config.perturbations:
             return []
-        return [perturbed_labels(sim, expert, p.states, config.perturbations, config.perturbation_scale, rng, spec)
-                for p in passes]
+        return [
+            perturbed_labels(sim, expert, p.states, config.perturbations, config.perturbation_scale, rng, spec)
+            for p in passes
+        ]
 
     def report():
         if on_iteration is not None:
             on_iteration(log[-1], _checkpoint(net_config, trainer.params, initial, stage()))
+
     if initial is None:
         # Iteration 0: the expert's noisy passes, which also fix the normalisation statistics.
-        passes = [imitation_pass(sim, expert, None, expert_probability=1.0, expert_noise=noise,
-                                 rng=rng, **common) for _ in range(max(1, int(config.expert_passes)))]
+        passes = [
+            imitation_pass(sim, expert, None, expert_probability=1.0, expert_noise=noise, rng=rng, **common)
+            for _ in range(max(1, int(config.expert_passes)))
+        ]
         data = TrainingSet.concatenate([p.data for p in passes] + augment(passes))
         datasets.append(data)
         ctrl = controller or ControllerConfig(n_actions=mj.nu)
-        net_config = replace(ctrl, n_actions=mj.nu,
-                             observation=spec.with_statistics(data.reference, data.proprioception,
-                                                              min_std=config.min_std))
+        net_config = replace(
+            ctrl,
+            n_actions=mj.nu,
+            observation=spec.with_statistics(data.reference, data.proprioception, min_std=config.min_std),
+        )
         trainer = SupervisedTrainer(net_config, training)
         history = trainer.fit(data, int(config.steps_per_iteration))
         log.append(_entry(done, "expert", passes, data, history, trainer, None, t_start))
@@ -448,9 +512,12 @@ def distill_controller(
         n_iter = int(config.iterations)
     for _ in range(n_iter):
         policy = ControllerPolicy(_checkpoint(net_config, trainer.params, initial))
-        passes = [imitation_pass(sim, expert, policy, expert_probability=config.expert_probability,
-                                 expert_noise=noise, rng=rng, **common)
-                  for _ in range(max(1, int(config.student_passes)))]
+        passes = [
+            imitation_pass(
+                sim, expert, policy, expert_probability=config.expert_probability, expert_noise=noise, rng=rng, **common
+            )
+            for _ in range(max(1, int(config.student_passes)))
+        ]
         new = TrainingSet.concatenate([p.data for p in passes])
         before = trainer.evaluate(new)  # the student's error on its own states, before training on them
         datasets.append(TrainingSet.concatenate([new] + augment(passes)))
@@ -464,21 +531,29 @@ def distill_controller(
 
 def _checkpoint(config, params, initial, stage=None) -> ControllerCheckpoint:
     history = initial.training if initial is not None else ()
-    return ControllerCheckpoint(config=config, params=params,
-                                training=history + ((stage,) if stage else ()),
-                                extra=dict(initial.extra) if initial is not None else {})
+    return ControllerCheckpoint(
+        config=config,
+        params=params,
+        training=history + ((stage,) if stage else ()),
+        extra=dict(initial.extra) if initial is not None else {},
+    )
 
 
 def _entry(index, actor, passes, data, history, trainer, before, t_start) -> dict:
     lengths = np.concatenate([p.episode_lengths for p in passes])
     total = np.concatenate([p.total_error for p in passes])
     return {
-        "iteration": int(index), "actor": actor, "passes": len(passes),
-        "episodes": int(len(lengths)), "median_episode_frames": float(np.median(lengths)),
+        "iteration": int(index),
+        "actor": actor,
+        "passes": len(passes),
+        "episodes": int(len(lengths)),
+        "median_episode_frames": float(np.median(lengths)),
         "mean_total_error_m": float(total.mean()),
-        "new_frames": int(sum(len(p.data) for p in passes)), "frames": int(len(data)),
+        "new_frames": int(sum(len(p.data) for p in passes)),
+        "frames": int(len(data)),
         "error_on_new_states_before_training": None if before is None else float(before),
-        "training_steps": int(trainer.steps_done), "final_loss": float(history["loss"][-1]),
+        "training_steps": int(trainer.steps_done),
+        "final_loss": float(history["loss"][-1]),
         "final_mse": float(history["mse"][-1]),
         "collection_cpu_s": round(float(sum(p.cpu_time for p in passes)), 3),
         "elapsed_s": round(time.perf_counter() - t_start, 3),

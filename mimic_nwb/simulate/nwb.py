@@ -2,7 +2,7 @@
 
 Data flow through the file: the StacRegistration's qpos → :func:`inverse_dynamics` appends a
 SimulationRollout (mode ``inverse_dynamics``: the smoothed reference, its qvel/qacc, forces,
-activations and controls) → ``train_controller_session`` trains on that rollout and appends a
+activations and controls) → :func:`train_controller` trains on that rollout and appends a
 ControllerNetwork (architecture, normalisation and the weights, from which the checkpoint is
 rebuilt byte for byte) → :func:`simulate` runs the controller (or the tracking expert) against the
 same reference and appends a SimulationRollout (``closed_loop`` / ``open_loop`` / ``expert``) and,
@@ -14,6 +14,7 @@ a typed result with ``summary()``.
 import io
 import json
 from dataclasses import asdict, dataclass
+from dataclasses import replace as replace_fields
 from pathlib import Path
 
 import numpy as np
@@ -23,32 +24,28 @@ import ndx_mimic
 from ndx_mimic import ControllerNetwork, SimulationRollout, StacRegistration
 
 from ..body_model import column_names
-from ..controller import load_checkpoint
+from ..controller import ControllerConfig, TrainingConfig, build_training_set, load_checkpoint, save_checkpoint
+from ..controller import train_controller as fit_controller
 from ..errors import InputError
-from ..session import RESULTS_MODULE, append, opened, read_session
+from ..session import RESULTS_MODULE, opened
 from ..storage import compressed, quantized
+from .distill import DistillationConfig, distill_controller
+from .expert import ExpertConfig, TrackingExpert
 from .inverse_dynamics import InverseDynamicsConfig, InverseDynamicsResult, run_inverse_dynamics
 from .rollout import RolloutConfig, RolloutResult, run_rollout
 
 ID_NAME = "SimulationRollout_inverse_dynamics"
 CONTROLLER_NAME = "ControllerNetwork"
-TRACKING_UNITS = {"total_error": "meters", "pose_error": "meters", "body_error": "meters",
-                  "dm_control_error": "meters and radians (0.5 mean |dx| + 0.5 mean |dq|)",
-                  "root_distance": "meters^2", "joint_distance": "radians^2", "quat_distance": "radians^2",
-                  "trackmjx_terminate": "dimensionless"}
-
-
-def _result(nwbfile, path, name, kind):
-    module = nwbfile.processing.get("mimic")
-    obj = module.data_interfaces.get(name) if module else None
-    if obj is None or type(obj).__name__ != kind:
-        raise InputError(f"{path}: no {kind} named {name!r} in processing/mimic")
-    return obj
-
-
-def _results(nwbfile):
-    module = nwbfile.processing.get("mimic")
-    return module.data_interfaces if module else {}
+TRACKING_UNITS = {
+    "total_error": "meters",
+    "pose_error": "meters",
+    "body_error": "meters",
+    "dm_control_error": "meters and radians (0.5 mean |dx| + 0.5 mean |dq|)",
+    "root_distance": "meters^2",
+    "joint_distance": "radians^2",
+    "quat_distance": "radians^2",
+    "trackmjx_terminate": "dimensionless",
+}
 
 
 def compile_body_model(body_model):
@@ -64,7 +61,9 @@ def _joint_series(name, data, body_model, kind, units, timing, description):
     return ndx_mimic.JointStateSeries(
         name=name,
         data=compressed(np.asarray(data)),
-        unit="mixed" if column_units and len(set(column_units)) > 1 else (column_units[0] if column_units else "dimensionless"),
+        unit="mixed"
+        if column_units and len(set(column_units)) > 1
+        else (column_units[0] if column_units else "dimensionless"),
         column_names=list(names[:]),
         column_units=column_units if column_units and len(set(column_units)) > 1 else None,
         body_model=body_model,
@@ -80,8 +79,10 @@ def _units(model, kind):
         return qpos_units
     if kind == "qvel":
         return qvel_units
-    per_second = {"qacc": {"meters/second": "meters/second^2", "radians/second": "radians/second^2"},
-                  "force": {"meters/second": "newtons", "radians/second": "newton-meters"}}[kind]
+    per_second = {
+        "qacc": {"meters/second": "meters/second^2", "radians/second": "radians/second^2"},
+        "force": {"meters/second": "newtons", "radians/second": "newton-meters"},
+    }[kind]
     return [per_second[unit] for unit in qvel_units]
 
 
@@ -183,8 +184,10 @@ def inverse_dynamics(
         rate, start = float(stac.qpos.rate), float(stac.qpos.starting_time)
         if not np.isfinite(qpos).all():
             bad = np.flatnonzero(~np.isfinite(qpos).all(axis=1))
-            raise InputError(f"{path}: {label} has NaN in {len(bad)} frame(s) (first {bad[0]}); "
-                             "inverse dynamics needs every frame fitted")
+            raise InputError(
+                f"{path}: {label} has NaN in {len(bad)} frame(s) (first {bad[0]}); "
+                "inverse dynamics needs every frame fitted"
+            )
         model = compile_body_model(stac.body_model)
         inputs = session.object_ids(stac)
         report, close = _frame_progress(progress, "inverse dynamics")
@@ -201,24 +204,72 @@ def inverse_dynamics(
             body_model = stac.body_model
             timing = dict(rate=rate, starting_time=start)
             series = dict(
-                qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing,
-                                   "Smoothed reference poses that were replayed."),
-                qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
-                                   "Generalised velocities on the configuration manifold."),
-                qacc=_joint_series("qacc", result.qacc, body_model, "qvel", _units(model, "qacc"), timing,
-                                   "Generalised accelerations."),
+                qpos=_joint_series(
+                    "qpos",
+                    result.qpos,
+                    body_model,
+                    "qpos",
+                    _units(model, "qpos"),
+                    timing,
+                    "Smoothed reference poses that were replayed.",
+                ),
+                qvel=_joint_series(
+                    "qvel",
+                    result.qvel,
+                    body_model,
+                    "qvel",
+                    _units(model, "qvel"),
+                    timing,
+                    "Generalised velocities on the configuration manifold.",
+                ),
+                qacc=_joint_series(
+                    "qacc", result.qacc, body_model, "qvel", _units(model, "qacc"), timing, "Generalised accelerations."
+                ),
                 generalized_forces=_joint_series(
-                    "generalized_forces", result.generalized_forces, body_model, "qvel", _units(model, "force"),
-                    timing, "mj_inverse: forces that produce the motion."),
+                    "generalized_forces",
+                    result.generalized_forces,
+                    body_model,
+                    "qvel",
+                    _units(model, "force"),
+                    timing,
+                    "mj_inverse: forces that produce the motion.",
+                ),
                 residual_forces=_joint_series(
-                    "residual_forces", result.residual_forces, body_model, "qvel", _units(model, "force"), timing,
-                    "Generalised forces the actuators cannot produce (root, unactuated directions)."),
-                actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
-                                              ["newton-meters"] * model.nu, timing, "Actuator forces."),
-                actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
-                                                   "actuator", None, timing, "Activation states (act), dimensionless."),
-                actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator",
-                                                None, timing, "Controls that produce the activations (filter inverted)."),
+                    "residual_forces",
+                    result.residual_forces,
+                    body_model,
+                    "qvel",
+                    _units(model, "force"),
+                    timing,
+                    "Generalised forces the actuators cannot produce (root, unactuated directions).",
+                ),
+                actuator_forces=_joint_series(
+                    "actuator_forces",
+                    result.actuator_forces,
+                    body_model,
+                    "actuator",
+                    ["newton-meters"] * model.nu,
+                    timing,
+                    "Actuator forces.",
+                ),
+                actuator_activations=_joint_series(
+                    "actuator_activations",
+                    result.actuator_activations,
+                    body_model,
+                    "actuator",
+                    None,
+                    timing,
+                    "Activation states (act), dimensionless.",
+                ),
+                actuator_controls=_joint_series(
+                    "actuator_controls",
+                    result.actuator_controls,
+                    body_model,
+                    "actuator",
+                    None,
+                    timing,
+                    "Controls that produce the activations (filter inverted).",
+                ),
             )
             rollout = ndx_mimic.SimulationRollout(
                 name=name,
@@ -303,112 +354,168 @@ def checkpoint_from_nwb(controller, path="session"):
         raise InputError(str(error)) from None
 
 
-def train_controller_session(session, checkpoint_path, inverse_dynamics=ID_NAME, config=None, training=None,
-                             name=CONTROLLER_NAME, replace=False, progress=None, method="dagger",
-                             distillation=None, expert=None, resume=False):
-    """Train the controller on the reference of the inverse-dynamics rollout; save the checkpoint;
-    append ControllerNetwork (with the training log in its ``training`` attribute).
+@dataclass(frozen=True, eq=False)
+class TrainControllerResult:
+    """What :func:`train_controller` appended and computed.
+
+    ``path`` is the session file; ``name`` the ControllerNetwork's path in it; ``checkpoint`` the
+    checkpoint file written (``sha256`` its digest); ``method`` ``"dagger"`` or ``"supervised"``;
+    ``reference`` the inverse-dynamics rollout trained on; ``result`` the core's result (a
+    :class:`~mimic_nwb.simulate.distill.DistillationResult` with the per-iteration ``log``, or a
+    :class:`~mimic_nwb.controller.training.TrainingResult` with its ``history``).
+    """
+
+    path: Path
+    name: str
+    checkpoint: Path
+    sha256: str
+    method: str
+    reference: str
+    result: object
+
+    def summary(self) -> str:
+        """One line: what was appended, how training ended, the wall time and the checkpoint."""
+        result = self.result
+        if self.method == "supervised":
+            history = result.history
+            detail = (
+                f"{len(history['step'])} log entries, final loss {result.final_loss:.4g}, validation MSE "
+                f"{history['validation_mse'][-1]:.4g}"
+            )
+        else:
+            last = result.log[-1]
+            detail = (
+                f"{len(result.log)} DAgger iterations, last pass ({last['actor']} driving): {last['episodes']} "
+                f"episodes, median {last['median_episode_frames']:.0f} frames, mean total error "
+                f"{1000 * last['mean_total_error_m']:.1f} mm (before its last training), final loss "
+                f"{last['final_loss']:.4g}"
+            )
+        return (
+            f"{self.path}: {self.name}: {detail}, {result.wall_time:.0f} s; checkpoint {self.checkpoint} "
+            f"(sha256 {self.sha256[:12]}...)"
+        )
+
+
+def train_controller(
+    session,
+    checkpoint_path,
+    config: ControllerConfig | None = None,
+    *,
+    method="dagger",
+    training: TrainingConfig | None = None,
+    distillation: DistillationConfig | None = None,
+    expert: ExpertConfig | None = None,
+    reference=None,
+    resume=False,
+    name=CONTROLLER_NAME,
+    replace=False,
+    progress=False,
+) -> TrainControllerResult:
+    """Train the MIMIC network to imitate the inverse-dynamics reference; save its checkpoint;
+    append a ControllerNetwork (with the training log in its ``training`` attribute).
 
     Args:
-        session: the session file.
+        session: a :class:`~mimic_nwb.session.Session` opened with mode ``"a"``, or a session path.
         checkpoint_path: where the checkpoint is saved (.npz; with ``"dagger"`` after every
             iteration, so an interrupted run can be resumed).
-        inverse_dynamics: the SimulationRollout (mode inverse_dynamics) whose poses, velocities
-            and activations are the reference.
-        config: the network's sizes (ControllerConfig; default the paper's).
+        config: the network's sizes (:class:`~mimic_nwb.controller.ControllerConfig`; default the paper's).
+        method: ``"dagger"`` (default): distil the tracking expert on the states the network
+            visits (:mod:`mimic_nwb.simulate.distill`); ``"supervised"``: fit the inverse-dynamics
+            controls on the reference states only (the earlier baseline, which does not close the loop).
         training: for ``"supervised"``, the TrainingConfig; for ``"dagger"``, when given, it
             replaces the distillation's optimisation settings and its ``steps`` become the steps
             per iteration.
-        method: ``"dagger"`` (default): distil the tracking expert on the states the network
-            visits (``simulate.distill``); ``"supervised"``: fit the inverse-dynamics controls on
-            the reference states only (the earlier baseline, which does not close the loop).
         distillation: DistillationConfig (``"dagger"``; default ``DistillationConfig()``).
         expert: ExpertConfig of the teacher (``"dagger"``; default ``ExpertConfig()``).
+        reference: the SimulationRollout of mode inverse_dynamics whose poses, velocities and
+            activations are the reference (default: the session's only one).
         resume: continue from the checkpoint at ``checkpoint_path`` (its weights, normalisation
             and iteration count) instead of starting afresh.
+        name: the ControllerNetwork's name; ``replace`` replaces one of that name.
         progress: a progress bar (tqdm, on stderr) over the iterations or optimiser steps.
-    """
-    from ..controller import build_training_set, load_checkpoint, save_checkpoint, train_controller
 
+    The reference is checked at the append: the ControllerNetwork never links to (or names) a
+    rollout replaced while the network trained. Returns a :class:`TrainControllerResult`.
+    """
     if method not in ("dagger", "supervised"):
         raise InputError(f"method: expected 'dagger' or 'supervised', got {method!r}")
-    session = Path(session)
     checkpoint_path = Path(checkpoint_path)
-    with read_session(session) as nwbfile:
-        if not replace and name in _results(nwbfile):
-            raise InputError(f"{session}: processing/mimic/{name} already exists; pass replace (--replace) to replace it")
-        rollout = _result(nwbfile, session, inverse_dynamics, "SimulationRollout")
-        if rollout.mode != "inverse_dynamics":
-            raise InputError(f"{session}: {inverse_dynamics} is a {rollout.mode} rollout, not inverse dynamics")
+    with opened(session) as session:
+        path = session.path
+        if not replace:
+            _check_free(session, [name])
+        rollout = _inverse_dynamics_rollout(session, reference)
+        reference_path = f"processing/{RESULTS_MODULE}/{rollout.name}"
+        inputs = session.object_ids(rollout)
         model = compile_body_model(rollout.body_model)
-        reference = _reference_from_rollout(rollout, 1.0 / rollout.control_timestep)
+        tracked = _reference_from_rollout(rollout, 1.0 / rollout.control_timestep)
         controls = np.asarray(rollout.actuator_controls.data[:])
-    initial = None
-    if resume:
-        try:
-            initial = load_checkpoint(checkpoint_path)
-        except (ValueError, OSError) as error:
-            raise InputError(f"{checkpoint_path}: cannot resume: {error}") from None
-    if method == "supervised":
-        window = config.observation.reference_window if config else 5
-        data = build_training_set(model, reference, controls, reference_window=window)
-        bar, report = _progress_bar(progress, "training", "step")
-        try:
-            result = train_controller(data, config, training, initial=initial, progress=report)
-        finally:
-            bar.close()
-        checkpoint, parameters = result.checkpoint, {"method": method,
-                                                     "training": asdict(training) if training else None}
-        history = result.history
-        detail = (f"{len(history['step'])} log entries, final loss {result.final_loss:.4g}, validation MSE "
-                  f"{history['validation_mse'][-1]:.4g}")
-    else:
-        from dataclasses import replace as replace_fields
+        initial = None
+        if resume:
+            try:
+                initial = load_checkpoint(checkpoint_path)
+            except (ValueError, OSError) as error:
+                raise InputError(f"{checkpoint_path}: cannot resume: {error}") from None
+        if method == "supervised":
+            window = config.observation.reference_window if config else 5
+            data = build_training_set(model, tracked, controls, reference_window=window)
+            bar, report = _progress_bar(progress, "training", "step")
+            try:
+                result = fit_controller(data, config, training, initial=initial, progress=report)
+            finally:
+                bar.close()
+            parameters = {"method": method, "training": asdict(training) if training else None}
+        else:
+            distillation = distillation or DistillationConfig()
+            if training is not None:
+                distillation = replace_fields(distillation, training=training, steps_per_iteration=training.steps)
+            expert_config = expert or ExpertConfig()
+            try:
+                teacher = TrackingExpert(model, tracked, expert_config)
+            except ValueError as error:
+                raise InputError(f"{path}: {error}") from None
+            bar, report = _progress_bar(progress, "DAgger", "iteration", total=distillation.iterations)
 
-        from .distill import DistillationConfig, distill_controller
-        from .expert import ExpertConfig, TrackingExpert
+            def iteration(entry, checkpoint):
+                save_checkpoint(checkpoint_path, checkpoint)  # resumable after every iteration
+                report(entry)
 
-        distillation = distillation or DistillationConfig()
-        if training is not None:
-            distillation = replace_fields(distillation, training=training, steps_per_iteration=training.steps)
-        expert_config = expert or ExpertConfig()
-        try:
-            teacher = TrackingExpert(model, reference, expert_config)
-        except ValueError as error:
-            raise InputError(f"{session}: {error}") from None
-        n_iter = distillation.iterations
-        bar, report = _progress_bar(progress, "DAgger", "iteration", total=n_iter)
-
-        def iteration(entry, checkpoint):
-            save_checkpoint(checkpoint_path, checkpoint)  # resumable after every iteration
-            report(entry)
-
-        try:
-            result = distill_controller(model, reference, teacher, config, distillation, initial=initial,
-                                        on_iteration=iteration)
-        except ValueError as error:
-            raise InputError(f"{session}: {error}") from None
-        finally:
-            bar.close()
-        checkpoint = result.checkpoint
-        parameters = {"method": method, "distillation": distillation.to_dict(), "expert": expert_config.to_dict(),
-                      "resumed": bool(resume)}
-        last = result.log[-1]
-        detail = (f"{len(result.log)} DAgger iterations, last pass ({last['actor']} driving): {last['episodes']} episodes, median "
-                  f"{last['median_episode_frames']:.0f} frames, mean total error {1000 * last['mean_total_error_m']:.1f} mm "
-                  f"(before its last training), final loss {last['final_loss']:.4g}")
-    sha = save_checkpoint(checkpoint_path, checkpoint)
-    with append(session, replace=[name] if replace else ()) as s:
-        s.check_new(name)
-        s.add(checkpoint_to_nwb(checkpoint, name), parameters={
-            **parameters, "inverse_dynamics": inverse_dynamics, "checkpoint": str(checkpoint_path)})
-    return (f"{session}: processing/mimic/{name}: {detail}, {result.wall_time:.0f} s; checkpoint {checkpoint_path} "
-            f"(sha256 {sha[:12]}...)"), result
+            try:
+                result = distill_controller(
+                    model, tracked, teacher, config, distillation, initial=initial, on_iteration=iteration
+                )
+            except ValueError as error:
+                raise InputError(f"{path}: {error}") from None
+            finally:
+                bar.close()
+            parameters = {
+                "method": method,
+                "distillation": distillation.to_dict(),
+                "expert": expert_config.to_dict(),
+                "resumed": bool(resume),
+            }
+        sha = save_checkpoint(checkpoint_path, result.checkpoint)
+        with session.append(replace=[name] if replace else (), inputs=inputs) as s:
+            s.check_new(name)
+            s.add(
+                checkpoint_to_nwb(result.checkpoint, name),
+                parameters={**parameters, "inverse_dynamics": reference_path, "checkpoint": str(checkpoint_path)},
+            )
+    return TrainControllerResult(
+        path=path,
+        name=f"processing/{RESULTS_MODULE}/{name}",
+        checkpoint=checkpoint_path,
+        sha256=sha,
+        method=method,
+        reference=reference_path,
+        result=result,
+    )
 
 
 def _progress_bar(enabled, desc, unit, total=None):
     """(bar, callback) for the training loops: a tqdm bar on stderr, or a silent stand-in.
     The callback takes a supervised step (step, steps, loss) or a DAgger log entry (dict)."""
+
     class _Silent:
         def close(self):
             pass
@@ -423,8 +530,11 @@ def _progress_bar(enabled, desc, unit, total=None):
         if len(args) == 1 and isinstance(args[0], dict):
             entry = args[0]
             bar.update(1)
-            bar.set_postfix(median=f"{entry['median_episode_frames']:.0f} fr",
-                            error=f"{1000 * entry['mean_total_error_m']:.1f} mm", loss=f"{entry['final_loss']:.3g}")
+            bar.set_postfix(
+                median=f"{entry['median_episode_frames']:.0f} fr",
+                error=f"{1000 * entry['mean_total_error_m']:.1f} mm",
+                loss=f"{entry['final_loss']:.3g}",
+            )
         else:
             step, steps, loss = args
             bar.total = steps
@@ -441,12 +551,19 @@ def _tracking_series(result, timing):
 
     units = [TRACKING_UNITS[c] for c in TRACKING_COLUMNS]
     return ndx_mimic.NamedColumnSeries(
-        name="tracking_errors", data=compressed(result.tracking), unit="mixed", column_names=list(TRACKING_COLUMNS),
-        column_units=units, description=(
+        name="tracking_errors",
+        data=compressed(result.tracking),
+        unit="mixed",
+        column_names=list(TRACKING_COLUMNS),
+        column_units=units,
+        description=(
             "Tracking of the reference by each simulated state at its frame (before any restart there): total and "
             "pose (rigidly aligned, no scaling) keypoint-site error, body error of the keypoint-carrying bodies "
             "(termination), dm_control's termination metric, track-mjx's distances and termination rule. NaN on "
-            "the first frame (not simulated)."), **timing)
+            "the first frame (not simulated)."
+        ),
+        **timing,
+    )
 
 
 def episode_lengths(rollout) -> np.ndarray:
@@ -518,10 +635,14 @@ def _inverse_dynamics_rollout(session, name):
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:
-        raise InputError(f"{session.path}: no SimulationRollout of mode inverse_dynamics in {where}; "
-                         "run mimic-nwb simulate --mode inverse_dynamics first")
-    raise InputError(f"{session.path}: {len(found)} inverse-dynamics rollouts in {where} ({', '.join(found)}): "
-                     "choose one by name (reference=...)")
+        raise InputError(
+            f"{session.path}: no SimulationRollout of mode inverse_dynamics in {where}; "
+            "run mimic-nwb simulate --mode inverse_dynamics first"
+        )
+    raise InputError(
+        f"{session.path}: {len(found)} inverse-dynamics rollouts in {where} ({', '.join(found)}): "
+        "choose one by name (reference=...)"
+    )
 
 
 def simulate(
@@ -599,8 +720,9 @@ def simulate(
             if network is not None:
                 controller_obj = s.input(controller_path, inputs[controller_path])
             elif stored_controller is not None:
-                controller_obj = s.add(checkpoint_to_nwb(ckpt, stored_controller),
-                                       parameters={"checkpoint": str(checkpoint)})
+                controller_obj = s.add(
+                    checkpoint_to_nwb(ckpt, stored_controller), parameters={"checkpoint": str(checkpoint)}
+                )
             else:
                 controller_obj = None
             rollout = _rollout_to_nwb(result, name, model, body_model, id_rollout, controller_obj, rate, start)
@@ -611,8 +733,10 @@ def simulate(
                 parameters["controller_sha256"] = result.controller_sha256
             s.add(rollout, parameters=parameters)
             if not expert:
-                s.add(_activations_to_nwb(result, activations_name, body_model, controller_obj, rollout, rate, start),
-                      parameters={"dtype": "int16", "rollout": name})
+                s.add(
+                    _activations_to_nwb(result, activations_name, body_model, controller_obj, rollout, rate, start),
+                    parameters={"dtype": "int16", "rollout": name},
+                )
     return SimulationStageResult(
         path=path,
         name=f"processing/{RESULTS_MODULE}/{name}",
@@ -637,22 +761,53 @@ def _rollout_to_nwb(result, name, model, body_model, id_rollout, controller, rat
         control_timestep=1.0 / rate,
         seed=int(result.config.expert.seed if expert else result.seed),
         qpos=_joint_series("qpos", result.qpos, body_model, "qpos", _units(model, "qpos"), timing, "Simulated poses."),
-        qvel=_joint_series("qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing,
-                           "Simulated velocities."),
-        actuator_controls=_joint_series("actuator_controls", result.actuator_controls, body_model, "actuator", None,
-                                        timing, actor),
-        actuator_activations=_joint_series("actuator_activations", result.actuator_activations, body_model,
-                                           "actuator", None, timing, "Activation states (act)."),
-        actuator_forces=_joint_series("actuator_forces", result.actuator_forces, body_model, "actuator",
-                                      ["newton-meters"] * model.nu, timing, "Actuator forces."),
-        reward=TimeSeries(name="reward", data=result.reward, unit="dimensionless",
-                          description="Total reward (track-mjx's terms).", **timing),
+        qvel=_joint_series(
+            "qvel", result.qvel, body_model, "qvel", _units(model, "qvel"), timing, "Simulated velocities."
+        ),
+        actuator_controls=_joint_series(
+            "actuator_controls", result.actuator_controls, body_model, "actuator", None, timing, actor
+        ),
+        actuator_activations=_joint_series(
+            "actuator_activations",
+            result.actuator_activations,
+            body_model,
+            "actuator",
+            None,
+            timing,
+            "Activation states (act).",
+        ),
+        actuator_forces=_joint_series(
+            "actuator_forces",
+            result.actuator_forces,
+            body_model,
+            "actuator",
+            ["newton-meters"] * model.nu,
+            timing,
+            "Actuator forces.",
+        ),
+        reward=TimeSeries(
+            name="reward",
+            data=result.reward,
+            unit="dimensionless",
+            description="Total reward (track-mjx's terms).",
+            **timing,
+        ),
         reward_terms=ndx_mimic.NamedColumnSeries(
-            name="reward_terms", data=np.stack([result.reward_terms[t] for t in terms], axis=1),
-            unit="dimensionless", column_names=terms, description="Reward terms (track-mjx).", **timing),
+            name="reward_terms",
+            data=np.stack([result.reward_terms[t] for t in terms], axis=1),
+            unit="dimensionless",
+            column_names=terms,
+            description="Reward terms (track-mjx).",
+            **timing,
+        ),
         tracking_errors=_tracking_series(result, timing),
-        episodes=_episodes(episodes.start_frame, episodes.stop_frame, lambda f: start + f / rate,
-                           episodes.termination, episodes.episode_return),
+        episodes=_episodes(
+            episodes.start_frame,
+            episodes.stop_frame,
+            lambda f: start + f / rate,
+            episodes.termination,
+            episodes.episode_return,
+        ),
         body_model=body_model,
         reference=id_rollout.reference,
         controller=controller,
@@ -666,20 +821,35 @@ def _activations_to_nwb(result, name, body_model, controller, rollout, rate, sta
     if result.latent_resampling is not None:
         r = result.latent_resampling
         resampling = ndx_mimic.LatentResampling(
-            name="latent_resampling", num_samples=int(r.n_samples), seed=int(result.seed),
+            name="latent_resampling",
+            num_samples=int(r.n_samples),
+            seed=int(result.seed),
             action_std=ndx_mimic.NamedColumnSeries(
-                name="action_std", data=compressed(r.action_std), unit="dimensionless",
-                column_names=list(body_model.actuator_names[:]), description="Action std over latent samples.",
-                **timing),
+                name="action_std",
+                data=compressed(r.action_std),
+                unit="dimensionless",
+                column_names=list(body_model.actuator_names[:]),
+                description="Action std over latent samples.",
+                **timing,
+            ),
             latent_std=ndx_mimic.NamedColumnSeries(
-                name="latent_std", data=compressed(r.latent_std), unit="dimensionless",
+                name="latent_std",
+                data=compressed(r.latent_std),
+                unit="dimensionless",
                 column_names=[f"latent_{i}" for i in range(r.latent_std.shape[1])],
-                description="Latent std over samples.", **timing),
+                description="Latent std over samples.",
+                **timing,
+            ),
         )
     layers = [
-        ndx_mimic.LayerActivations(name=layer, layer_kind=result.layer_kinds[layer],
-                                   **quantized(values, f"{result.layer_kinds[layer]} layer '{layer}'."), **timing)
+        ndx_mimic.LayerActivations(
+            name=layer,
+            layer_kind=result.layer_kinds[layer],
+            **quantized(values, f"{result.layer_kinds[layer]} layer '{layer}'."),
+            **timing,
+        )
         for layer, values in result.activations.items()
     ]
-    return ndx_mimic.NetworkActivations(name=name, layer_activations=layers, latent_resampling=resampling,
-                                        controller=controller, rollout=rollout)
+    return ndx_mimic.NetworkActivations(
+        name=name, layer_activations=layers, latent_resampling=resampling, controller=controller, rollout=rollout
+    )
