@@ -354,7 +354,7 @@ def cmd_report(args):
 def cmd_demo(args):
     from .demo import run_demo
 
-    _, ok = run_demo(args.outdir, fresh=args.fresh)
+    _, ok = run_demo(args.outdir, fresh=args.fresh, frames=args.frames)
     return 0 if ok else 1
 
 
@@ -729,6 +729,7 @@ def build_parser():
     demo = commands.add_parser("demo", help="run the pipeline end to end on the shipped real rat clip")
     demo.add_argument("outdir", type=Path, help="output folder")
     demo.add_argument("--fresh", action="store_true", help="start over from a new session file")
+    demo.add_argument("--frames", type=int, help="only the first N frames of the clip (600 to 1000; default all)")
     demo.set_defaults(func=cmd_demo)
 
     instance_help = "DANDI instance: dandi, dandi-sandbox or an archive URL (default: $DANDI_INSTANCE or dandi)"
