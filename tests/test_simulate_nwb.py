@@ -11,6 +11,7 @@ from pynwb import validate
 import mimic_nwb
 from mimic_nwb.cli import main
 from mimic_nwb.controller import ControllerConfig, TrainingConfig, load_checkpoint
+from mimic_nwb.controller.nwb import checkpoint_from_nwb
 from mimic_nwb.data import data_path
 from mimic_nwb.errors import InputError
 from mimic_nwb.importers.keypoints import KeypointImportConfig, import_keypoints
@@ -19,7 +20,6 @@ from mimic_nwb.simulate import RolloutConfig, survival_curve
 from mimic_nwb.simulate.nwb import (
     SimulationStageResult,
     TrainControllerResult,
-    checkpoint_from_nwb,
     episode_lengths,
     inverse_dynamics,
     simulate,

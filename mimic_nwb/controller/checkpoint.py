@@ -41,6 +41,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "ControllerCheckpoint",
     "check_checkpoint_compatible",
+    "checkpoint_entries",
     "checkpoint_from_bytes",
     "checkpoint_to_bytes",
     "load_checkpoint",
@@ -70,7 +71,7 @@ class ControllerCheckpoint:
 
     @property
     def sha256(self) -> str:
-        return _digest(_entries(self))
+        return _digest(checkpoint_entries(self))
 
 
 def _flatten(tree: dict, prefix: str) -> dict[str, np.ndarray]:
@@ -101,7 +102,9 @@ def _json_array(obj) -> np.ndarray:
     return np.array(json.dumps(obj, sort_keys=True))
 
 
-def _entries(ckpt: ControllerCheckpoint) -> dict[str, np.ndarray]:
+def checkpoint_entries(ckpt: ControllerCheckpoint) -> dict[str, np.ndarray]:
+    """``{key: array}``: every entry of the checkpoint file (what the ``.npz`` and a stored
+    ControllerNetwork hold)."""
     cfg = ckpt.config
     entries = {
         "format": _json_array({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION}),
@@ -132,7 +135,7 @@ def _digest(entries: dict[str, np.ndarray]) -> str:
 
 def checkpoint_to_bytes(ckpt: ControllerCheckpoint) -> bytes:
     """The checkpoint file's bytes (e.g. to store the weights inside a session file)."""
-    entries = _entries(ckpt)
+    entries = checkpoint_entries(ckpt)
     entries["sha256"] = np.array(_digest(entries))
     buf = io.BytesIO()
     np.savez(buf, **entries)
