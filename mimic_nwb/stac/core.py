@@ -44,7 +44,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import mujoco
 import numpy as np
@@ -154,12 +154,13 @@ class StacConfig:
     n_calibration_frames: int = 250
     n_calibration_rounds: int = 6
     offset_regularization: float = 0.1
-    max_iterations: int = 10
-    init_iterations: int = 60
-    tolerance: float = 1e-3
-    prior_weight: float = 3e-5
-    smoothness_weight: float = 0.0
-    reinit_error: float = 0.012
+    # the per-frame solver's settings take their defaults from SolverSettings (one source)
+    max_iterations: int = SolverSettings.max_iterations
+    init_iterations: int = SolverSettings.init_iterations
+    tolerance: float = SolverSettings.tolerance
+    prior_weight: float = SolverSettings.prior_weight
+    smoothness_weight: float = SolverSettings.smoothness_weight
+    reinit_error: float = SolverSettings.reinit_error
     min_keypoints: int = 6
     max_missing_share: float = 0.5
     floor_weight: float = 100.0
@@ -209,15 +210,10 @@ class StacConfig:
             raise ValueError(f"StacConfig.n_workers: must be >= 1, got {self.n_workers}")
 
     def solver_settings(self) -> SolverSettings:
+        """The SolverSettings of this run: every solver field this config sets (the floor and
+        contact terms are on here by default, off in a bare SolverSettings)."""
         return SolverSettings(
-            max_iterations=self.max_iterations,
-            init_iterations=self.init_iterations,
-            tolerance=self.tolerance,
-            prior_weight=self.prior_weight,
-            smoothness_weight=self.smoothness_weight,
-            reinit_error=self.reinit_error,
-            floor_weight=self.floor_weight,
-            contact_weight=self.contact_weight,
+            **{f.name: getattr(self, f.name) for f in fields(SolverSettings) if hasattr(self, f.name)}
         )
 
     def to_dict(self) -> dict:
