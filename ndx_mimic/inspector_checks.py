@@ -23,6 +23,7 @@ from .mimic import (
     SimulationRollout,
     StacRegistration,
     _names,
+    column_problem,
 )
 
 
@@ -35,22 +36,9 @@ def _same_clock(a, b):
 @register_check(importance=Importance.CRITICAL, neurodata_type=NamedColumnSeries)
 def check_named_columns_match_data(series: NamedColumnSeries):
     """Every column of data has a name, and a unit when the series' unit is 'mixed'."""
-    shape = series.data.shape
-    if len(shape) != 2:
-        return InspectorMessage(message=f"data should be 2-D (time x columns) but has shape {shape}.")
-    if len(series.column_names) != shape[1]:
-        return InspectorMessage(
-            message=f"column_names has {len(series.column_names)} names but data has {shape[1]} columns."
-        )
-    if series.column_units is None and series.unit == "mixed":
-        return InspectorMessage(message="unit is 'mixed' but column_units is missing.")
-    if series.column_units is not None and len(series.column_units) != shape[1]:
-        return InspectorMessage(
-            message=f"column_units has {len(series.column_units)} units but data has {shape[1]} columns."
-        )
-    if series.column_units is not None and any(not u for u in _names(series.column_units)):
-        return InspectorMessage(message="some entries of column_units are empty.")
-    return None
+    problem = column_problem(series)
+    if problem is not None:
+        return InspectorMessage(message=f"{problem}.")
 
 
 @register_check(importance=Importance.CRITICAL, neurodata_type=JointStateSeries)

@@ -66,6 +66,24 @@ def _names(values):
 # Series with named columns
 
 
+def column_problem(series):
+    """What is wrong with a named-column series' names and units against its data (one line), or
+    None: the one check behind the constructors' errors and the nwbinspector check."""
+    shape = get_data_shape(series.data)
+    if shape is None or len(shape) != 2:
+        return f"data must be 2-D (time x columns), got shape {shape}"
+    num_columns = shape[1]
+    if len(series.column_names) != num_columns:
+        return f"column_names has {len(series.column_names)} names but data has {num_columns} columns"
+    if series.column_units is not None and len(series.column_units) != num_columns:
+        return f"column_units has {len(series.column_units)} units but data has {num_columns} columns"
+    if not series.unit:
+        return "unit is empty: give the SI unit of the columns, or 'mixed' with column_units"
+    if series.unit == "mixed" and series.column_units is None:
+        return "unit is 'mixed' but column_units is missing"
+    return None
+
+
 _NamedColumnSeriesBase = get_class("NamedColumnSeries", NAMESPACE)
 
 
@@ -79,18 +97,9 @@ class NamedColumnSeries(_NamedColumnSeriesBase):
         self._check_columns()
 
     def _check_columns(self):
-        shape = get_data_shape(self.data)
-        if shape is None or len(shape) != 2:
-            return _problem(self, f"data must be 2-D (time x columns), got shape {shape}")
-        num_columns = shape[1]
-        if len(self.column_names) != num_columns:
-            return _problem(self, f"column_names has {len(self.column_names)} names but data has {num_columns} columns")
-        if self.column_units is not None and len(self.column_units) != num_columns:
-            return _problem(self, f"column_units has {len(self.column_units)} units but data has {num_columns} columns")
-        if not self.unit:
-            return _problem(self, "unit is empty: give the SI unit of the columns, or 'mixed' with column_units")
-        if self.unit == "mixed" and self.column_units is None:
-            return _problem(self, "unit is 'mixed' but column_units is missing")
+        problem = column_problem(self)
+        if problem is not None:
+            return _problem(self, problem)
 
     def unit_of(self, column):
         """SI unit of one column, by name."""
