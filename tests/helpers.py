@@ -32,6 +32,38 @@ def digest(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def toy_registration(qpos, positions, body_model, skeleton, pose, timing, name="StacRegistration"):
+    """A StacRegistration of the toy body (mock BodyModel): ``qpos`` (T, 9) (a plain array, or
+    wrapped for storage), model keypoint ``positions`` (T, 3, 3) m, zero errors, every frame valid."""
+    frames = len(positions)
+    return StacRegistration(
+        name=name,
+        qpos=JointStateSeries(
+            name="qpos",
+            data=qpos,
+            unit="mixed",
+            column_names=mock.TOY_QPOS_NAMES,
+            column_units=mock.TOY_QPOS_UNITS,
+            body_model=body_model,
+            description="toy",
+            **timing,
+        ),
+        keypoint_errors=NamedColumnSeries(
+            name="keypoint_errors",
+            data=np.zeros((frames, 3)),
+            unit="meters",
+            column_names=mock.TOY_KEYPOINTS,
+            description="toy",
+            **timing,
+        ),
+        model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=positions),
+        keypoint_sites=mock.mock_KeypointSites(),
+        frame_valid=np.ones(frames, dtype=bool),
+        pose_estimation=pose,
+        body_model=body_model,
+    )
+
+
 def registered_toy_session(folder, frames=2000, rate=50.0):
     """A session with keypoints and a (toy-body) registration whose joint angles drive units."""
     path = new_session(folder)
@@ -54,36 +86,7 @@ def registered_toy_session(folder, frames=2000, rate=50.0):
         behavior.add(pose)
         body_model = s.add(mock.mock_BodyModel())
         timing = dict(rate=rate, starting_time=0.0)
-        s.add(
-            StacRegistration(
-                name="StacRegistration",
-                qpos=JointStateSeries(
-                    name="qpos",
-                    data=qpos,
-                    unit="mixed",
-                    column_names=mock.TOY_QPOS_NAMES,
-                    column_units=mock.TOY_QPOS_UNITS,
-                    body_model=body_model,
-                    description="toy",
-                    **timing,
-                ),
-                keypoint_errors=NamedColumnSeries(
-                    name="keypoint_errors",
-                    data=np.zeros((frames, 3)),
-                    unit="meters",
-                    column_names=mock.TOY_KEYPOINTS,
-                    description="toy",
-                    **timing,
-                ),
-                model_keypoints=mock.mock_PoseEstimation(
-                    skeleton=skeleton, name="model_keypoints", positions=positions
-                ),
-                keypoint_sites=mock.mock_KeypointSites(),
-                frame_valid=np.ones(frames, dtype=bool),
-                pose_estimation=pose,
-                body_model=body_model,
-            )
-        )
+        s.add(toy_registration(qpos, positions, body_model, skeleton, pose, timing))
     return path, t, qpos
 
 

@@ -18,10 +18,9 @@ from mimic_nwb.groundtruth import movement_labels, simulate_units
 from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.render import session_tracks
 from mimic_nwb.session import append, read_session
-from ndx_mimic import JointStateSeries, NamedColumnSeries, StacRegistration
 from ndx_mimic.testing import mock
 
-from helpers import new_session
+from helpers import new_session, toy_registration
 
 RATE = 50.0
 FRAMES = 3000  # 60 s
@@ -54,65 +53,9 @@ def session_with_missing_keypoints(folder, missing_share=0.01, seed=0, second_re
         pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=measured)
         behavior.add(pose)
         body_model = s.add(mock.mock_BodyModel())
-        s.add(
-            StacRegistration(
-                name="StacRegistration",
-                qpos=JointStateSeries(
-                    name="qpos",
-                    data=qpos,
-                    unit="mixed",
-                    column_names=mock.TOY_QPOS_NAMES,
-                    column_units=mock.TOY_QPOS_UNITS,
-                    body_model=body_model,
-                    description="toy",
-                    **timing,
-                ),
-                keypoint_errors=NamedColumnSeries(
-                    name="keypoint_errors",
-                    data=np.zeros((FRAMES, 3)),
-                    unit="meters",
-                    column_names=mock.TOY_KEYPOINTS,
-                    description="toy",
-                    **timing,
-                ),
-                model_keypoints=mock.mock_PoseEstimation(skeleton=skeleton, name="model_keypoints", positions=model),
-                keypoint_sites=mock.mock_KeypointSites(),
-                frame_valid=np.ones(FRAMES, dtype=bool),
-                pose_estimation=pose,
-                body_model=body_model,
-            )
-        )
+        s.add(toy_registration(qpos, model, body_model, skeleton, pose, timing))
         if second_registration:  # another fit of the same keypoints, e.g. with other settings
-            s.add(
-                StacRegistration(
-                    name="StacRegistration_b",
-                    qpos=JointStateSeries(
-                        name="qpos",
-                        data=-qpos,
-                        unit="mixed",
-                        column_names=mock.TOY_QPOS_NAMES,
-                        column_units=mock.TOY_QPOS_UNITS,
-                        body_model=body_model,
-                        description="toy",
-                        **timing,
-                    ),
-                    keypoint_errors=NamedColumnSeries(
-                        name="keypoint_errors",
-                        data=np.zeros((FRAMES, 3)),
-                        unit="meters",
-                        column_names=mock.TOY_KEYPOINTS,
-                        description="toy",
-                        **timing,
-                    ),
-                    model_keypoints=mock.mock_PoseEstimation(
-                        skeleton=skeleton, name="model_keypoints", positions=model
-                    ),
-                    keypoint_sites=mock.mock_KeypointSites(),
-                    frame_valid=np.ones(FRAMES, dtype=bool),
-                    pose_estimation=pose,
-                    body_model=body_model,
-                )
-            )
+            s.add(toy_registration(-qpos, model, body_model, skeleton, pose, timing, "StacRegistration_b"))
     return path, int(missing.sum())
 
 

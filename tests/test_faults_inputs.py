@@ -14,7 +14,7 @@ from mimic_nwb.cli import main
 from mimic_nwb.importers.units import UnitImportConfig, import_units
 from mimic_nwb.storage import compressed, verify_datasets
 
-from helpers import digest, new_session, registered_toy_session
+from helpers import digest, new_session, registered_toy_session, toy_registration
 
 
 def corrupt_chunk(path, dataset, chunk=1, n_bytes=16):
@@ -244,7 +244,6 @@ def damaged_registration(tmp_path):
     from ndx_pose import Skeletons
 
     from mimic_nwb.session import append
-    from ndx_mimic import JointStateSeries, NamedColumnSeries, StacRegistration
     from ndx_mimic.testing import mock
 
     frames = 30000
@@ -262,36 +261,7 @@ def damaged_registration(tmp_path):
         pose = mock.mock_PoseEstimation(skeleton=skeleton, positions=positions)
         behavior.add(pose)
         body_model = s.add(mock.mock_BodyModel())
-        s.add(
-            StacRegistration(
-                name="StacRegistration",
-                qpos=JointStateSeries(
-                    name="qpos",
-                    data=compressed(qpos),
-                    unit="mixed",
-                    column_names=mock.TOY_QPOS_NAMES,
-                    column_units=mock.TOY_QPOS_UNITS,
-                    body_model=body_model,
-                    description="toy",
-                    **timing,
-                ),
-                keypoint_errors=NamedColumnSeries(
-                    name="keypoint_errors",
-                    data=np.zeros((frames, 3)),
-                    unit="meters",
-                    column_names=mock.TOY_KEYPOINTS,
-                    description="toy",
-                    **timing,
-                ),
-                model_keypoints=mock.mock_PoseEstimation(
-                    skeleton=skeleton, name="model_keypoints", positions=positions
-                ),
-                keypoint_sites=mock.mock_KeypointSites(),
-                frame_valid=np.ones(frames, dtype=bool),
-                pose_estimation=pose,
-                body_model=body_model,
-            )
-        )
+        s.add(toy_registration(compressed(qpos), positions, body_model, skeleton, pose, timing))
     import_units(
         path,
         {"a": np.sort(rng.uniform(0, 590, 3000))},
