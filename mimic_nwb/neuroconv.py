@@ -53,7 +53,7 @@ from .importers.hdf5 import file_sha256
 from .importers.keypoint_data import Keypoints, check_rate, check_time, real_array, skeleton_for_names
 from .importers.keypoints import BEHAVIOR_MODULE, frame_ids_to_nwb, read_dannce, set_timing
 from .importers.registration import add_keypoints, body_model_name
-from .importers.stac_mjx import SAME_KEYPOINTS_TOLERANCE, _keypoint_positions, _pose_timing, read_stac_mjx
+from .importers.stac_mjx import match_session_keypoints, read_stac_mjx
 from .importers.stac_mjx import stac_mjx_registration as build_stac_mjx_registration
 from .session import RESULTS_MODULE, SessionAppend, find_result, find_results
 from .writers import body_model_to_nwb, registration_to_nwb
@@ -315,22 +315,7 @@ class StacMjxInterface(BaseDataInterface):
     def _session_keypoints(self, nwbfile, output):
         """(output in the keypoints' order, PoseEstimation, timing) for a file that has keypoints."""
         pose = find_result(nwbfile, "PoseEstimation", self.keypoints_name, BEHAVIOR_MODULE, path=self.file_path)
-        positions, keypoint_names = _keypoint_positions(pose, self.file_path)
-        if sorted(keypoint_names) != sorted(output.keypoint_names):
-            raise InputError(
-                f"{self.file_path}: kp_names are not the keypoints of {pose.name} ({', '.join(keypoint_names)})"
-            )
-        output = output.reordered(keypoint_names)
-        if len(positions) != len(output.qpos):
-            raise InputError(f"{self.file_path}: {len(output.qpos)} frames but {pose.name} has {len(positions)}")
-        gap = np.nanmax(np.abs(positions - output.keypoints), initial=0.0)
-        if gap > SAME_KEYPOINTS_TOLERANCE:
-            raise InputError(
-                f"{self.file_path}: kp_data differ from {pose.name} by up to {1000 * gap:.2f} mm: not the same keypoints"
-            )
-        timing = _pose_timing(pose)
-        if self.rate is not None and (timing is None or abs(timing["rate"] - self.rate) > 1e-9 * self.rate):
-            raise InputError(f"rate: the keypoints of {pose.name} set the frame times; do not pass {self.rate} Hz")
+        output, timing = match_session_keypoints(output, pose, self.file_path, self.file_path, self.rate)
         return output, pose, timing
 
     def add_to_nwbfile(self, nwbfile: NWBFile, metadata: dict | None = None) -> None:

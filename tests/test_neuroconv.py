@@ -264,7 +264,7 @@ def test_stac_mjx_other_keypoints_refused(stac_mjx_files, tmp_path):
             Registration=dict(file_path=str(source)),
         )
     )
-    with pytest.raises(InputError, match=r"kp_data differ from PoseEstimation by up to 1\.00 mm"):
+    with pytest.raises(InputError, match=r"kp_data differ from the session's PoseEstimation by up to 1\.00 mm"):
         convert(converter, tmp_path / "session.nwb")
     assert not (tmp_path / "session.nwb").exists()  # NeuroConv builds the file in memory first
 

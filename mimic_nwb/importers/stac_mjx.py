@@ -241,14 +241,34 @@ def _joint_of_column(model):
     return names, free
 
 
-def _keypoint_positions(pose, path):
-    """(positions (T, K, 3) metres, keypoint names) of a session's PoseEstimation (skeleton order).
+def match_session_keypoints(output, pose, path, source, rate=None):
+    """A stac-mjx output checked against, and put in the order of, the session's keypoints.
 
-    Kept for mimic_nwb.neuroconv, which imports it; the reader is
-    :func:`~mimic_nwb.importers.keypoint_data.stored_keypoints`.
+    ``pose`` is the session's PoseEstimation (``path`` the session file, ``source`` the stac-mjx
+    file, for the messages). The output's ``kp_data`` must be those keypoints (same names, frames
+    and positions within ``SAME_KEYPOINTS_TOLERANCE``); the keypoints' clock is the frames' clock,
+    and a ``rate`` (Hz) given must agree with it. Returns (output in skeleton order, timing: a
+    ``rate``/``starting_time`` dict, or None for timestamps).
     """
     stored = stored_keypoints(pose, path)
-    return stored.positions, stored.skeleton.nodes
+    positions, keypoint_names = stored.positions, stored.skeleton.nodes
+    if sorted(keypoint_names) != sorted(output.keypoint_names):
+        raise InputError(
+            f"{source}: kp_names are not the keypoints of the session's {pose.name} ({', '.join(keypoint_names)})"
+        )
+    output = output.reordered(keypoint_names)
+    if len(positions) != len(output.qpos):
+        raise InputError(f"{source}: {len(output.qpos)} frames but the session's {pose.name} has {len(positions)}")
+    gap = np.nanmax(np.abs(positions - output.keypoints), initial=0.0)
+    if gap > SAME_KEYPOINTS_TOLERANCE:
+        raise InputError(
+            f"{source}: kp_data differ from the session's {pose.name} by up to {1000 * gap:.2f} mm: "
+            "not the same keypoints"
+        )
+    timing = _pose_timing(pose)
+    if rate is not None and (timing is None or abs(timing["rate"] - rate) > 1e-9 * rate):
+        raise InputError(f"rate: the session's keypoints set the frame times; do not pass {rate} Hz")
+    return output, timing
 
 
 def _pose_timing(pose):
@@ -332,28 +352,7 @@ def import_stac_mjx(
         pose = current.keypoints(keypoints) if has_keypoints else None
         if pose is not None:
             keypoints_path = where_of(pose)
-            stored = stored_keypoints(pose, current.path)
-            positions, keypoint_names = stored.positions, stored.skeleton.nodes
-            if sorted(keypoint_names) != sorted(output.keypoint_names):
-                raise InputError(
-                    f"{source}: kp_names are not the keypoints of the session's {pose.name} "
-                    f"({', '.join(keypoint_names)})"
-                )
-            output = output.reordered(keypoint_names)
-            if len(positions) != len(output.qpos):
-                raise InputError(
-                    f"{source}: {len(output.qpos)} frames but the session's {pose.name} has {len(positions)}"
-                )
-            gap = np.nanmax(np.abs(positions - output.keypoints), initial=0.0)
-            if gap > SAME_KEYPOINTS_TOLERANCE:
-                raise InputError(
-                    f"{source}: kp_data differ from the session's {pose.name} by up to {1000 * gap:.2f} mm: "
-                    "not the same keypoints"
-                )
-            timing = _pose_timing(pose)
-            rate = config.rate
-            if rate is not None and (timing is None or abs(timing["rate"] - rate) > 1e-9 * rate):
-                raise InputError(f"rate: the session's keypoints set the frame times; do not pass {rate} Hz")
+            output, timing = match_session_keypoints(output, pose, current.path, source, config.rate)
             skeleton = pose.skeleton.name if pose.skeleton is not None else pose.name
             inputs = current.object_ids(pose)
         else:
