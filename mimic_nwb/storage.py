@@ -6,8 +6,17 @@ in memory whole). Both give gzip-compressed datasets chunked along time with HDF
 checksum on every chunk, readable by any HDF5 tool. :func:`verify_datasets` reads every dataset
 of a file once, chunk by chunk, and names those that cannot be read (a damaged chunk fails its
 checksum or its decompression).
+
+Long per-frame outputs that a stage produces row by row (a rollout's activations, an inverse
+dynamics' forces) go to :func:`scratch_array`: an array on an unlinked temporary file, mapped
+into memory, whose written pages :func:`release` hands back to the file (the process keeps
+only the rows it is writing). :func:`stored` writes such an array to the session in blocks of
+rows (and :func:`quantized` quantizes it block by block), so neither the stage nor the write
+holds the whole session in memory.
 """
 
+import mmap
+import tempfile
 from collections import deque
 
 import h5py
@@ -38,6 +47,73 @@ def compressed(array, chunk_bytes=CHUNK_BYTES):
     return H5DataIO(data=array, chunks=chunk_shape(array.shape, array.itemsize, chunk_bytes), **COMPRESSION)
 
 
+# --- scratch arrays: per-frame outputs on disk, not in memory ------------------------------------
+
+SCRATCH_BLOCK_BYTES = 16 << 20  # rows read at a time from a scratch array when it is written
+
+
+def scratch_array(shape, dtype, folder=None) -> np.ndarray:
+    """A zero-filled array of ``shape`` and ``dtype`` on an unlinked temporary file in ``folder``.
+
+    The file is unlinked at once (nothing is left behind, even after ``kill -9``) and freed when
+    the last view of the array goes. Pages written stay in the process until :func:`release`;
+    reading an element brings its page back from the file (the page cache, usually). Use it for
+    (T, ...) outputs written row by row whose T can be hours of frames.
+    """
+    shape = tuple(int(n) for n in shape)
+    dtype = np.dtype(dtype)
+    nbytes = max(1, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    with tempfile.TemporaryFile(dir=folder) as file:
+        file.truncate(nbytes)  # sparse: no disk used before rows are written
+        mapping = mmap.mmap(file.fileno(), nbytes)  # holds its own descriptor
+    return np.frombuffer(mapping, dtype=dtype, count=int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def _mapping(array):
+    """The ``mmap`` an array (or a view of it) lies in, or None."""
+    base = array
+    while base is not None:
+        if isinstance(base, mmap.mmap):
+            return base
+        # ndarray views point to their base; np.frombuffer's array to a memoryview of the mmap
+        base = base.obj if isinstance(base, memoryview) else getattr(base, "base", None)
+    return None
+
+
+def is_scratch(array) -> bool:
+    """Whether ``array`` lies in a memory-mapped file (a :func:`scratch_array` or a view of one)."""
+    return isinstance(array, np.ndarray) and _mapping(array) is not None
+
+
+def release(array) -> None:
+    """Hand the pages of a memory-mapped array back to its file (no-op for other arrays).
+
+    Written pages are kept by the kernel's page cache and written to the file, not lost
+    (``MADV_DONTNEED`` on a shared file mapping); the process's resident memory drops.
+    """
+    mapping = _mapping(array)
+    if mapping is not None and hasattr(mapping, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        mapping.madvise(mmap.MADV_DONTNEED)
+
+
+def row_blocks(array, block_bytes=SCRATCH_BLOCK_BYTES):
+    """Copies of consecutive blocks of rows of ``array``; a mapped array is released after each."""
+    row_bytes = max(1, array.itemsize * int(np.prod(array.shape[1:], dtype=np.int64)))
+    rows = max(1, block_bytes // row_bytes)
+    for start in range(0, len(array), rows):
+        block = np.array(array[start : start + rows])
+        release(array)
+        yield block
+
+
+def stored(array, chunk_bytes=CHUNK_BYTES):
+    """A dataset for ``array``: :func:`compressed`, or written in blocks of rows (:func:`streamed`)
+    when it lies in a memory-mapped file, so that writing it never reads it whole into memory."""
+    if is_scratch(array) and array.size:
+        return streamed(row_blocks(array), array.shape, array.dtype, chunk_bytes)
+    return compressed(array, chunk_bytes)
+
+
 # Quantized series: int16 over a series' own range, as NWB stores digitised data. Readers without
 # a half-precision type (h5wasm, behind the web viewers on DANDI; MATLAB) cannot read float16.
 _QUANTIZED_STEPS = 2 * 32767 - 2  # int16 codes used, -32766..32766 (margin for float32 rounding)
@@ -52,18 +128,32 @@ def quantized(values, description):
     in float64 is at most half a step; in float32 arithmetic (as ``get_data_in_units`` on int16
     data computes) add two float32 roundings of the largest magnitude. That bound, in the
     series' unit, is appended to ``description``. Values that are not all finite are stored
-    as float32 instead (no integer code for NaN).
+    as float32 instead (no integer code for NaN). A memory-mapped ``values`` (:func:`scratch_array`)
+    is read and quantized block by block of rows (the same codes), never whole.
 
     Returns a dict with ``data`` (compressed), ``conversion``, ``offset``, ``resolution`` and
     ``description``, to pass to the TimeSeries (or subtype) constructor.
     """
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0 or not np.all(np.isfinite(values)):
+    mapped = is_scratch(values)
+    if not mapped:
+        values = np.asarray(values, dtype=np.float64)
+    blocks = row_blocks(values) if mapped else (values,)
+    finite, lo, hi = True, np.inf, -np.inf
+    for block in blocks:
+        block = np.asarray(block, dtype=np.float64)
+        if block.size:
+            finite = finite and bool(np.all(np.isfinite(block)))
+            lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+    if values.size == 0 or not finite:
+        data = (
+            streamed((b.astype(np.float32) for b in row_blocks(values)), values.shape, np.float32)
+            if mapped and values.size
+            else compressed(np.asarray(values).astype(np.float32))
+        )
         return dict(
-            data=compressed(values.astype(np.float32)),
+            data=data,
             description=description + (" Stored as float32 (not every value is finite)." if values.size else ""),
         )
-    lo, hi = float(values.min()), float(values.max())
     magnitude = max(abs(lo), abs(hi))
     span = hi - lo if hi > lo else max(magnitude, 1.0) * 2.0**-16  # constant: any small step
     # float32 step rounded up, so that the range still fits the codes.
@@ -71,15 +161,22 @@ def quantized(values, description):
     if float(step) * _QUANTIZED_STEPS < span:
         step = np.nextafter(step, np.float32(np.inf))
     offset = np.float32((lo + hi) / 2)
-    codes = np.rint((values - float(offset)) / float(step))
-    data = np.clip(codes, -32767, 32767).astype(np.int16)
+
+    def codes(block):
+        block = np.asarray(block, dtype=np.float64)
+        return np.clip(np.rint((block - float(offset)) / float(step)), -32767, 32767).astype(np.int16)
+
+    if mapped:
+        data = streamed((codes(b) for b in row_blocks(values)), values.shape, np.int16)
+    else:
+        data = compressed(codes(values))
     bound = 0.5 * float(step) + 2 * float(np.finfo(np.float32).eps) * magnitude
     note = (
         f" Stored as int16: value = data * conversion + offset, absolute error at most {bound:.3g} "
         f"(values from {lo:.6g} to {hi:.6g})."
     )
     return dict(
-        data=compressed(data),
+        data=data,
         conversion=float(step),
         offset=float(offset),
         resolution=float(step),

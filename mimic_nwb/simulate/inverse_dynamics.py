@@ -70,6 +70,7 @@ from scipy.interpolate import CubicSpline
 from scipy.signal import savgol_filter
 
 from ..body_model import BodyModel
+from ..storage import release, scratch_array
 from .physics import (
     ActuatorDynamics,
     actuator_dynamics,
@@ -110,6 +111,12 @@ class InverseDynamicsConfig:
         keep_steps: also return every physics step (``InverseDynamicsResult.steps``), needed to
             replay; memory grows with steps x nv.
         block_frames: frames processed at once (bounds memory on long sessions).
+        n_workers: processes that compute the blocks' trajectories, inverse dynamics and
+            penetration (spawned; 1 = all in this process). The activation filter, which
+            carries from one block to the next, is inverted here in order; the results do not
+            depend on ``n_workers`` (bit for bit: each block is computed by the same code on
+            the same numbers). A script that runs it with ``n_workers > 1`` needs the usual
+            ``if __name__ == "__main__":`` guard.
         contacts: include contact forces (floor, self-contacts) in the inverse dynamics.
             Default ``False``: contacts are disabled (``mjDSBL_CONTACT``), the body is treated
             as free, and the support of the floor ends up in the root's residual (about the body
@@ -128,6 +135,7 @@ class InverseDynamicsConfig:
     keep_steps: bool = False
     block_frames: int = 500
     contacts: bool = False
+    n_workers: int = 1
 
     def __post_init__(self):
         w, p = int(self.smoothing_window), int(self.smoothing_polyorder)
@@ -143,6 +151,8 @@ class InverseDynamicsConfig:
             raise ValueError(
                 f"InverseDynamicsConfig.control_hold: expected one of {CONTROL_HOLDS}, got {self.control_hold!r}"
             )
+        if int(self.n_workers) < 1:
+            raise ValueError(f"InverseDynamicsConfig.n_workers: must be >= 1, got {self.n_workers!r}")
         if int(self.block_frames) < 2:
             raise ValueError(f"InverseDynamicsConfig.block_frames: must be >= 2, got {self.block_frames!r}")
         if self.timestep is not None and not (np.isfinite(self.timestep) and self.timestep > 0):
@@ -366,6 +376,7 @@ def run_inverse_dynamics(
     *,
     initial_activation: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
+    scratch=None,
 ) -> InverseDynamicsResult:
     """Forces, activations and controls that replay registered poses.
 
@@ -377,6 +388,9 @@ def run_inverse_dynamics(
         initial_activation: (na,) activation state at the first frame; default the activation
             its required force asks for.
         progress: called as ``progress(frames_done, frames_total)`` after each block.
+        scratch: a folder: the per-frame results are written there block by block (unlinked
+            temporary files, ``mimic_nwb.storage.scratch_array``) instead of being held in
+            memory; the result's arrays are memory maps of them. The numbers are the same.
 
     Returns:
         an InverseDynamicsResult (see the module docstring for the method).
@@ -392,7 +406,7 @@ def run_inverse_dynamics(
     n = steps_per_frame(frame_rate, h)
     dyn = actuator_dynamics(model)
     q_smooth = smooth_qpos(q_frames, model, int(config.smoothing_window), int(config.smoothing_polyorder))
-    penetration = frame_penetration(simulation_model(body_model), q_smooth)
+    del q_frames  # a checked copy of qpos: only the smoothed one is used from here on
     n_frames = len(q_smooth)
     n_steps = (n_frames - 1) * n + 1
     hold = n if config.control_hold == "frame" else 1
@@ -403,56 +417,60 @@ def run_inverse_dynamics(
                 f"initial_activation: expected {model.na} finite values, got shape {initial_activation.shape}"
             )
 
-    solver = _ActuatorSolver(model, dyn)
-    out = _Frames(n_frames, model)
+    out = _Frames(n_frames, model, scratch)
     keep = _Steps(n_steps, model) if config.keep_steps else None
     stats = _Stats(model)
+    penetration = np.empty(n_frames)
     w = None  # activation state per actuator (nu,), "activation" = control for stateless ones
     block = int(config.block_frames)
-    for a in range(0, n_frames, block):
-        b = min(a + block, n_frames)
-        k0, k1 = a * n, min(b * n, n_steps - 1)  # steps of this block: [k0, k1) (+ the last)
-        last_block = b == n_frames
-        k_end = n_steps - 1 if last_block else k1  # inverse dynamics for steps k0..k_end
-        qk, vk, ak = _fine_trajectory(q_smooth, model, n, h, k0 - 1, k_end + 1)
-        ids = _inverse_block(model, solver, qk[1:-1], vk[:-1], ak)  # steps k0..k_end
-        if w is None:
-            w = _initial_w(dyn, ids["w_star"][0], initial_activation)
-        stop = n_steps if last_block else k1  # steps whose activation/force we settle here
-        w_steps, ctrl_steps, w = _invert_filter(dyn, ids["w_star"], w, k0, stop, hold)
-        forces = np.clip(
-            ids["gain"][: stop - k0] * w_steps + ids["bias"][: stop - k0], dyn.force_range[:, 0], dyn.force_range[:, 1]
-        )
-        qfrc = ids["qfrc"][: stop - k0]
-        moment_id = ids["moment_id"][: stop - k0]
-        residual = qfrc - _generalized_actuator_force(forces, moment_id, ids["moments"])
-        act = w_steps[:, dyn.stateful]  # data.act order: actuator order (actadr increasing)
-        stats.add(qfrc, residual, moment_id, ids["moments"], ids["saturated"][: stop - k0], ctrl_steps["clipped"])
-        sel = np.arange(k0, stop)
-        at_frame = sel % n == 0
-        fi = sel[at_frame] // n
-        out.qpos[fi] = qk[1:-1][: stop - k0][at_frame]
-        out.qvel[fi] = vk[: stop - k0][at_frame]
-        out.qacc[fi] = ak[: stop - k0][at_frame]
-        out.qfrc[fi] = qfrc[at_frame]
-        out.force[fi] = forces[at_frame]
-        out.act[fi] = act[at_frame]
-        out.ctrl[fi] = ctrl_steps["ctrl"][at_frame]
-        out.residual[fi] = residual[at_frame]
-        if keep is not None:
-            keep.fill(
-                sel,
-                qk[1:-1][: stop - k0],
-                vk[: stop - k0],
-                ak[: stop - k0],
-                qfrc,
-                forces,
-                act,
-                ctrl_steps["ctrl"],
-                residual,
+    starts = range(0, n_frames, block)
+    jobs = (_block_job(q_smooth, n, a, min(a + block, n_frames)) for a in starts)
+    with _BlockWorkers(model, simulation_model(body_model), int(config.n_workers)) as workers:
+        for a, (qk, vk, ak, ids, block_penetration) in zip(starts, workers.map(jobs)):
+            b = min(a + block, n_frames)
+            k0, k1 = a * n, min(b * n, n_steps - 1)  # steps of this block: [k0, k1) (+ the last)
+            last_block = b == n_frames
+            penetration[a:b] = block_penetration
+            if w is None:
+                w = _initial_w(dyn, ids["w_star"][0], initial_activation)
+            stop = n_steps if last_block else k1  # steps whose activation/force we settle here
+            w_steps, ctrl_steps, w = _invert_filter(dyn, ids["w_star"], w, k0, stop, hold)
+            forces = np.clip(
+                ids["gain"][: stop - k0] * w_steps + ids["bias"][: stop - k0],
+                dyn.force_range[:, 0],
+                dyn.force_range[:, 1],
             )
-        if progress is not None:
-            progress(b, n_frames)
+            qfrc = ids["qfrc"][: stop - k0]
+            moment_id = ids["moment_id"][: stop - k0]
+            residual = qfrc - _generalized_actuator_force(forces, moment_id, ids["moments"])
+            act = w_steps[:, dyn.stateful]  # data.act order: actuator order (actadr increasing)
+            stats.add(qfrc, residual, moment_id, ids["moments"], ids["saturated"][: stop - k0], ctrl_steps["clipped"])
+            sel = np.arange(k0, stop)
+            at_frame = sel % n == 0
+            fi = sel[at_frame] // n
+            out.qpos[fi] = qk[1:-1][: stop - k0][at_frame]
+            out.qvel[fi] = vk[: stop - k0][at_frame]
+            out.qacc[fi] = ak[: stop - k0][at_frame]
+            out.qfrc[fi] = qfrc[at_frame]
+            out.force[fi] = forces[at_frame]
+            out.act[fi] = act[at_frame]
+            out.ctrl[fi] = ctrl_steps["ctrl"][at_frame]
+            out.residual[fi] = residual[at_frame]
+            out.release()
+            if keep is not None:
+                keep.fill(
+                    sel,
+                    qk[1:-1][: stop - k0],
+                    vk[: stop - k0],
+                    ak[: stop - k0],
+                    qfrc,
+                    forces,
+                    act,
+                    ctrl_steps["ctrl"],
+                    residual,
+                )
+            if progress is not None:
+                progress(b, n_frames)
 
     names = _names(body_model, model)
     return InverseDynamicsResult(
@@ -506,21 +524,27 @@ def _names(body_model, model):
     return tuple(qn), tuple(vn), tuple(model.actuator(i).name for i in range(model.nu))
 
 
-def _fine_trajectory(q_frames, model, n, h, k_first, k_last):
-    """Interpolated qpos at steps k_first..k_last (inclusive; may reach one step beyond either
-    end, extrapolated by the spline), and v (from k_first + 1) and a (from k_first + 1 to
-    k_last - 1) by manifold differences."""
-    n_frames = len(q_frames)
+def _spline_frames(n_frames, n, k_first, k_last):
+    """Frames [f0, f1) of the spline through which steps k_first..k_last are interpolated."""
     f0 = max(0, k_first // n - _SPLINE_MARGIN)
     f1 = min(n_frames, -(-k_last // n) + _SPLINE_MARGIN + 1)
+    return f0, f1
+
+
+def _fine_trajectory(q_frames, model, n, h, k_first, k_last, first_frame=0, n_frames=None):
+    """Interpolated qpos at steps k_first..k_last (inclusive; may reach one step beyond either
+    end, extrapolated by the spline), and v (from k_first + 1) and a (from k_first + 1 to
+    k_last - 1) by manifold differences. ``q_frames`` may be a window of the reference that
+    starts at frame ``first_frame`` (of ``n_frames``) and holds the frames of `_spline_frames`."""
+    n_frames = len(q_frames) if n_frames is None else n_frames
+    f0, f1 = _spline_frames(n_frames, n, k_first, k_last)
     frames = np.arange(f0, f1)
+    window = q_frames[f0 - first_frame : f1 - first_frame]
     if len(frames) >= 2:
-        spline = CubicSpline(
-            frames * n * h, q_frames[f0:f1], axis=0, bc_type="not-a-knot" if len(frames) > 3 else "natural"
-        )
+        spline = CubicSpline(frames * n * h, window, axis=0, bc_type="not-a-knot" if len(frames) > 3 else "natural")
         q = spline(np.arange(k_first, k_last + 1) * h)
     else:  # pragma: no cover - run_inverse_dynamics needs 2 frames
-        q = np.repeat(q_frames[f0:f1], k_last - k_first + 1, axis=0)
+        q = np.repeat(window, k_last - k_first + 1, axis=0)
     _normalize_quats(q, _quat_adrs(model))
     v = np.empty((len(q) - 1, model.nv))
     for i in range(len(q) - 1):
@@ -659,15 +683,125 @@ def _invert_filter(dyn: ActuatorDynamics, w_star, w, k0, stop, hold):
 
 
 class _Frames:
-    def __init__(self, n_frames, model):
-        self.qpos = np.empty((n_frames, model.nq))
-        self.qvel = np.empty((n_frames, model.nv))
-        self.qacc = np.empty((n_frames, model.nv))
-        self.qfrc = np.empty((n_frames, model.nv))
-        self.force = np.empty((n_frames, model.nu))
-        self.act = np.empty((n_frames, model.na))
-        self.ctrl = np.empty((n_frames, model.nu))
-        self.residual = np.empty((n_frames, model.nv))
+    """Per-frame results, in memory or (``scratch``: a folder) in scratch files."""
+
+    def __init__(self, n_frames, model, scratch=None):
+        def array(columns):
+            shape = (n_frames, columns)
+            return np.empty(shape) if scratch is None else scratch_array(shape, np.float64, scratch)
+
+        self.qpos = array(model.nq)
+        self.qvel = array(model.nv)
+        self.qacc = array(model.nv)
+        self.qfrc = array(model.nv)
+        self.force = array(model.nu)
+        self.act = array(model.na)
+        self.ctrl = array(model.nu)
+        self.residual = array(model.nv)
+
+    def release(self):
+        """Hand the rows written so far back to the scratch files (no-op in memory)."""
+        for values in vars(self).values():
+            release(values)
+
+
+# --- blocks of frames, in this process or in worker processes ------------------------------------
+
+
+def _block_job(q_smooth, n, a, b):
+    """What a block of frames a..b-1 needs: its window of the smoothed reference and its steps."""
+    n_frames = len(q_smooth)
+    n_steps = (n_frames - 1) * n + 1
+    k0, k1 = a * n, min(b * n, n_steps - 1)
+    k_end = n_steps - 1 if b == n_frames else k1  # inverse dynamics for steps k0..k_end
+    f0, f1 = _spline_frames(n_frames, n, k0 - 1, k_end + 1)
+    return dict(
+        window=q_smooth[f0:f1],
+        first_frame=f0,
+        n_frames=n_frames,
+        steps_per_frame=n,
+        k_first=k0 - 1,
+        k_last=k_end + 1,
+        frames=q_smooth[a:b],
+    )
+
+
+def _run_block(job, model, contact_model, solver):
+    """The block's interpolated steps (q, v, a), their inverse dynamics, and its frames' penetration."""
+    h = model.opt.timestep
+    qk, vk, ak = _fine_trajectory(
+        job["window"],
+        model,
+        job["steps_per_frame"],
+        h,
+        job["k_first"],
+        job["k_last"],
+        job["first_frame"],
+        job["n_frames"],
+    )
+    ids = _inverse_block(model, solver, qk[1:-1], vk[:-1], ak)
+    return qk, vk, ak, ids, frame_penetration(contact_model, job["frames"])
+
+
+_WORKER = {}
+
+
+def _init_block_worker(model, contact_model):
+    _WORKER.update(model=model, contact_model=contact_model, solver=_ActuatorSolver(model, actuator_dynamics(model)))
+
+
+def _run_block_in_worker(job):
+    return _run_block(job, _WORKER["model"], _WORKER["contact_model"], _WORKER["solver"])
+
+
+class _BlockWorkers:
+    """Computes blocks in order: here (``n_workers == 1``) or in spawned processes, with at most
+    two blocks per worker in flight (so results waiting for the filter inversion stay few)."""
+
+    def __init__(self, model, contact_model, n_workers):
+        self.model, self.contact_model, self.n_workers = model, contact_model, n_workers
+        self._pool = None
+
+    def __enter__(self):
+        if self.n_workers > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: safe whatever threads the caller runs (fork is not), as STAC's workers
+            self._pool = ProcessPoolExecutor(
+                self.n_workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_block_worker,
+                initargs=(self.model, self.contact_model),
+            )
+        else:
+            self._solver = _ActuatorSolver(self.model, actuator_dynamics(self.model))
+        return self
+
+    def map(self, jobs):
+        if self._pool is None:
+            for job in jobs:
+                yield _run_block(job, self.model, self.contact_model, self._solver)
+            return
+        from collections import deque
+
+        pending = deque()
+        jobs = iter(jobs)
+        for job in jobs:
+            pending.append(self._pool.submit(_run_block_in_worker, job))
+            if len(pending) >= 2 * self.n_workers:
+                break
+        while pending:
+            result = pending.popleft().result()
+            job = next(jobs, None)
+            if job is not None:
+                pending.append(self._pool.submit(_run_block_in_worker, job))
+            yield result
+
+    def __exit__(self, *exc):
+        if self._pool is not None:
+            self._pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        return False
 
 
 class _Steps:

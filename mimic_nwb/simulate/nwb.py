@@ -27,13 +27,15 @@ from ..controller import train_controller as fit_controller
 from ..controller.nwb import checkpoint_from_nwb, checkpoint_to_nwb
 from ..errors import InputError
 from ..session import RESULTS_MODULE, opened
-from ..storage import compressed, quantized
+from ..storage import compressed, quantized, stored
 from .distill import DistillationConfig, distill_controller
 from .expert import ExpertConfig, TrackingExpert
 from .inverse_dynamics import InverseDynamicsConfig, InverseDynamicsResult, run_inverse_dynamics
 from .rollout import RolloutConfig, RolloutResult, run_rollout
 
 ID_NAME = "SimulationRollout_inverse_dynamics"
+# Frames of a rollout prepared and recorded at a time (memory on long sessions: run_rollout)
+ROLLOUT_BLOCK_FRAMES = 4096
 CONTROLLER_NAME = "ControllerNetwork"
 TRACKING_UNITS = {
     "total_error": "meters",
@@ -59,7 +61,7 @@ def _joint_series(name, data, body_model, kind, units, timing, description):
     column_units = list(units) if units is not None else None
     return ndx_mimic.JointStateSeries(
         name=name,
-        data=compressed(np.asarray(data)),
+        data=stored(data),
         unit="mixed"
         if column_units and len(set(column_units)) > 1
         else (column_units[0] if column_units else "dimensionless"),
@@ -191,7 +193,8 @@ def inverse_dynamics(
         inputs = session.object_ids(stac)
         report, close = _frame_progress(progress, "inverse dynamics")
         try:
-            result = run_inverse_dynamics(qpos, model, rate, config, progress=report)
+            # per-frame results go to scratch files beside the session, block by block
+            result = run_inverse_dynamics(qpos, model, rate, config, progress=report, scratch=path.parent)
         except ValueError as error:
             raise InputError(f"{path}: {error}") from None
         finally:
@@ -650,7 +653,10 @@ def simulate(
             controller_path = f"processing/{RESULTS_MODULE}/{stored_controller}"
         report, close = _frame_progress(progress, config.mode.replace("_", " "))
         try:
-            result = run_rollout(model, tracked, ckpt, config, progress=report)
+            # per-frame outputs go to scratch files beside the session as the rollout goes
+            result = run_rollout(
+                model, tracked, ckpt, config, progress=report, block_frames=ROLLOUT_BLOCK_FRAMES, scratch=path.parent
+            )
         except ValueError as error:
             raise InputError(f"{path}: {error}") from None
         finally:
@@ -769,7 +775,7 @@ def _activations_to_nwb(result, name, body_model, controller, rollout, rate, sta
             seed=int(result.seed),
             action_std=ndx_mimic.NamedColumnSeries(
                 name="action_std",
-                data=compressed(r.action_std),
+                data=stored(r.action_std),
                 unit="dimensionless",
                 column_names=list(body_model.actuator_names[:]),
                 description="Action std over latent samples.",
@@ -777,7 +783,7 @@ def _activations_to_nwb(result, name, body_model, controller, rollout, rate, sta
             ),
             latent_std=ndx_mimic.NamedColumnSeries(
                 name="latent_std",
-                data=compressed(r.latent_std),
+                data=stored(r.latent_std),
                 unit="dimensionless",
                 column_names=[f"latent_{i}" for i in range(r.latent_std.shape[1])],
                 description="Latent std over samples.",

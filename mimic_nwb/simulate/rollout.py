@@ -82,6 +82,7 @@ from ..controller.observations import (
     reference_features,
 )
 from ..controller.policy import ControllerPolicy
+from ..storage import release, scratch_array
 from .expert import ExpertConfig, TrackingExpert
 from .physics import as_mjmodel, simulation_model, steps_per_frame
 from .tracking import (
@@ -372,9 +373,19 @@ def run_rollout(
     config: RolloutConfig | None = None,
     *,
     progress: Callable[[int, int], None] | None = None,
+    block_frames: int | None = None,
+    scratch=None,
 ) -> RolloutResult:
     """Imitate ``reference`` with the controller of ``checkpoint`` (modes ``closed_loop``,
     ``open_loop``) or with the tracking expert (mode ``expert``: ``checkpoint`` is not used).
+
+    Memory on long references: ``block_frames`` frames are prepared at a time (the reference's
+    kinematics, tracking and reward targets; None: all at once), and with ``scratch`` (a folder)
+    the per-frame outputs that grow with the session (qpos, qvel, activation states, controls,
+    forces, every layer's activations, latent resampling) are written to unlinked temporary files
+    there as the rollout goes (``mimic_nwb.storage.scratch_array``): the result's arrays are then
+    memory maps of those files, paged in only when read. Neither changes a number: the rollout is
+    the same, bit for bit, for any ``block_frames`` and with or without ``scratch``.
 
     Raises:
         ValueError: a checkpoint that does not fit the body model (actuators, joints,
@@ -408,25 +419,26 @@ def run_rollout(
     if start >= reference.n_frames:
         raise ValueError(f"RolloutConfig.start_frame: {start} is past the reference's {reference.n_frames} frames")
 
+    if block_frames is not None and int(block_frames) < 1:
+        raise ValueError(f"block_frames: must be >= 1, got {block_frames!r}")
+
     clock = time.perf_counter
     t0 = clock()
     if expert_mode:
         expert = TrackingExpert(model, reference, config.expert)
-        policy, layout, kin, sha, n_resample = None, None, None, "", 0
+        policy, layout, sha, n_resample, window, lookahead = None, None, "", 0, 0, stop
     else:
         obs = checkpoint.config.observation
         layout = ObservationLayout.build(model, obs.reference_window, obs.appendage_bodies, obs.joint_names or None)
-        lookahead = min(reference.n_frames, stop + obs.reference_window)
-        kin = ReferenceKinematics.compute(layout, reference.qpos[start:lookahead])
+        window = int(obs.reference_window)
+        lookahead = min(reference.n_frames, stop + window)
         sha = checkpoint.sha256
         n_resample = int(config.latent_samples) if config.resample_latent else 0
         policy = _policy(checkpoint, sha, n_resample)
     timings = {"compile": clock() - t0, "physics": 0.0, "network": 0.0, "observations": 0.0}
-    t0 = clock()
-    meter = TrackingMeter(model, reference.qpos[start:stop])
-    rewards = _Rewards(config.reward, model, reference.qpos[start:stop])
-    timings["observations"] += clock() - t0
-    rec = _Recorder(stop - start, model, policy, n_resample)
+    n_rows = stop - start
+    block = n_rows if block_frames is None else min(int(block_frames), n_rows)
+    rec = _Recorder(n_rows, model, policy, n_resample, block, scratch)
     streams = np.random.SeedSequence(config.seed).spawn(3)
     latent_rng, action_rng, resample_rng = (np.random.default_rng(s) for s in streams)
     latent_size = checkpoint.config.latent_size if policy is not None else 0
@@ -439,90 +451,102 @@ def run_rollout(
     episode_start, episode_return = 0, 0.0
     previous_action = np.zeros(model.nu)
     needs_reset = True
-    for i in range(stop - start):
-        frame = start + i
-        if needs_reset or open_loop:
-            _set_reference_state(data, model, reference, frame, reset_act=needs_reset or ref_act is not None)
-            if needs_reset:
-                if policy is not None:
-                    state = policy.initial_state()
-                else:
-                    expert.reset()
-                previous_action = np.zeros(model.nu)
-                needs_reset = False
-        rec.qpos[i], rec.qvel[i], rec.act[i] = data.qpos, data.qvel, data.act
+    for b0 in range(0, n_rows, block):
+        b1 = min(b0 + block, n_rows)
+        # The block's targets: kinematics of its frames and of the reference window after its
+        # last one (clipped at the reference's end, as for the whole), tracking and reward
+        # targets of its frames and the next (a control is judged on the state it leads to).
         t0 = clock()
-        rec.tracking_error[i] = meter.body_error(data, i)
         if policy is not None:
-            body = BodyState.from_data(layout, data)
-            r_obs = reference_features(layout, kin, np.array([i]), body)[0].astype(np.float32)
-            p_obs = proprioception(layout, body)[0].astype(np.float32)
+            kin = ReferenceKinematics.compute(layout, reference.qpos[start + b0 : min(start + b1 + window, lookahead)])
+        meter = TrackingMeter(model, reference.qpos[start + b0 : start + min(b1 + 1, n_rows)])
+        rewards = _Rewards(config.reward, model, reference.qpos[start + b0 : start + min(b1 + 1, n_rows)])
         timings["observations"] += clock() - t0
-        t0 = clock()
-        if policy is None:
-            action = expert.controls(data, frame)
-        else:
-            noise = (
-                latent_rng.standard_normal(latent_size) if config.latent == "sample" else np.zeros(latent_size)
-            ).astype(np.float32)
-            if rec.resampling is not None:  # before the step: it reads the same recurrent state
-                a_std, z_std = policy.resample(
-                    r_obs,
-                    p_obs,
-                    state,
-                    resample_rng.standard_normal((config.latent_samples, latent_size)).astype(np.float32),
+        for i in range(b0, b1):
+            frame, j = start + i, i - b0  # j: the row of the block's targets
+            if needs_reset or open_loop:
+                _set_reference_state(data, model, reference, frame, reset_act=needs_reset or ref_act is not None)
+                if needs_reset:
+                    if policy is not None:
+                        state = policy.initial_state()
+                    else:
+                        expert.reset()
+                    previous_action = np.zeros(model.nu)
+                    needs_reset = False
+            rec.qpos[i], rec.qvel[i], rec.act[i] = data.qpos, data.qvel, data.act
+            t0 = clock()
+            rec.tracking_error[i] = meter.body_error(data, j)
+            if policy is not None:
+                body = BodyState.from_data(layout, data)
+                r_obs = reference_features(layout, kin, np.array([j]), body)[0].astype(np.float32)
+                p_obs = proprioception(layout, body)[0].astype(np.float32)
+            timings["observations"] += clock() - t0
+            t0 = clock()
+            if policy is None:
+                action = expert.controls(data, frame)
+            else:
+                noise = (
+                    latent_rng.standard_normal(latent_size) if config.latent == "sample" else np.zeros(latent_size)
+                ).astype(np.float32)
+                if rec.resampling is not None:  # before the step: it reads the same recurrent state
+                    a_std, z_std = policy.resample(
+                        r_obs,
+                        p_obs,
+                        state,
+                        resample_rng.standard_normal((config.latent_samples, latent_size)).astype(np.float32),
+                    )
+                    rec.resampling[0][i], rec.resampling[1][i] = a_std, z_std
+                action, state, flat = policy.step(r_obs, p_obs, state, noise)
+                rec.record_activations(i, flat)
+                if config.action_noise:
+                    action = action + policy.action_std * action_rng.standard_normal(len(action))
+                action = np.clip(action, -1.0, 1.0)
+            timings["network"] += clock() - t0
+            rec.ctrl[i] = action
+            if i == stop - start - 1:  # the last frame: nothing after it to imitate
+                rec.force[i] = np.nan
+                break
+            data.ctrl[:] = action
+            force = np.zeros(model.nu)
+            t0 = clock()
+            for _ in range(n_sub):
+                mujoco.mj_step(model, data)
+                force += data.actuator_force
+            t1 = clock()
+            rec.force[i] = force / n_sub
+            timings["physics"] += t1 - t0
+            unstable = not np.isfinite(data.qpos).all() or not np.isfinite(data.qvel).all()
+            if unstable:
+                rec.tracking[i + 1] = np.nan
+                error = np.nan
+                rec.reward[i] = np.nan
+            else:
+                mujoco.mj_kinematics(model, data)  # positions of the new state
+                rec.tracking[i + 1] = meter.measure(data, j + 1)
+                error = rec.tracking[i + 1, _BODY]
+                terms = rewards.terms(data, j + 1, action, previous_action)
+                rec.reward[i] = terms.pop("total")
+                for name, value in terms.items():
+                    rec.terms[name][i] = value
+                episode_return += rec.reward[i]
+            timings["observations"] += clock() - t1
+            rec.step_error[i] = error
+            previous_action = action
+            if not open_loop and (unstable or rule.ends(error, i + 1 - episode_start)):
+                rec.end_episode(
+                    start,
+                    episode_start,
+                    i + 1,
+                    "physics_unstable" if unstable else "tracking_error",
+                    error,
+                    episode_return,
+                    ref_act is not None,
+                    policy is not None,
                 )
-                rec.resampling[0][i], rec.resampling[1][i] = a_std, z_std
-            action, state, flat = policy.step(r_obs, p_obs, state, noise)
-            rec.activations[i] = flat
-            if config.action_noise:
-                action = action + policy.action_std * action_rng.standard_normal(len(action))
-            action = np.clip(action, -1.0, 1.0)
-        timings["network"] += clock() - t0
-        rec.ctrl[i] = action
-        if i == stop - start - 1:  # the last frame: nothing after it to imitate
-            rec.force[i] = np.nan
-            break
-        data.ctrl[:] = action
-        force = np.zeros(model.nu)
-        t0 = clock()
-        for _ in range(n_sub):
-            mujoco.mj_step(model, data)
-            force += data.actuator_force
-        t1 = clock()
-        rec.force[i] = force / n_sub
-        timings["physics"] += t1 - t0
-        unstable = not np.isfinite(data.qpos).all() or not np.isfinite(data.qvel).all()
-        if unstable:
-            rec.tracking[i + 1] = np.nan
-            error = np.nan
-            rec.reward[i] = np.nan
-        else:
-            mujoco.mj_kinematics(model, data)  # positions of the new state
-            rec.tracking[i + 1] = meter.measure(data, i + 1)
-            error = rec.tracking[i + 1, _BODY]
-            terms = rewards.terms(data, i + 1, action, previous_action)
-            rec.reward[i] = terms.pop("total")
-            for name, value in terms.items():
-                rec.terms[name][i] = value
-            episode_return += rec.reward[i]
-        timings["observations"] += clock() - t1
-        rec.step_error[i] = error
-        previous_action = action
-        if not open_loop and (unstable or rule.ends(error, i + 1 - episode_start)):
-            rec.end_episode(
-                start,
-                episode_start,
-                i + 1,
-                "physics_unstable" if unstable else "tracking_error",
-                error,
-                episode_return,
-                ref_act is not None,
-                policy is not None,
-            )
-            episode_start, episode_return, needs_reset = i + 1, 0.0, True
-        if progress is not None and (i + 1) % 100 == 0:
-            progress(i + 1, stop - start)
+                episode_start, episode_return, needs_reset = i + 1, 0.0, True
+            if progress is not None and (i + 1) % 100 == 0:
+                progress(i + 1, stop - start)
+        rec.flush(b0, b1)
     rec.end_episode(
         start,
         episode_start,
@@ -550,7 +574,7 @@ def run_rollout(
         reward_terms=rec.terms,
         tracking_error=rec.tracking_error,
         step_error=rec.step_error,
-        activations=policy.unpack(rec.activations) if policy is not None else {},
+        activations=rec.layer_activations(policy),
         layer_kinds={layer.name: layer.kind for layer in policy.layers} if policy is not None else {},
         latent_resampling=(LatentResampling(n_resample, *rec.resampling) if rec.resampling is not None else None),
         episodes=rec.episodes(reference.first_frame),
@@ -654,23 +678,60 @@ class _Rewards:
 
 
 class _Recorder:
-    def __init__(self, n, model, policy: ControllerPolicy | None, n_resample: int):
-        self.qpos = np.empty((n, model.nq))
-        self.qvel = np.empty((n, model.nv))
-        self.act = np.empty((n, model.na))
-        self.ctrl = np.empty((n, model.nu))
-        self.force = np.empty((n, model.nu))
+    """The rollout's per-frame rows. Without ``scratch`` every array is in memory; with it (a
+    folder) the arrays that grow with the session go to scratch files (``storage.scratch_array``),
+    activations through an in-memory buffer of one block, and ``flush`` after each block writes
+    the buffer out and hands written pages back to the files."""
+
+    def __init__(self, n, model, policy: ControllerPolicy | None, n_resample: int, block: int, scratch=None):
+        def big(shape, dtype=np.float64):
+            return np.empty(shape, dtype) if scratch is None else scratch_array(shape, dtype, scratch)
+
+        self.scratch = scratch
+        self.qpos = big((n, model.nq))
+        self.qvel = big((n, model.nv))
+        self.act = big((n, model.na))
+        self.ctrl = big((n, model.nu))
+        self.force = big((n, model.nu))
         self.reward = np.full(n, np.nan)
         self.terms = {t: np.full(n, np.nan) for t in REWARD_TERMS}
         self.tracking_error = np.empty(n)
         self.step_error = np.full(n, np.nan)
         self.tracking = np.full((n, len(TRACKING_COLUMNS)), np.nan)
-        self.activations = np.empty((n, policy.activation_size), np.float32) if policy is not None else None
+        self.policy = policy
+        self.activations = self.layers = None
+        if policy is not None:
+            if scratch is None:
+                self.activations = np.empty((n, policy.activation_size), np.float32)
+            else:  # one scratch array per layer, so that writing a layer reads only its own pages
+                self.activations = np.empty((block, policy.activation_size), np.float32)
+                self.layers = {layer.name: big((n, layer.size), np.float32) for layer in policy.layers}
         c = policy.config if policy is not None else None
         self.resampling = (
-            (np.empty((n, c.n_actions), np.float32), np.empty((n, c.latent_size), np.float32)) if n_resample else None
+            (big((n, c.n_actions), np.float32), big((n, c.latent_size), np.float32)) if n_resample else None
         )
         self._rows = []
+
+    def record_activations(self, i, flat):
+        self.activations[i if self.layers is None else i % len(self.activations)] = flat
+
+    def flush(self, b0, b1):
+        """Rows b0..b1-1 are complete (blocks start at multiples of the block size)."""
+        if self.scratch is None:
+            return
+        if self.layers is not None:
+            buffer = self.activations[: b1 - b0]
+            for name, rows in self.policy.layer_slices.items():
+                self.layers[name][b0:b1] = buffer[:, rows]
+        for array in (self.qpos, self.qvel, self.act, self.ctrl, self.force, *(self.layers or {}).values()):
+            release(array)
+        for array in self.resampling or ():
+            release(array)
+
+    def layer_activations(self, policy) -> dict:
+        if policy is None:
+            return {}
+        return dict(self.layers) if self.layers is not None else policy.unpack(self.activations)
 
     def end_episode(self, start, first, stop, reason, error, ret, reference_act, network):
         self._rows.append(
