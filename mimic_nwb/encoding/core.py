@@ -457,7 +457,8 @@ def fit_encoding_models(
     counts : array, shape (n_bins, n_units)
         Spike counts per bin (non-negative integers), bins of ``config.bin_size``.
     feature_sets : mapping of str -> array, shape (n_bins, n_features)
-        Features on the same bins (row t = bin t; 1-D arrays are one feature). Bins where a
+        Features on the same bins (row t = bin t; 1-D arrays are one feature; float32 arrays
+        are kept float32, others are read as float64). Bins where a
         feature set is not finite (NaN: outside its time range, tracking gaps) are dropped,
         together with the bins that would pair with them at some lag.
     config : EncodingConfig, optional
@@ -511,9 +512,12 @@ def fit_encoding_models(
     if silent.size:
         raise ValueError(f"counts: unit(s) {[units[u] for u in silent]} have no spikes in the usable bins")
 
-    # Per fold: training/test bins, the mean-rate model and its held-out log-likelihood, and
-    # where each held-out chunk starts (test bins are in time order, chunks contiguous).
+    # Per fold: training/test bins, the mean-rate model's rate, and where each held-out chunk
+    # starts (test bins are in time order, chunks contiguous). The held-out counts and the
+    # mean-rate log-likelihood are formed again for each feature set (`_held_out`): kept for
+    # every fold they would be two more copies of all the counts.
     folds = []
+    ll_null_total = np.zeros(n_units)
     for f in range(config.n_folds):
         train = np.flatnonzero(usable & (fold_of_bin != f))
         test = np.flatnonzero(fold_of_bin == f)
@@ -524,25 +528,14 @@ def fit_encoding_models(
                 f"counts: unit(s) {[units[u] for u in empty]} have no spikes in the training bins of fold {f} "
                 "(all their spikes are in its held-out chunks)"
             )
-        Y_test = Y[test]
-        ll_null = Y_test * np.log(rate) - rate  # per held-out bin, without log(y!)
         chunks = chunk_of_bin[test]
         starts = np.flatnonzero(np.r_[True, chunks[1:] != chunks[:-1]])
-        folds.append(
-            {
-                "train": train,
-                "test": test,
-                "Y_test": Y_test,
-                "ll_null": ll_null,
-                "chunk_ids": chunks[starts],
-                "chunk_starts": starts,
-            }
-        )
+        folds.append({"train": train, "test": test, "rate": rate, "chunk_ids": chunks[starts], "chunk_starts": starts})
+        ll_null_total += _held_out(Y, folds[-1])[1].sum(axis=0)
     Y_used = Y[usable]
     # Saturated minus mean-rate log-likelihood = D_mean_rate / 2 (held-out, pooled over folds).
     with np.errstate(divide="ignore", invalid="ignore"):
         ll_saturated = np.sum(np.where(Y_used > 0, Y_used * np.log(Y_used), 0.0) - Y_used, axis=0)
-    ll_null_total = sum(fold["ll_null"].sum(axis=0) for fold in folds)
     half_null_deviance = ll_saturated - ll_null_total
 
     n_sets, n_lags = len(sets), len(shifts)
@@ -566,6 +559,7 @@ def fit_encoding_models(
         warm: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for f, fold in enumerate(folds):
             Y_train = Y[fold["train"]]  # not kept for all folds at once: it is most of the memory
+            Y_test, ll_null = _held_out(Y, fold)
             for i, k in enumerate(shifts):
                 F_train = F[fold["train"] - k]
                 transform = FeatureTransform.fit(F_train, config.pca_variance)
@@ -585,7 +579,7 @@ def fit_encoding_models(
                 warm[i] = (intercept_raw, coef_raw)
                 eta = transform.transform(F[fold["test"] - k]) @ fit.coef + fit.intercept
                 mu = np.exp(eta)
-                gain = fold["Y_test"] * eta - mu - fold["ll_null"]
+                gain = Y_test * eta - mu - ll_null
                 gains[i, fold["chunk_ids"]] = np.add.reduceat(gain, fold["chunk_starts"], axis=0)
                 converged[s, i] &= fit.converged
                 n_components[s, i, f] = transform.n_components
@@ -597,6 +591,7 @@ def fit_encoding_models(
                 done += 1
                 if progress is not None:
                     progress(done, total, f"{name} fold {f + 1}/{config.n_folds} lag {config.lags[i]:+.3f} s")
+            del Y_train, Y_test, ll_null
         llr = gains.sum(axis=1)  # (n_lags, n_units), nats
         cv_llr[s] = llr / (n_spikes * math.log(2))
         pseudo_r2[s] = llr / half_null_deviance
@@ -633,6 +628,12 @@ def fit_encoding_models(
         coefficients=coefficients,
         predicted_counts=predicted,
     )
+
+
+def _held_out(Y: np.ndarray, fold: dict) -> tuple[np.ndarray, np.ndarray]:
+    """A fold's held-out counts and the mean-rate model's log-likelihood of each (without log(y!))."""
+    Y_test = Y[fold["test"]]
+    return Y_test, Y_test * np.log(fold["rate"]) - fold["rate"]
 
 
 def _wilcoxon_greater(gains: np.ndarray) -> np.ndarray:
@@ -708,7 +709,10 @@ def _check_feature_sets(feature_sets, feature_set_names, n_bins: int) -> dict[st
         raise ValueError("feature_set_names must be unique")
     sets = {}
     for name in names:
-        F = np.asarray(feature_sets[name], dtype=np.float64)
+        F = np.asarray(feature_sets[name])
+        # float32 features stay float32 (half the memory of a long session's features; each
+        # fit's design is formed from them in float64); anything else is taken as float64.
+        F = F if F.dtype == np.float32 else np.asarray(F, dtype=np.float64)
         if F.ndim == 1:
             F = F[:, None]
         if F.ndim != 2 or F.shape[1] == 0:

@@ -9,6 +9,7 @@ appends an EncodingResults table with each row's convergence flag. It returns an
 """
 
 from dataclasses import dataclass
+from dataclasses import replace as replace_fields
 from pathlib import Path
 
 import numpy as np
@@ -197,7 +198,12 @@ def encode(
         silent = [n for n, c in zip(neural.unit_names, neural.counts.sum(axis=0)) if c == 0]
         if silent:
             raise InputError(f"{path}: units without spikes in {t_start:.2f}-{t_stop:.2f} s: {', '.join(silent)}")
-        matrices = {s.name: resample_to_bins(s, neural.bin_centers) for s in sets}
+        # Each set on the bins in float32 (half the memory over a long session; the fits form
+        # their designs in float64), its values as read dropped at once.
+        matrices = {}
+        for i, feature_set in enumerate(sets):
+            matrices[feature_set.name] = resample_to_bins(feature_set, neural.bin_centers).astype(np.float32)
+            sets[i] = replace_fields(feature_set, values=None)
         inputs = session.object_ids(neural.origin, *{id(s.result): s.result for s in sets}.values())
         report, close = _progress_bar(progress)
         try:
