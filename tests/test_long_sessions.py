@@ -150,3 +150,40 @@ def test_inverse_dynamics_in_workers_and_scratch_files_equals_in_memory(tmp_path
     assert here.report == elsewhere.report
     with pytest.raises(ValueError, match="n_workers"):
         InverseDynamicsConfig(n_workers=0)
+
+
+def test_glm_with_float32_hessians_reaches_the_float64_solution(monkeypatch):
+    import mimic_nwb.encoding.glm as glm
+
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6000, 8)) @ rng.standard_normal((8, 8))  # correlated columns
+    Y = rng.poisson(np.exp(-1.5 + 0.1 * X @ rng.standard_normal((8, 4))))
+    mixed = glm.fit_poisson_glm(X, Y, alpha=1e-4, hessian_rows=3000)
+    monkeypatch.setattr(glm, "_FLOAT32_HESSIAN_ITERATIONS", 0)  # float64 Hessians from the start
+    exact = glm.fit_poisson_glm(X, Y, alpha=1e-4, hessian_rows=3000)
+    assert mixed.converged.all() and exact.converged.all()
+    np.testing.assert_allclose(mixed.coef, exact.coef, rtol=0, atol=1e-8)
+    np.testing.assert_allclose(mixed.intercept, exact.intercept, rtol=0, atol=1e-8)
+
+
+def test_encoding_in_blocks_of_bins_and_groups_of_units_equals_all_at_once(monkeypatch):
+    import mimic_nwb.encoding.core as core
+    import mimic_nwb.encoding.glm as glm
+
+    rng = np.random.default_rng(4)
+    n_bins = 5000
+    features = {
+        "smooth": np.cumsum(rng.standard_normal((n_bins, 6)), axis=0).astype(np.float32),
+        "noise": rng.standard_normal((n_bins, 3)),
+    }
+    drive = features["smooth"][:, :2] @ np.array([[0.02, -0.01], [0.0, 0.03]])
+    counts = rng.poisson(np.exp(-1.5 + np.column_stack([drive, -drive, drive[:, :1]])))
+    config = core.EncodingConfig(lags=(0.0, 0.1), chunk_duration=2.0)
+    whole = core.fit_encoding_models(counts, features, config, feature_set_names=["smooth", "noise"])
+    monkeypatch.setattr(core, "_TRANSFORM_BLOCK_ROWS", 700)  # standardise and project in blocks
+    monkeypatch.setattr(glm, "_UNIT_ARRAYS_BYTES", 24 * n_bins * 2)  # units two at a time
+    parts = core.fit_encoding_models(counts, features, config, feature_set_names=["smooth", "noise"])
+    np.testing.assert_array_equal(parts.n_components, whole.n_components)
+    np.testing.assert_allclose(parts.cv_llr, whole.cv_llr, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(parts.pseudo_r2, whole.pseudo_r2, rtol=0, atol=1e-9)
+    assert parts.converged.all() and whole.converged.all()

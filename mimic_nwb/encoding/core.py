@@ -191,21 +191,34 @@ class FeatureTransform:
 
     @classmethod
     def fit(cls, X: np.ndarray, pca_variance: float | None = 0.9) -> FeatureTransform:
-        """Fit on training features ``X`` (n_bins, n_features)."""
-        X = np.asarray(X, dtype=np.float64)
-        mean = X.mean(axis=0)
-        scale = X.std(axis=0)
+        """Fit on training features ``X`` (n_bins, n_features; float32 or float64).
+
+        Computed in float64 over blocks of rows (``_TRANSFORM_BLOCK_ROWS``), so that a long
+        session's features are never copied whole; up to one block, all at once.
+        """
+        X = _float_features(X)
+        n_bins, n_features = X.shape
+        if n_bins <= _TRANSFORM_BLOCK_ROWS:
+            X = np.asarray(X, dtype=np.float64)
+            mean = X.mean(axis=0)
+            scale = X.std(axis=0)
+        else:
+            mean = X.mean(axis=0, dtype=np.float64)
+            squares = sum(((block - mean) ** 2).sum(axis=0) for block in _row_blocks(X))
+            scale = np.sqrt(squares / n_bins)
         constant = ~(scale > 1e-12 * np.maximum(np.abs(mean), 1.0))
         scale[constant] = 1.0
-        Z = (X - mean) / scale
-        Z[:, constant] = 0.0
-        n_features = X.shape[1]
         total = float(np.sum(~constant))  # total variance of the standardised features
         if pca_variance is None:
             components = np.eye(n_features)[:, ~constant]
             variances = np.ones(components.shape[1])
         else:
-            eigenvalues, eigenvectors = np.linalg.eigh(Z.T @ Z / X.shape[0])
+            gram = np.zeros((n_features, n_features))
+            for block in _row_blocks(X):
+                Z = (block - mean) / scale
+                Z[:, constant] = 0.0
+                gram += Z.T @ Z
+            eigenvalues, eigenvectors = np.linalg.eigh(gram / n_bins)
             order = np.argsort(eigenvalues)[::-1]
             eigenvalues = np.clip(eigenvalues[order], 0.0, None)
             k = 0
@@ -219,8 +232,17 @@ class FeatureTransform:
         return cls(mean=mean, scale=scale, components=components, explained_variance_ratio=ratio)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Design for features ``X`` (n_bins, n_features): shape (n_bins, n_components)."""
-        return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ self.components
+        """Design for features ``X`` (n_bins, n_features): shape (n_bins, n_components), float64
+        (computed over blocks of rows)."""
+        X = _float_features(X)
+        if len(X) <= _TRANSFORM_BLOCK_ROWS:
+            return ((np.asarray(X, dtype=np.float64) - self.mean) / self.scale) @ self.components
+        design = np.empty((len(X), self.n_components))
+        start = 0
+        for block in _row_blocks(X):
+            design[start : start + len(block)] = ((block - self.mean) / self.scale) @ self.components
+            start += len(block)
+        return design
 
     def to_feature_space(self, intercept: np.ndarray, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Map GLM parameters on the design back to the original features.
@@ -237,6 +259,22 @@ class FeatureTransform:
         coef_pca = self.components.T @ (coef * self.scale[:, None])
         coef_raw = (self.components @ coef_pca) / self.scale[:, None]
         return intercept + self.mean @ coef_raw, coef_pca
+
+
+# Rows of features standardised at a time (float64) by FeatureTransform.
+_TRANSFORM_BLOCK_ROWS = 1 << 16
+
+
+def _float_features(X) -> np.ndarray:
+    """``X`` as float32 (if it is) or float64, 2-D, without a copy when it already is."""
+    X = np.asarray(X)
+    return X if X.dtype == np.float32 else np.asarray(X, dtype=np.float64)
+
+
+def _row_blocks(X):
+    """Consecutive blocks of ``_TRANSFORM_BLOCK_ROWS`` rows of ``X``, as float64."""
+    for start in range(0, len(X), _TRANSFORM_BLOCK_ROWS):
+        yield np.asarray(X[start : start + _TRANSFORM_BLOCK_ROWS], dtype=np.float64)
 
 
 def blocked_folds(
@@ -563,9 +601,11 @@ def fit_encoding_models(
             for i, k in enumerate(shifts):
                 F_train = F[fold["train"] - k]
                 transform = FeatureTransform.fit(F_train, config.pca_variance)
+                design = transform.transform(F_train)
+                del F_train  # the design replaces it (fewer columns, once PCA has reduced them)
                 start = warm.get(i - 1) if f == 0 else warm.get(i)
                 fit = fit_poisson_glm(
-                    transform.transform(F_train),
+                    design,
                     Y_train,
                     alpha=config.alpha,
                     l1_wt=config.l1_wt,
@@ -677,7 +717,7 @@ def _check_counts(counts) -> np.ndarray:
         raise ValueError(f"counts must be a 2-D array (n_bins, n_units); got shape {Y.shape}")
     if not np.issubdtype(Y.dtype, np.number) or np.issubdtype(Y.dtype, np.complexfloating):
         raise ValueError(f"counts must be numeric; got dtype {Y.dtype}")
-    Y = Y.astype(np.float64)
+    Y = np.asarray(Y, dtype=np.float64)  # float64 counts are used as they are, not copied
     if not np.all(np.isfinite(Y)) or np.any(Y < 0) or np.any(Y != np.round(Y)):
         raise ValueError("counts must be finite non-negative integers (spike counts per bin)")
     return Y

@@ -8,7 +8,9 @@ Newton step, found by a Cholesky solve of its (p+1) x (p+1) Hessian. The objecti
 and the line search are float64; the Hessian is formed in float32 (the products of column pairs
 with the weights are most of the work, and float32 halves their memory and more than halves
 their time): it only chooses the direction of the step, so, as for a sub-sampled Hessian below,
-the solution is where the exact float64 gradient vanishes.
+the solution is where the exact float64 gradient vanishes. A unit still iterating after 20
+iterations (a badly conditioned design, where float32 rounding slows the steps) gets float64
+Hessians from then on.
 
 Objective (per unit, the same as statsmodels' ``GLM(family=Poisson()).fit_regularized``)::
 
@@ -48,6 +50,11 @@ _MAX_HALVINGS = 40
 # Memory for the products of column pairs of the design used to form Hessians (bytes): kept
 # for the whole fit up to _PAIRS_CACHE_BYTES, otherwise formed in blocks every iteration.
 _PAIRS_CACHE_BYTES = 256 * 2**20
+# The three (units x bins) float64 arrays of the iteration (expected counts, the step's change of
+# the linear predictor and of the counts) are kept below this by fitting units in groups.
+_UNIT_ARRAYS_BYTES = 512 * 2**20
+# Newton iterations with float32 Hessians (a fit usually converges in under ten); after them, float64.
+_FLOAT32_HESSIAN_ITERATIONS = 20
 _GRAM_BLOCK_BYTES = 32 * 2**20
 
 
@@ -141,6 +148,33 @@ def fit_poisson_glm(
         raise ValueError(f"alpha must be >= 0 and l1_wt in [0, 1]; got alpha={alpha}, l1_wt={l1_wt}")
     n, p = X.shape
     n_units = Y.shape[1]
+    group = max(1, _UNIT_ARRAYS_BYTES // (24 * n))
+    if n_units > group:
+        # Units apart from each other in groups (their fits are independent), so that the
+        # (units x bins) arrays of a long session stay within _UNIT_ARRAYS_BYTES.
+        fits = [
+            fit_poisson_glm(
+                X,
+                Y[:, u : u + group],
+                alpha=alpha,
+                l1_wt=l1_wt,
+                start=None
+                if start is None
+                else (np.asarray(start[0])[u : u + group], np.asarray(start[1])[:, u : u + group]),
+                max_iter=max_iter,
+                tol=tol,
+                hessian_rows=hessian_rows,
+                random_state=random_state,
+            )
+            for u in range(0, n_units, group)
+        ]
+        return PoissonGLMFit(
+            intercept=np.concatenate([fit.intercept for fit in fits]),
+            coef=np.concatenate([fit.coef for fit in fits], axis=1),
+            converged=np.concatenate([fit.converged for fit in fits]),
+            n_iter=np.concatenate([fit.n_iter for fit in fits]),
+            objective=np.concatenate([fit.objective for fit in fits]),
+        )
     q = p + 1
     A = np.empty((n, q))
     A[:, 0] = 1.0
@@ -193,9 +227,14 @@ def fit_poisson_glm(
     converged = np.zeros(n_units, dtype=bool)
     n_iter = np.zeros(n_units, dtype=int)
     active = np.arange(n_units)
-    for _ in range(max_iter):
+    for iteration in range(max_iter):
         if active.size == 0:
             break
+        if iteration == _FLOAT32_HESSIAN_ITERATIONS:
+            # Units still iterating: a badly conditioned Hessian, whose float32 rounding slows
+            # the steps down. From here on it is formed in float64 (column pairs block by block).
+            A_hess_T = np.ascontiguousarray(A.T if hess_idx is None else A[hess_idx].T)
+            pairs = None
         everyone = active.size == n_units
         B_a = B[active]
         mu_a = mu if everyone else mu[active]

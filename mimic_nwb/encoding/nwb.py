@@ -193,6 +193,8 @@ def encode(
                 f"{config.n_folds} folds x {config.chunk_duration} s chunks"
             )
         neural = read_neural_data(nwbfile, path, config.bin_size, t_start, t_stop, counts)
+        # float64 once: the fits use these counts as they are (no second copy of all of them)
+        neural = replace_fields(neural, counts=np.asarray(neural.counts, dtype=np.float64))
         if neural.counts.shape[0] == 0:
             raise InputError(f"{path}: the neural data do not overlap the features ({t_start:.2f}-{t_stop:.2f} s)")
         silent = [n for n, c in zip(neural.unit_names, neural.counts.sum(axis=0)) if c == 0]
