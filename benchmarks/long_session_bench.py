@@ -374,7 +374,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=180.0, help="session length, minutes (default 180)")
     parser.add_argument("--units", type=int, default=100, help="simulated units to encode (default 100)")
-    parser.add_argument("--workers", type=int, help="STAC processes (default: all cores)")
+    parser.add_argument("--workers", type=int, help="STAC and inverse-dynamics processes (default: all cores)")
+    parser.add_argument("--folds", type=int, help="encode's cross-validation folds (default: encode's, 5)")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="long_session_bench.json of a run of another length: peak RSS slope per frame and its 3-hour projection",
+    )
     parser.add_argument("--out", type=Path, default=Path("long_session_bench"), help="working folder")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -405,7 +411,7 @@ def main():
             dict(keypoints=keypoints_mat),
         ),
         ("stac", pipeline_stage, session, "stac", dict(n_workers=workers)),
-        ("inverse dynamics", pipeline_stage, session, "inverse_dynamics", {}),
+        ("inverse dynamics", pipeline_stage, session, "inverse_dynamics", dict(n_workers=workers)),
         ("controller (setup)", controller_setup, session, checkpoint),
         (
             "closed-loop rollout",
@@ -415,7 +421,13 @@ def main():
             dict(mode="closed_loop", seed=0, checkpoint=checkpoint),
         ),
         ("units (setup)", units_setup, session, args.units, args.seed),
-        ("encode", pipeline_stage, session, "encode", dict(feature_sets=list(FEATURE_SETS))),
+        (
+            "encode",
+            pipeline_stage,
+            session,
+            "encode",
+            dict(feature_sets=list(FEATURE_SETS), **({"n_folds": args.folds} if args.folds else {})),
+        ),
     ]
     results = []
     header = f"{'stage':<22}{'seconds':>10}{'ms/frame':>10}{'I/O':>7}{'peak RSS':>10}{'+children':>11}{'file':>10}"
@@ -435,14 +447,16 @@ def main():
     print(ground_truth_check(session))
     chain = [r for r in results if "setup" not in r["stage"]]
     total = sum(r["seconds"] for r in chain)
-    # the sampled total (process + children) can miss a short peak the process's own maximum has
-    peak = max(max(r["peak_rss_total"], r["peak_rss_process"]) for r in chain)
+    hours = 540_000 * total / n_frames / 3600
     print(
         f"chain (import, stac, inverse dynamics, rollout, encode): {total:.1f} s, "
-        f"{1e3 * total / n_frames:.3f} ms/frame; at 540,000 frames: {540_000 * total / n_frames / 3600:.2f} h "
-        f"(target <= 2 h on 2 cores); largest peak RSS {peak / 2**30:.2f} GiB "
-        "(target <= 4 GB)"
+        f"{1e3 * total / n_frames:.3f} ms/frame; at 540,000 frames: {hours:.2f} h "
+        f"(bar: <= 2 h on 2 cores: {'met' if hours <= 2 else 'NOT met'})"
     )
+    peak = max(_peak(r) for r in chain)
+    print(f"largest peak RSS {peak / 1e9:.2f} GB (bar: <= 4 GB at any stage at 3 hours)")
+    if args.previous is not None:
+        _memory_slopes(json.loads(args.previous.read_text()), n_frames, chain)
     (args.out / "long_session_bench.json").write_text(
         json.dumps(
             dict(frames=n_frames, minutes=args.minutes, units=args.units, stac_workers=workers, stages=results),
@@ -450,6 +464,34 @@ def main():
         )
     )
     return 0
+
+
+def _peak(result):
+    # the sampled total (process + children) can miss a short peak the process's own maximum has
+    return max(result["peak_rss_total"], result["peak_rss_process"])
+
+
+def _memory_slopes(previous, n_frames, chain):
+    """Per stage: peak RSS growth per frame between a run of another length and this one, and
+    the peak it projects at 540,000 frames (linear in the frames) against the 4 GB bar."""
+    before = {r["stage"]: r for r in previous["stages"]}
+    frames = previous["frames"]
+    if frames == n_frames:
+        print(f"--previous: a run of the same length ({frames} frames): no slope")
+        return
+    print(f"peak RSS slope per frame between {frames} and {n_frames} frames, and at 540,000 frames:")
+    worst = 0.0
+    for result in chain:
+        other = before.get(result["stage"])
+        if other is None:
+            continue
+        slope = (_peak(result) - _peak(other)) / (n_frames - frames)
+        projected = _peak(result) + slope * (540_000 - n_frames)
+        worst = max(worst, projected)
+        print(f"    {result['stage']:<22}{slope / 1e3:>8.2f} kB/frame  -> {projected / 1e9:6.2f} GB at 3 h")
+    print(
+        f"projected largest peak RSS at 3 h: {worst / 1e9:.2f} GB (bar: <= 4 GB: {'met' if worst <= 4e9 else 'NOT met'})"
+    )
 
 
 if __name__ == "__main__":
