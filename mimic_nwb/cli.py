@@ -229,7 +229,7 @@ def cmd_simulate(args):
     name = f"SimulationRollout_{args.name or args.mode}"
     try:
         if args.mode == "inverse_dynamics":
-            config = InverseDynamicsConfig(contacts=args.contacts)
+            config = InverseDynamicsConfig(contacts=args.contacts, n_workers=args.workers)
         else:
             expert = ExpertConfig(n_samples=args.samples, horizon=args.horizon, seed=args.seed)
             config = RolloutConfig(
@@ -599,6 +599,9 @@ def build_parser():
     simulate.add_argument("--registration", help="StacRegistration to replay (inverse dynamics; default: the only one)")
     simulate.add_argument("--reference", help="inverse-dynamics SimulationRollout to imitate (default: the only one)")
     simulate.add_argument("--contacts", action="store_true", help="keep contacts in inverse dynamics (default off)")
+    simulate.add_argument(
+        "--workers", type=int, default=1, help="inverse dynamics: processes computing blocks of frames (default 1)"
+    )
     simulate.add_argument("--checkpoint", type=Path, help="controller checkpoint (.npz; default: the session's)")
     simulate.add_argument("--controller", help="ControllerNetwork in the session (default: the only one)")
     simulate.add_argument("--frames", type=int, help="reference frames to run (default: all)")

@@ -187,3 +187,10 @@ def test_encoding_in_blocks_of_bins_and_groups_of_units_equals_all_at_once(monke
     np.testing.assert_allclose(parts.cv_llr, whole.cv_llr, rtol=0, atol=1e-9)
     np.testing.assert_allclose(parts.pseudo_r2, whole.pseudo_r2, rtol=0, atol=1e-9)
     assert parts.converged.all() and whole.converged.all()
+
+
+def test_cli_inverse_dynamics_workers_are_checked(tmp_path, capsys):
+    from mimic_nwb.cli import main
+
+    assert main(["simulate", str(tmp_path / "s.nwb"), "--mode", "inverse_dynamics", "--workers", "0"]) == 2
+    assert "n_workers: must be >= 1" in capsys.readouterr().err
