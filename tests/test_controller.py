@@ -353,3 +353,26 @@ def test_checkpoint_that_does_not_fit_the_body_model(body_model, training_set):
         network_from_params(other, ckpt.params)
     with pytest.raises(ValueError, match="n_actions=38"):
         ControllerConfig(n_actions=38, observation=replace(config.observation, actuator_names=("a",)))
+
+
+def test_cosine_step_size_schedule_ends_at_the_final_rate(training_set):
+    """A ``fit`` with ``final_learning_rate`` decays the step size to it (the optimiser uses it:
+    the parameters move about half as far as with the constant step size); a final rate above
+    the initial one is refused."""
+    from mimic_nwb.controller import SupervisedTrainer
+
+    config = train_controller(
+        training_set, ControllerConfig(**SMALL, decoder="mlp"), TrainingConfig(steps=1, validation_fraction=0.0)
+    ).checkpoint.config
+    settings = dict(batch_size=8, sequence_length=4, learning_rate=3e-3, validation_fraction=0.0, log_every=10)
+    moved = {}
+    for final in (None, 3e-5):
+        trainer = SupervisedTrainer(config, TrainingConfig(final_learning_rate=final, **settings))
+        start = trainer.flat_params
+        trainer.fit(training_set, 40)
+        moved[final] = float(np.linalg.norm(np.asarray(trainer.flat_params - start)))
+        rate = float(trainer.opt_state[1].hyperparams["learning_rate"])
+        assert rate == pytest.approx(3e-3 if final is None else 3e-5, rel=1e-5)
+    assert moved[3e-5] < 0.75 * moved[None]
+    with pytest.raises(ValueError, match="final_learning_rate"):
+        TrainingConfig(learning_rate=1e-3, final_learning_rate=1e-2)

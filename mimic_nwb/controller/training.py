@@ -158,6 +158,11 @@ class TrainingConfig:
             (a window that reaches the end of its segment is cut there: its missing frames are
             masked out of the loss).
         learning_rate: Adam step size; max_grad_norm: global-norm clipping.
+        final_learning_rate: None (the step size stays ``learning_rate``), or the step size that
+            a cosine schedule reaches at the end of every ``fit`` call (every DAgger iteration
+            restarts it). Why: with a constant step size Adam's noise floor stays above the
+            precision the strongest actuators need (the rodent's spine tendons: about 0.005 in
+            control units); decaying it lowers the final training error several-fold.
         validation_fraction: share of each segment's last frames held out.
         input_noise: std of Gaussian noise added to the normalised inputs (0 = none).
         action_weights: per-actuator weights of the squared error (n_actions values, normalised
@@ -172,6 +177,7 @@ class TrainingConfig:
     batch_size: int = 16
     sequence_length: int = 32
     learning_rate: float = 3e-4
+    final_learning_rate: float | None = None
     max_grad_norm: float = 1.0
     validation_fraction: float = 0.1
     input_noise: float = 0.0
@@ -185,6 +191,12 @@ class TrainingConfig:
                 raise ValueError(f"TrainingConfig.{name}: must be >= 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise ValueError(f"TrainingConfig.learning_rate: must be > 0, got {self.learning_rate!r}")
+        if self.final_learning_rate is not None and not (
+            np.isfinite(self.final_learning_rate) and 0 < self.final_learning_rate <= self.learning_rate
+        ):
+            raise ValueError(
+                f"TrainingConfig.final_learning_rate: must be in (0, learning_rate], got {self.final_learning_rate!r}"
+            )
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"TrainingConfig.validation_fraction: must be in [0, 1), got {self.validation_fraction!r}")
         if not self.input_noise >= 0:
@@ -307,6 +319,7 @@ class SupervisedTrainer:
         acc, n_acc = np.zeros(3), 0
         train_step = self.steps.train_step
         for i in range(1, int(steps) + 1):
+            self.steps.set_learning_rate(self.opt_state, self._learning_rate(i - 1, int(steps)))
             idx = jnp.asarray(self.rng.choice(starts, size=tr.batch_size, replace=len(starts) < tr.batch_size))
             self.key, sub = jax.random.split(self.key)
             self.flat_params, self.opt_state, loss, mse, kl = train_step(
@@ -324,6 +337,13 @@ class SupervisedTrainer:
                 if progress is not None:
                     progress(i, int(steps), float(mean[0]))
         return {k: np.asarray(v) for k, v in hist.items()}
+
+    def _learning_rate(self, i: int, steps: int) -> float:
+        """Step size of step ``i`` (from 0) of a ``fit`` of ``steps`` steps (cosine schedule)."""
+        lr, final = float(self.training.learning_rate), self.training.final_learning_rate
+        if final is None or steps < 2:
+            return lr
+        return float(final) + (lr - float(final)) * 0.5 * (1.0 + np.cos(np.pi * i / (steps - 1)))
 
     def evaluate_rows(self, arrays, mask, starts: np.ndarray, batch: int = 512) -> float:
         """Mean squared (weighted) action error over windows starting at ``starts``."""
@@ -415,8 +435,11 @@ class _Steps:
         # of vector ops instead of a copy per parameter array (halves the compile time here).
         _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), params))
         self.graphdef, self.rest, self.unravel = graphdef, rest, unravel
+        # The step size is a hyper-parameter in the optimiser's state (set before every step
+        # by ``set_learning_rate``): a schedule needs no recompilation.
         self.optimizer = optimizer = optax.chain(
-            optax.clip_by_global_norm(training.max_grad_norm), optax.adam(training.learning_rate)
+            optax.clip_by_global_norm(training.max_grad_norm),
+            optax.inject_hyperparams(optax.adam)(learning_rate=training.learning_rate),
         )
         offsets = jnp.arange(length)
         noise_std = float(training.input_noise)
@@ -483,6 +506,11 @@ class _Steps:
             return jnp.stack([(err * valid).sum(1), valid.sum(1)], axis=1)
 
         self.train_step, self.eval_sums = train_step, eval_sums
+
+    @staticmethod
+    def set_learning_rate(opt_state, learning_rate: float) -> None:
+        """Set the step size the next ``train_step`` uses (in place, in ``opt_state``)."""
+        opt_state[1].hyperparams["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
 
 
 _STEPS_CACHE: dict = {}
