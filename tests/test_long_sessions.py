@@ -181,7 +181,7 @@ def test_encoding_in_blocks_of_bins_and_groups_of_units_equals_all_at_once(monke
     config = core.EncodingConfig(lags=(0.0, 0.1), chunk_duration=2.0)
     whole = core.fit_encoding_models(counts, features, config, feature_set_names=["smooth", "noise"])
     monkeypatch.setattr(core, "_TRANSFORM_BLOCK_ROWS", 700)  # standardise and project in blocks
-    monkeypatch.setattr(glm, "_UNIT_ARRAYS_BYTES", 24 * n_bins * 2)  # units two at a time
+    monkeypatch.setattr(glm, "_UNIT_ARRAYS_BYTES", 40 * n_bins * 2)  # units two at a time
     parts = core.fit_encoding_models(counts, features, config, feature_set_names=["smooth", "noise"])
     np.testing.assert_array_equal(parts.n_components, whole.n_components)
     np.testing.assert_allclose(parts.cv_llr, whole.cv_llr, rtol=0, atol=1e-9)

@@ -50,9 +50,10 @@ _MAX_HALVINGS = 40
 # Memory for the products of column pairs of the design used to form Hessians (bytes): kept
 # for the whole fit up to _PAIRS_CACHE_BYTES, otherwise formed in blocks every iteration.
 _PAIRS_CACHE_BYTES = 256 * 2**20
-# The three (units x bins) float64 arrays of the iteration (expected counts, the step's change of
-# the linear predictor and of the counts) are kept below this by fitting units in groups.
-_UNIT_ARRAYS_BYTES = 512 * 2**20
+# The (units x bins) float64 arrays of an iteration (expected counts and those of the units still
+# iterating, the step's change of the linear predictor and of the counts, the update: five at
+# most) are kept below this by fitting units in groups.
+_UNIT_ARRAYS_BYTES = 256 * 2**20
 # Newton iterations with float32 Hessians (a fit usually converges in under ten); after them, float64.
 _FLOAT32_HESSIAN_ITERATIONS = 20
 _GRAM_BLOCK_BYTES = 32 * 2**20
@@ -148,7 +149,7 @@ def fit_poisson_glm(
         raise ValueError(f"alpha must be >= 0 and l1_wt in [0, 1]; got alpha={alpha}, l1_wt={l1_wt}")
     n, p = X.shape
     n_units = Y.shape[1]
-    group = max(1, _UNIT_ARRAYS_BYTES // (24 * n))
+    group = max(1, _UNIT_ARRAYS_BYTES // (5 * 8 * n))
     if n_units > group:
         # Units apart from each other in groups (their fits are independent), so that the
         # (units x bins) arrays of a long session stay within _UNIT_ARRAYS_BYTES.
@@ -205,11 +206,13 @@ def fit_poisson_glm(
         if B_start.shape != B.shape:
             raise ValueError(f"start must give {n_units} intercepts and a ({p}, {n_units}) coef array")
         with np.errstate(over="ignore", invalid="ignore"):
-            mu_start = np.exp(B_start @ A.T)
+            mu_start = B_start @ A.T
+            np.exp(mu_start, out=mu_start)  # in place: one (units x bins) array, not two
             f_start = mu_start.mean(axis=1) - np.sum(c * B_start, axis=1) + penalty(B_start)
         better = np.isfinite(f_start) & (f_start < f)
         B[better] = B_start[better]
-        mu[better] = mu_start[better]
+        for u in np.flatnonzero(better):  # row by row: no copy of all the better rows at once
+            mu[u] = mu_start[u]
         f[better] = f_start[better]
         del mu_start
 
