@@ -1,7 +1,7 @@
 """Imitation of the real clip in closed loop, as the paper measures it, by every controller we have.
 
     python benchmarks/imitation_bench.py [--session demo_output/mimic_demo.nwb] [--threads 1]
-        [--sampling-frames 200] [--iterations 6] [--checkpoint distilled.npz]
+        [--sampling-frames 200] [--iterations 25] [--rollout-seeds 5] [--checkpoint distilled.npz]
 
 In one run, on the same reference (the inverse-dynamics replay of the STAC registration of the
 real 1000-frame clip ``rat23_dannce_clip_1000.mat``; read from ``--session`` when given, else
@@ -13,9 +13,17 @@ computed here):
 2. **expert**: the tracking expert (inverse dynamics + PD through the actuators, no root force);
 3. **expert + sampling**: the same with predictive sampling (16 samples, 0.2 s horizon), on the
    first ``--sampling-frames`` frames (it costs about 100x the expert);
-4. **distilled**: the MIMIC network distilled from the expert by DAgger (``distill_controller``,
-   ``--iterations``), trained on the whole clip (or loaded from ``--checkpoint``);
-5. **distilled, held out**: distilled on frames 0-799 only, imitating frames 800-999.
+4. **distilled**: the MIMIC network distilled from the expert by DAgger (``distill_controller``
+   with the demo's settings, ``--iterations`` of them: 25 by default, the bar's network, about
+   26 min on one core; the demo itself runs 15), trained on the whole clip (or loaded from
+   ``--checkpoint``: its training time is read from its log); imitating with its latent sampled
+   (as trained, and as the demo's rollout does) and at the latent's mean;
+5. **distilled, held out**: distilled on frames 0-799 only (the same settings), imitating frames
+   800-999.
+
+A network's rollout with a sampled latent is random: its row pools the episodes of
+``--rollout-seeds`` rollouts (seeds 0, 1, ...; the errors are their mean), so that the median
+does not rest on the three or four episodes of one rollout.
 
 Each is a closed-loop rollout with the same termination rule (``TerminationConfig``: body error of
 the keypoint-carrying bodies above 30 mm after at least 10 frames; a restart from the reference
@@ -33,7 +41,8 @@ _parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 _parser.add_argument("--session", default=None, help="a session with SimulationRollout_inverse_dynamics")
 _parser.add_argument("--threads", type=int, default=1, help="intra-op threads for XLA/BLAS")
 _parser.add_argument("--sampling-frames", type=int, default=200, help="frames for the sampling expert")
-_parser.add_argument("--iterations", type=int, default=None, help="DAgger iterations (default: the demo's)")
+_parser.add_argument("--iterations", type=int, default=25, help="DAgger iterations (default 25: the bar's network)")
+_parser.add_argument("--rollout-seeds", type=int, default=5, help="rollouts pooled per sampled-latent row")
 _parser.add_argument("--checkpoint", default=None, help="a distilled checkpoint to evaluate instead of training")
 _parser.add_argument("--skip-held-out", action="store_true", help="skip the 0-799 / 800-999 split")
 _parser.add_argument("--seed", type=int, default=0)
@@ -101,20 +110,45 @@ def reference_from_clip():
     return reference_from_session(path)
 
 
-def row(name, result, train=None):
-    lengths = result.episodes.length
+def row(name, results, train=None):
+    """One table row from one rollout or several (their episodes pooled, errors averaged)."""
+    results = results if isinstance(results, list) else [results]
+    lengths = np.concatenate([r.episodes.length for r in results])
     q = episode_length_quantiles(lengths, QUANTILES)
-    clip = (result.n_frames - 1) / result.frame_rate
+    first = results[0]
+    clip = (first.n_frames - 1) / first.frame_rate
     return {
-        "controller": name,
-        "frames": int(result.n_frames),
+        "controller": name + (f" ({len(results)} rollouts pooled)" if len(results) > 1 else ""),
+        "frames": int(first.n_frames),
         "episodes": int(len(lengths)),
         **{f"q{int(100 * k)}": v for k, v in q.items()},
-        "total_mm": 1e3 * float(np.nanmean(result.total_error)),
-        "pose_mm": 1e3 * float(np.nanmean(result.pose_error)),
-        "cpu_per_clip_s": float(result.cpu_time / clip),
+        "total_mm": 1e3 * float(np.mean([np.nanmean(r.total_error) for r in results])),
+        "pose_mm": 1e3 * float(np.mean([np.nanmean(r.pose_error) for r in results])),
+        "cpu_per_clip_s": float(np.mean([r.cpu_time for r in results]) / clip),
         "train": train or "",
     }
+
+
+def network_rollouts(model, reference, checkpoint, config):
+    """The network's closed-loop rollouts: ``--rollout-seeds`` of them with a sampled latent
+    (seeds from ``config.seed`` on), one at the latent's mean (deterministic)."""
+    if config.latent == "mean":
+        return [run_rollout(model, reference, checkpoint, config)]
+    return [
+        run_rollout(model, reference, checkpoint, replace(config, seed=config.seed + k))
+        for k in range(max(1, ARGS.rollout_seeds))
+    ]
+
+
+def trained_for(checkpoint):
+    """How long a loaded checkpoint was distilled, from its training log."""
+    stages = [s for s in checkpoint.training if s.get("stage") == "dagger"]
+    if not stages:
+        return "no DAgger stage in its training log"
+    iterations = sum(len(s.get("iterations", ())) for s in stages)
+    wall = sum(float(s.get("wall_time_s", 0.0)) for s in stages)
+    cpu = [s["cpu_time_s"] for s in stages if "cpu_time_s" in s]
+    return f"{iterations} DAgger iterations, {wall:.0f} s wall" + (f", {sum(cpu):.0f} s CPU" if cpu else "")
 
 
 def timed(fn):
@@ -138,7 +172,9 @@ def main():
             ).checkpoint
         )
     )
-    rows.append(row("supervised (inverse-dynamics controls)", run_rollout(model, reference, supervised, closed), took))
+    rows.append(
+        row("supervised (inverse-dynamics controls)", network_rollouts(model, reference, supervised, closed), took)
+    )
     print(rows[-1], flush=True)
 
     rows.append(row("expert", run_rollout(model, reference, None, RolloutConfig(mode="expert"))))
@@ -154,20 +190,18 @@ def main():
     )
     print(rows[-1], flush=True)
 
-    distillation = (
-        DEMO_DISTILLATION if ARGS.iterations is None else replace(DEMO_DISTILLATION, iterations=ARGS.iterations)
-    )
-    distillation = replace(distillation, seed=ARGS.seed)
+    distillation = replace(DEMO_DISTILLATION, iterations=ARGS.iterations, seed=ARGS.seed)
     if ARGS.checkpoint:
-        distilled, took = load_checkpoint(ARGS.checkpoint), "loaded"
+        distilled = load_checkpoint(ARGS.checkpoint)
+        took = "loaded: " + trained_for(distilled)
     else:
         expert = TrackingExpert(model, reference, ExpertConfig())
         distilled, took = timed(
             lambda: distill_controller(model, reference, expert, DEMO_CONTROLLER, distillation).checkpoint
         )
     for latent in ("sample", "mean"):
-        result = run_rollout(model, reference, distilled, replace(closed, latent=latent))
-        rows.append(row(f"distilled (DAgger), latent {latent}", result, took))
+        results = network_rollouts(model, reference, distilled, replace(closed, latent=latent))
+        rows.append(row(f"distilled (DAgger, {ARGS.iterations} iterations), latent {latent}", results, took))
         print(rows[-1], flush=True)
 
     if not ARGS.skip_held_out:
@@ -179,8 +213,8 @@ def main():
                 ).checkpoint
             )
         )
-        result = run_rollout(model, reference, held, replace(closed, start_frame=800))
-        rows.append(row("distilled on 0-799, imitating 800-999", result, took))
+        results = network_rollouts(model, reference, held, replace(closed, start_frame=800))
+        rows.append(row("distilled on 0-799, imitating 800-999", results, took))
         print(rows[-1], flush=True)
         rows.append(
             row("expert on 800-999", run_rollout(model, reference, None, RolloutConfig(mode="expert", start_frame=800)))

@@ -65,9 +65,10 @@ DEMO_ENCODING = EncodingConfig(chunk_duration=2.0, lags=tuple(round(-0.5 + 0.1 *
 # the paper's 1e-4 drowns them and leaves the latent nearly uninformative).
 DEMO_CONTROLLER = ControllerConfig(encoder_sizes=(512, 512), kl_weight=1e-6)
 # Longer than the library default (more DAgger iterations, 16-frame windows, 3 passes of the
-# student per iteration): the student's episodes grow with iterations (README, honest status).
+# student per iteration): the student's episodes grow with iterations (README, honest status);
+# 15 iterations (about 9 minutes on 2 cores) keep the whole demo inside 15 minutes.
 DEMO_DISTILLATION = DistillationConfig(
-    iterations=5, student_passes=3, training=replace(DistillationConfig().training, sequence_length=16)
+    iterations=15, student_passes=3, training=replace(DistillationConfig().training, sequence_length=16)
 )
 DEMO_ROLLOUT = RolloutConfig(mode="closed_loop", resample_latent=True, latent_samples=50, seed=0)
 # Which feature set drives each simulated unit, at which lag, in which region (a feature set the
@@ -242,8 +243,8 @@ def run_demo(outdir, fresh=False, log=print, frames=None, distillation=DEMO_DIST
     """Run every stage on the shipped clip (its first ``frames`` frames when given, for a quick
     check); skip the stages whose results the session already has; return (session path, valid).
 
-    ``distillation`` sets how long the network is distilled (default: the demo's 5 DAgger
-    iterations, about 3 minutes on 2 cores)."""
+    ``distillation`` sets how long the network is distilled (default: the demo's 15 DAgger
+    iterations, about 9 minutes on 2 cores)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     session = outdir / DEMO_SESSION

@@ -437,7 +437,7 @@ def distill_controller(
         ValueError: a checkpoint or reference that does not fit the body model, frames outside
             the reference.
     """
-    t_start = time.perf_counter()
+    t_start, t_cpu = time.perf_counter(), time.process_time()
     config = config or DistillationConfig()
     mj = as_mjmodel(body_model)
     start = int(config.start_frame)
@@ -479,6 +479,7 @@ def distill_controller(
             "resumed_from_iteration": done,
             "iterations": list(log),
             "wall_time_s": round(time.perf_counter() - t_start, 3),
+            "cpu_time_s": round(time.process_time() - t_cpu, 3),
             "software": software_versions(),
         }
 
