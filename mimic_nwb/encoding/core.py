@@ -574,6 +574,7 @@ def fit_encoding_models(
     # Saturated minus mean-rate log-likelihood = D_mean_rate / 2 (held-out, pooled over folds).
     with np.errstate(divide="ignore", invalid="ignore"):
         ll_saturated = np.sum(np.where(Y_used > 0, Y_used * np.log(Y_used), 0.0) - Y_used, axis=0)
+    del Y_used  # a copy of the usable counts, not needed past this
     half_null_deviance = ll_saturated - ll_null_total
 
     n_sets, n_lags = len(sets), len(shifts)

@@ -206,6 +206,7 @@ def encode(
         for i, feature_set in enumerate(sets):
             matrices[feature_set.name] = resample_to_bins(feature_set, neural.bin_centers).astype(np.float32)
             sets[i] = replace_fields(feature_set, values=None)
+        del feature_set  # the loop's name would keep the last set's values
         inputs = session.object_ids(neural.origin, *{id(s.result): s.result for s in sets}.values())
         report, close = _progress_bar(progress)
         try:
