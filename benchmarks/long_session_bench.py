@@ -454,7 +454,7 @@ def main():
         f"(bar: <= 2 h on 2 cores: {'met' if hours <= 2 else 'NOT met'})"
     )
     peak = max(_peak(r) for r in chain)
-    print(f"largest peak RSS {peak / 1e9:.2f} GB (bar: <= 4 GB at any stage at 3 hours)")
+    print(f"largest peak RSS {peak / 1e9:.2f} GB = {peak / 2**30:.2f} GiB (bar: <= 4 GB at any stage at 3 hours)")
     if args.previous is not None:
         _memory_slopes(json.loads(args.previous.read_text()), n_frames, chain)
     (args.out / "long_session_bench.json").write_text(
