@@ -66,8 +66,9 @@ alone, 351 s and 1.16 GB; this version, in the chain, 225 s and 0.91 GB (float32
 within 8.4e-9 bits/spike of the old code's). The 30-min encode ran before its units were fitted in
 groups and two copies were dropped (it grew 12 kB/frame from 15 min); the 60-min one has both
 (4.3 kB/frame from 30 min). Not converged (flagged in the table): 2 of 5,600 fits at 15 min (the
-old code too), 4 at 30 min, 91 at 60 min, all on the inverse-dynamics feature set (not looked into
-at 60 min with the old code).
+old code too), 4 at 30 min, 91 at 60 min, all on the inverse-dynamics feature set; not this version's
+doing: at one lag on the 60-min session the same 12 of 100 units fail with float64 Hessians and
+features and no blocks or groups (CV-LLR within 3.2e-10 bits/spike of this version's).
 """
 
 import argparse
