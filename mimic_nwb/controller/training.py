@@ -160,9 +160,10 @@ class TrainingConfig:
         learning_rate: Adam step size; max_grad_norm: global-norm clipping.
         final_learning_rate: None (the step size stays ``learning_rate``), or the step size that
             a cosine schedule reaches at the end of every ``fit`` call (every DAgger iteration
-            restarts it). Why: with a constant step size Adam's noise floor stays above the
-            precision the strongest actuators need (the rodent's spine tendons: about 0.005 in
-            control units); decaying it lowers the final training error several-fold.
+            restarts it). Why: the distilled network must be precise to about 0.005 (control
+            units) on the rodent's spine tendons; with the step size decaying from 1e-3 to 1e-5
+            in every iteration the demo clip's 5-iteration student imitated longer (median
+            episode 32 frames against 25 with a constant 1e-3).
         validation_fraction: share of each segment's last frames held out.
         input_noise: std of Gaussian noise added to the normalised inputs (0 = none).
         action_weights: per-actuator weights of the squared error (n_actions values, normalised
