@@ -9,8 +9,9 @@ and the line search are float64; the Hessian is formed in float32 (the products 
 with the weights are most of the work, and float32 halves their memory and more than halves
 their time): it only chooses the direction of the step, so, as for a sub-sampled Hessian below,
 the solution is where the exact float64 gradient vanishes. A unit still iterating after 20
-iterations (a badly conditioned design, where float32 rounding slows the steps) gets float64
-Hessians from then on.
+iterations (a badly conditioned design, where float32 rounding slows the steps, or a Hessian
+that a subset of bins does not represent, below) gets exact Hessians from then on: float64, on
+every bin.
 
 Objective (per unit, the same as statsmodels' ``GLM(family=Poisson()).fit_regularized``)::
 
@@ -32,7 +33,10 @@ descent on the full problem. The gradient is always exact. The Hessian may be es
 fixed random subset of ``hessian_rows`` bins (sub-sampled Newton: Roosta-Khorasani & Mahoney
 2016, Erdogdu & Montanari 2015): the iteration still converges to the exact optimum, because
 the fixed point is where the exact gradient vanishes, only a little more slowly (linearly
-instead of quadratically), and each iteration costs far less.
+instead of quadratically), and each iteration costs far less. Heavy-tailed features are the
+exception: a subset that misses the few bins that dominate the Hessian makes the steps too long
+in their direction, and the iteration crawls; after 20 iterations the Hessian is formed on
+every bin (quadratic convergence again, for the few units still iterating).
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ _PAIRS_CACHE_BYTES = 256 * 2**20
 # iterating, the step's change of the linear predictor and of the counts, the update: five at
 # most) are kept below this by fitting units in groups.
 _UNIT_ARRAYS_BYTES = 256 * 2**20
-# Newton iterations with float32 Hessians (a fit usually converges in under ten); after them, float64.
+# Newton iterations with float32 Hessians, on the ``hessian_rows`` subset if one is given (a fit
+# usually converges in under ten); after them, exact Hessians: float64, on every bin.
 _FLOAT32_HESSIAN_ITERATIONS = 20
 _GRAM_BLOCK_BYTES = 32 * 2**20
 
@@ -235,8 +240,11 @@ def fit_poisson_glm(
             break
         if iteration == _FLOAT32_HESSIAN_ITERATIONS:
             # Units still iterating: a badly conditioned Hessian, whose float32 rounding slows
-            # the steps down. From here on it is formed in float64 (column pairs block by block).
-            A_hess_T = np.ascontiguousarray(A.T if hess_idx is None else A[hess_idx].T)
+            # the steps down, or one the bins of the subset do not represent (heavy-tailed
+            # features: the few bins that dominate it are missed, and the steps shrink to a
+            # crawl). From here on it is exact: float64, on every bin (column pairs in blocks).
+            A_hess_T = np.ascontiguousarray(A.T)
+            hess_idx = None
             pairs = None
         everyone = active.size == n_units
         B_a = B[active]
