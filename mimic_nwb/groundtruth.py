@@ -38,20 +38,35 @@ class SimulatedUnits:
     brain_regions: list[str]
 
 
-def driving_signal(values, n_components=5, rng=None):
-    """A unit-variance signal: a random direction in the top principal components of ``values``.
+def principal_components(values, n_components=5):
+    """The top ``n_components`` principal component scores of the standardised ``values``.
 
-    Rows with NaN stay NaN. ``values`` is (T, F) on the spike bins.
+    ``values`` is (T, F) on the spike bins; returns (T, n) float64, rows with NaN left NaN.
     """
-    rng = rng or np.random.default_rng()
     finite = np.all(np.isfinite(values), axis=1)
-    x = values[finite]
+    x = np.asarray(values[finite], dtype=np.float64)
     scale = x.std(axis=0)
     x = (x[:, scale > 0] - x[:, scale > 0].mean(axis=0)) / scale[scale > 0]
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    components = x @ vt[:n_components].T
-    signal = components @ rng.standard_normal(components.shape[1])
-    out = np.full(len(values), np.nan)
+    # principal axes from the (F, F) Gram matrix: no (T, F) factor besides x
+    eigenvalues, axes = np.linalg.eigh(x.T @ x)
+    top = axes[:, np.argsort(eigenvalues)[::-1][:n_components]]
+    components = np.full((len(values), top.shape[1]), np.nan)
+    components[finite] = x @ top
+    return components
+
+
+def driving_signal(values, n_components=5, rng=None, components=None):
+    """A unit-variance signal: a random direction in the top principal components of ``values``.
+
+    Rows with NaN stay NaN. ``values`` is (T, F) on the spike bins; ``components``, when given,
+    are its `principal_components` (computed once for many units).
+    """
+    rng = rng or np.random.default_rng()
+    if components is None:
+        components = principal_components(values, n_components)
+    finite = np.all(np.isfinite(components), axis=1)
+    signal = components[finite] @ rng.standard_normal(components.shape[1])
+    out = np.full(len(components), np.nan)
     out[finite] = (signal - signal.mean()) / signal.std()
     return out
 
@@ -64,12 +79,14 @@ def simulate_units(nwbfile, plan, t_start, t_stop, bin_size=0.02, seed=0, path="
     rng = np.random.default_rng(seed)
     centers = bin_centers(t_start, t_stop, bin_size)
     result = SimulatedUnits([], [], [], [], [], [], [])
-    cache = {}
+    components = {}  # per feature set: its top principal components on the bins, not its values
     for index, (feature_set, lag, region) in enumerate(plan):
-        if feature_set not in cache:
-            cache[feature_set] = resample_to_bins(read_feature_set(nwbfile, feature_set, path), centers)
+        if feature_set not in components:
+            values = resample_to_bins(read_feature_set(nwbfile, feature_set, path), centers)
+            components[feature_set] = principal_components(values)
+            del values
         shift = int(round(lag / bin_size))
-        signal = driving_signal(cache[feature_set], rng=rng)
+        signal = driving_signal(None, rng=rng, components=components[feature_set])
         # rate at bin t depends on the features at t - lag
         driven = np.full(len(centers), np.nan)
         if shift >= 0:
