@@ -55,15 +55,12 @@ def principal_components(values, n_components=5):
     return components
 
 
-def driving_signal(values, n_components=5, rng=None, components=None):
-    """A unit-variance signal: a random direction in the top principal components of ``values``.
+def driving_signal(components, rng=None):
+    """A unit-variance signal: a random direction in ``components`` (`principal_components`).
 
-    Rows with NaN stay NaN. ``values`` is (T, F) on the spike bins; ``components``, when given,
-    are its `principal_components` (computed once for many units).
+    Rows with NaN stay NaN.
     """
     rng = rng or np.random.default_rng()
-    if components is None:
-        components = principal_components(values, n_components)
     finite = np.all(np.isfinite(components), axis=1)
     signal = components[finite] @ rng.standard_normal(components.shape[1])
     out = np.full(len(components), np.nan)
@@ -86,7 +83,7 @@ def simulate_units(nwbfile, plan, t_start, t_stop, bin_size=0.02, seed=0, path="
             components[feature_set] = principal_components(values)
             del values
         shift = int(round(lag / bin_size))
-        signal = driving_signal(None, rng=rng, components=components[feature_set])
+        signal = driving_signal(components[feature_set], rng=rng)
         # rate at bin t depends on the features at t - lag
         driven = np.full(len(centers), np.nan)
         if shift >= 0:
