@@ -242,7 +242,10 @@ def read_feature_set(nwbfile, name, path="session"):
     return feature_set
 
 
-def resample_to_bins(feature_set, bin_centers):
-    """Values of a feature set at bin centres (linear interpolation; NaN outside its time range)."""
-    values, _ = resample_features(feature_set.values, bin_centers, timestamps=feature_set.times)
+def resample_to_bins(feature_set, bin_centers, dtype=np.float64):
+    """Values of a feature set at bin centres (linear interpolation; NaN outside its time range).
+
+    The result is ``dtype``; the interpolation is float64 in blocks of bins whatever it is.
+    """
+    values, _ = resample_features(feature_set.values, bin_centers, timestamps=feature_set.times, dtype=dtype)
     return values

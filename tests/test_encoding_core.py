@@ -20,6 +20,7 @@ from mimic_nwb.encoding import (
     benjamini_hochberg,
     bin_centers,
     bin_spike_times,
+    binning,
     blocked_folds,
     fit_encoding_models,
     fit_poisson_glm,
@@ -79,6 +80,24 @@ def test_resample_features_interpolates_and_excludes_outside():
     np.testing.assert_array_equal(np.isnan(same), np.isnan(resampled))
     np.testing.assert_allclose(same[inside], resampled[inside])
 
+
+def test_resample_features_in_blocks_matches_interp_in_the_requested_dtype(monkeypatch):
+    # Blocks of 7 bins over 100 bins: the interpolation across block edges, the exact hits and a
+    # NaN sample (which makes only the bins next to it NaN) are those of one float64 pass.
+    monkeypatch.setattr(binning, "_RESAMPLE_BLOCK_ROWS", 7)
+    rng = np.random.default_rng(0)
+    t = np.cumsum(rng.uniform(0.01, 0.03, 150))
+    values = rng.normal(size=(150, 3)).astype(np.float32)
+    values[40, 1] = np.nan
+    centres = np.r_[t[5], np.linspace(t[0] - 0.1, t[-1] + 0.1, 98), t[41]]
+    resampled, inside = resample_features(values, centres, timestamps=t, dtype=np.float32)
+    assert resampled.dtype == np.float32 and resampled.shape == (100, 3)
+    for column in range(3):
+        expected = np.interp(centres, t, values[:, column].astype(np.float64))
+        expected[~inside] = np.nan
+        np.testing.assert_allclose(resampled[:, column], expected, rtol=1e-6, atol=1e-6)
+    assert resampled[0, 0] == values[5, 0] and resampled[-1, 1] == values[41, 1]  # exact hits, even after a NaN
+    assert np.isnan(resampled[:, 1]).sum() == (~inside).sum() + np.sum((centres > t[39]) & (centres < t[41]))
 
 def test_resample_features_bad_timestamps():
     with pytest.raises(ValueError, match="strictly increasing"):

@@ -73,6 +73,10 @@ def bin_spike_times(
     return counts
 
 
+# Bins interpolated at a time by resample_features (float64 temporaries of this many rows).
+_RESAMPLE_BLOCK_ROWS = 65536
+
+
 def resample_features(
     values: np.ndarray,
     target_times: np.ndarray,
@@ -80,6 +84,7 @@ def resample_features(
     *,
     rate: float | None = None,
     starting_time: float = 0.0,
+    dtype=np.float64,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Linearly interpolate a feature matrix at the bin centres.
 
@@ -100,15 +105,21 @@ def resample_features(
         Sampling rate, Hz (instead of ``timestamps``).
     starting_time : float, default 0
         Time of the first sample when ``rate`` is given, seconds.
+    dtype : numpy dtype, default float64
+        Of the result. The interpolation is float64 whatever the dtype, in blocks of
+        ``_RESAMPLE_BLOCK_ROWS`` bins, so that a long session's float32 features are resampled
+        without a float64 copy of them all.
 
     Returns
     -------
-    resampled : ndarray, shape (n_bins, n_features)
+    resampled : ndarray, shape (n_bins, n_features), ``dtype``
         NaN where the bin centre is outside the feature's time range.
     inside : ndarray of bool, shape (n_bins,)
         Whether each bin centre lies inside the feature's time range.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = np.asarray(values)
+    if not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
     if values.ndim == 1:
         values = values[:, None]
     if values.ndim != 2 or values.shape[0] < 2:
@@ -130,10 +141,15 @@ def resample_features(
     # Interval index and weight once for all columns.
     i = np.clip(np.searchsorted(timestamps, target_times, side="right") - 1, 0, n_samples - 2)
     w = (target_times - timestamps[i]) / (timestamps[i + 1] - timestamps[i])
-    resampled = values[i] * (1.0 - w)[:, None] + values[i + 1] * w[:, None]
-    # The sample itself at an exact hit (w == 0), so a NaN in the next sample does not leak in.
-    exact = w == 0
-    resampled[exact] = values[i[exact]]
+    resampled = np.empty((target_times.size, values.shape[1]), dtype=dtype)
+    for start in range(0, target_times.size, _RESAMPLE_BLOCK_ROWS):
+        rows = slice(start, start + _RESAMPLE_BLOCK_ROWS)
+        i_rows, w_rows = i[rows], w[rows][:, None]
+        block = values[i_rows] * (1.0 - w_rows) + values[i_rows + 1] * w_rows  # float64
+        # The sample itself at an exact hit (w == 0), so a NaN in the next sample does not leak in.
+        exact = w[rows] == 0
+        block[exact] = values[i_rows[exact]]
+        resampled[rows] = block
     resampled[~inside] = np.nan
     return resampled, inside
 

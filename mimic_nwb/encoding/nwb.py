@@ -184,7 +184,14 @@ def encode(
         names = list(feature_sets) if feature_sets else available_feature_sets(nwbfile)
         if not names:
             raise InputError(f"{path}: no feature sets (run stac / simulate first)")
-        sets = [read_feature_set(nwbfile, n, path) for n in names]
+        # Each set's values in float32 as soon as it is read (half the memory of a long session's
+        # features; the fits form their designs in float64): the float64 values of one set at a
+        # time, not of them all.
+        sets = []
+        for n in names:
+            feature_set = read_feature_set(nwbfile, n, path)
+            sets.append(replace_fields(feature_set, values=feature_set.values.astype(np.float32)))
+            del feature_set
         t_start = max(s.times[0] for s in sets)
         t_stop = min(s.times[-1] for s in sets)
         if not t_stop - t_start >= config.n_folds * config.chunk_duration:
@@ -200,11 +207,10 @@ def encode(
         silent = [n for n, c in zip(neural.unit_names, neural.counts.sum(axis=0)) if c == 0]
         if silent:
             raise InputError(f"{path}: units without spikes in {t_start:.2f}-{t_stop:.2f} s: {', '.join(silent)}")
-        # Each set on the bins in float32 (half the memory over a long session; the fits form
-        # their designs in float64), its values as read dropped at once.
+        # Each set on the bins, in float32, its values as read dropped at once.
         matrices = {}
         for i, feature_set in enumerate(sets):
-            matrices[feature_set.name] = resample_to_bins(feature_set, neural.bin_centers).astype(np.float32)
+            matrices[feature_set.name] = resample_to_bins(feature_set, neural.bin_centers, dtype=np.float32)
             sets[i] = replace_fields(feature_set, values=None)
         del feature_set  # the loop's name would keep the last set's values
         inputs = session.object_ids(neural.origin, *{id(s.result): s.result for s in sets}.values())
