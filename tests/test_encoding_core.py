@@ -99,6 +99,7 @@ def test_resample_features_in_blocks_matches_interp_in_the_requested_dtype(monke
     assert resampled[0, 0] == values[5, 0] and resampled[-1, 1] == values[41, 1]  # exact hits, even after a NaN
     assert np.isnan(resampled[:, 1]).sum() == (~inside).sum() + np.sum((centres > t[39]) & (centres < t[41]))
 
+
 def test_resample_features_bad_timestamps():
     with pytest.raises(ValueError, match="strictly increasing"):
         resample_features(np.zeros((3, 1)), np.zeros(2), timestamps=np.array([0.0, 0.0, 1.0]))
