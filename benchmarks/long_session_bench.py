@@ -43,8 +43,8 @@ blocks of rows and fits units in groups when its (units x bins) arrays would pas
 session while the rollout runs.
 
 At 3 hours (``--minutes 180 --workers 2``, 2026-11-30, quiet): stac 0.45, inverse dynamics 0.42,
-closed loop 1.68 ms/frame (1,380 s with import, <= 2.9 GB), but encode took more than 100 min:
-the chain is over 2 h, the bar is not met (README).
+closed loop 1.68 ms/frame (1,380 s with import, <= 2.9 GB), encode 12.8 ms/frame (6,918 s,
+4.13 GB): the chain 2.31 h and the largest peak 4.13 GB, both bars NOT met (README).
 
 Measured 2026-11-30 on the 2-core development VM (24 GiB), ``--workers 1`` (one core: the lead's
 training ran on the other), ``nice -n 5``, threads pinned to 1; other jobs on the VM make runs vary
