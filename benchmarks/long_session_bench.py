@@ -39,10 +39,12 @@ unlinked scratch files beside the session block by block (``mimic_nwb.storage.sc
 pages handed back after each block), and the append streams them into the file; the rollout
 prepares its reference targets 4,096 frames at a time. Encode keeps its features in float32
 (each set from the moment it is read; resampled to the bins in blocks), standardises them in
-blocks of rows and fits units in groups when its (units x bins) arrays would pass 256 MiB. Disk: the scratch files take about 13 kB per frame (7 GB for 3 hours) beside the
-session while the rollout runs.
+blocks of rows and fits units in groups when its (units x bins) arrays would pass 256 MiB. Disk:
+the scratch files take about 13 kB per frame (7 GB for 3 hours) beside the session while the
+rollout runs.
 
-At 3 hours (``--minutes 180 --workers 2``, 2026-11-30, quiet): stac 0.45, inverse dynamics 0.42,
+At 3 hours (``--minutes 180 --workers 2``, 2026-11-30, quiet but for a test run beside encode's
+last 10 minutes): stac 0.45, inverse dynamics 0.42,
 closed loop 1.68 ms/frame (1,380 s with import, <= 2.9 GB), encode 12.8 ms/frame (6,918 s,
 4.13 GB): the chain 2.31 h and the largest peak 4.13 GB, both bars NOT met (README).
 
