@@ -44,9 +44,9 @@ the scratch files take about 13 kB per frame (7 GB for 3 hours) beside the sessi
 rollout runs.
 
 At 3 hours (``--minutes 180 --workers 2``, 2026-11-30, quiet but for a test run beside encode's
-last 10 minutes): stac 0.45, inverse dynamics 0.42,
-closed loop 1.68 ms/frame (1,380 s with import, <= 2.9 GB), encode 12.8 ms/frame (6,918 s,
-4.13 GB): the chain 2.31 h and the largest peak 4.13 GB, both bars NOT met (README).
+last 10 minutes): stac 0.45, inverse dynamics 0.42, closed loop 1.68 ms/frame (1,380 s with
+import, <= 2.9 GB), encode 12.8 ms/frame (6,918 s, 4.13 GB): the chain 2.31 h and the largest
+peak 4.13 GB, both bars NOT met (README).
 
 Measured 2026-11-30 on the 2-core development VM (24 GiB), ``--workers 1`` (one core: the lead's
 training ran on the other), ``nice -n 5``, threads pinned to 1; other jobs on the VM make runs vary
